@@ -1,0 +1,48 @@
+#include "agent_client.h"
+
+#include <unistd.h>
+
+#include <span>
+
+#include "colo/common/wire.h"
+
+namespace colo::cni {
+namespace {
+
+class UnixAgentClient final : public AgentClient {
+ public:
+  UnixAgentClient(std::string path, std::chrono::milliseconds timeout) : path_(std::move(path)), timeout_(timeout) {}
+
+  Expected<nlohmann::json, AgentFailure> call(nlohmann::json request, int fd) override {
+    using Kind = AgentFailure::Kind;
+    auto sock = wire::connectUnix(path_);
+    if (!sock) return AgentFailure{Kind::Unreachable, sock.error().code, sock.error().message};
+    request["v"] = wire::kVersion;
+    request["id"] = static_cast<unsigned>(::getpid());
+    const int fds[1] = {fd};
+    auto reply = wire::call(sock->get(), request, fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>(), timeout_);
+    if (!reply) {
+      const auto& e = reply.error();
+      const Kind kind = e.code == "timeout" ? Kind::Timeout : (e.code == "closed" || e.errnum == EPIPE) ? Kind::Unreachable : Kind::Protocol;
+      return AgentFailure{kind, e.code, e.message};
+    }
+    const auto& body = reply->body;
+    if (!body["ok"].get<bool>()) {
+      const auto& err = body.value("error", nlohmann::json::object());
+      return AgentFailure{Kind::Rejected, err.value("code", std::string("internal")), err.value("message", std::string("agent refused"))};
+    }
+    return body;
+  }
+
+ private:
+  std::string path_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+std::unique_ptr<AgentClient> makeUnixAgentClient(std::string socketPath, std::chrono::milliseconds timeout) {
+  return std::make_unique<UnixAgentClient>(std::move(socketPath), timeout);
+}
+
+}  // namespace colo::cni

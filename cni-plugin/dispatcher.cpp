@@ -1,0 +1,83 @@
+#include "dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <string_view>
+
+#include "colo/common/log.h"
+#include "colo/common/netns.h"
+#include "spec_version.h"
+
+namespace colo::cni {
+namespace {
+
+struct Verb {
+  std::string_view name;
+  SpecVersion since;  // first spec version that has the verb
+  Outcome (*run)(const Context&);
+};
+
+// The one table from verb to handler. VERSION needs no config and is answered before this.
+constexpr std::array<Verb, 5> kVerbs = {{
+    {"ADD", {0, 3, 0}, cmdAdd},
+    {"DEL", {0, 3, 0}, cmdDel},
+    {"CHECK", {0, 4, 0}, cmdCheck},
+    {"STATUS", {1, 1, 0}, cmdStatus},
+    {"GC", {1, 1, 0}, cmdGc},
+}};
+
+RunResult fail(const CniError& e, const std::string& cniVersion) {
+  return RunResult{1, e.toJson(cniVersion.empty() ? std::string(kImplementedVersion) : cniVersion)};
+}
+
+}  // namespace
+
+RunResult dispatch(const Getenv& getenv, const std::string& stdinData, const Dependencies& deps) {
+  try {
+    auto inv = readInvocation(getenv);
+    if (!inv) return fail(inv.error(), "");
+    if (inv->command == "VERSION") return RunResult{0, versionInfo()};
+
+    auto config = parseConfig(stdinData);
+    if (!config) return fail(config.error(), "");
+    const std::string& version = config->cniVersion;
+    if (deps.setupLogging) (void)log::setup({.format = "text", .level = config->logLevel, .file = config->logFile, .name = "colo-cni"});
+
+    const Verb* verb = nullptr;
+    for (const auto& v : kVerbs) {
+      if (v.name == inv->command) verb = &v;
+    }
+    if (verb == nullptr) return fail({Code::InvalidEnvironment, "unknown CNI_COMMAND: " + inv->command, ""}, version);
+    if (*parseVersion(version) < verb->since) {
+      return fail({Code::IncompatibleVersion, "config version " + version + " does not allow " + inv->command, ""}, version);
+    }
+
+    auto pod = parseCniArgs(inv->args);
+    if (!pod) {
+      // DEL must succeed when there is nothing it can undo; bad CNI_ARGS cannot name anything.
+      if (inv->command == "DEL") {
+        spdlog::warn("DEL container {}: {} ({}); ignoring", inv->containerId, pod.error().msg, pod.error().details);
+        return RunResult{0, ""};
+      }
+      return fail(pod.error(), version);
+    }
+
+    const Context ctx{*inv, *config, *pod, deps.agent, deps.openNetns};
+    auto out = verb->run(ctx);
+    if (!out) return fail(out.error(), version);
+    return RunResult{0, std::move(out.value())};
+  } catch (const std::exception& e) {
+    return fail({Code::Internal, "colo-cni internal error", e.what()}, "");
+  }
+}
+
+Dependencies realDependencies() {
+  return Dependencies{
+      [](const PluginConfig& c) { return makeUnixAgentClient(c.agentSocket, c.timeout); },
+      [](const std::string& path) { return netns::open(path); },
+      true,
+  };
+}
+
+}  // namespace colo::cni

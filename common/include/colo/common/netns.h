@@ -1,0 +1,29 @@
+// Network namespace handles: checking that a descriptor really is a netns, and its identity.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "colo/common/error.h"
+#include "colo/common/unique_fd.h"
+
+namespace colo::netns {
+
+struct Identity {
+  std::uint64_t inode = 0;
+  std::uint64_t device = 0;
+  bool operator==(const Identity&) const = default;
+};
+
+// Fails with "bad_netns" when `fd` is not a network namespace (e.g. a regular file or a mount ns).
+Expected<Identity> inspect(int fd);
+
+// Opens a netns path (e.g. /var/run/netns/x, /proc/<pid>/ns/net) read-only.
+Expected<UniqueFd> open(const std::string& path);
+
+// The netns of the calling thread.
+Expected<Identity> current();
+
+}  // namespace colo::netns

@@ -1,0 +1,67 @@
+// The colo wire protocol: SOCK_SEQPACKET, one JSON object per message (64 KiB at most),
+// file descriptors attached with SCM_RIGHTS. See docs/protocol.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "colo/common/error.h"
+#include "colo/common/unique_fd.h"
+
+namespace colo::wire {
+
+using json = nlohmann::json;
+
+constexpr int kVersion = 1;
+constexpr std::size_t kMaxMessage = 64 * 1024;
+constexpr std::size_t kMaxFds = 8;
+
+// Stable error codes carried in replies' "error.code".
+namespace code {
+inline constexpr const char* kBadRequest = "bad_request";          // not JSON, not an object, fields missing
+inline constexpr const char* kTooLarge = "too_large";              // over kMaxMessage or too many fds
+inline constexpr const char* kUnsupportedVersion = "unsupported_version";
+inline constexpr const char* kUnknownOp = "unknown_op";
+inline constexpr const char* kInvalidArgument = "invalid_argument";  // well-formed but unacceptable
+inline constexpr const char* kBadNetns = "bad_netns";              // fd missing or not a network namespace
+inline constexpr const char* kNotFound = "not_found";
+inline constexpr const char* kInternal = "internal";
+inline constexpr const char* kUnavailable = "unavailable";
+}  // namespace code
+
+struct Message {
+  json body;
+  std::vector<UniqueFd> fds;
+};
+
+// Sends one message. Never raises SIGPIPE.
+Status send(int sock, const json& body, std::span<const int> fds = {});
+
+// Receives one message. Errors: "closed" (peer hung up), "too_large", "bad_request"
+// (not a JSON object), "io". Any descriptors that came with a bad message are closed.
+Expected<Message> recv(int sock);
+
+// Waits up to `timeout` for the socket to become readable; "timeout" error otherwise.
+Status waitReadable(int sock, std::chrono::milliseconds timeout);
+
+// Connects a SOCK_SEQPACKET socket. A path starting with '@' names an abstract socket.
+Expected<UniqueFd> connectUnix(const std::string& path);
+
+// Binds and listens; removes a stale socket file first and sets `mode` on the file.
+Expected<UniqueFd> listenUnix(const std::string& path, unsigned mode);
+
+// One request, one reply, bounded in time. Checks that the reply echoes the id.
+Expected<Message> call(int sock, const json& request, std::span<const int> fds, std::chrono::milliseconds timeout);
+
+// Reply helpers.
+json okReply(const json& request);
+json errorReply(const json& request, const std::string& code, const std::string& message);
+
+// Validates the envelope of a request: object with "v" == 1, string "op", integer "id".
+Status validateRequest(const json& body);
+
+}  // namespace colo::wire

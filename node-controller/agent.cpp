@@ -1,0 +1,71 @@
+#include "agent.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "colo/common/files.h"
+#include "colo/common/netns.h"
+
+namespace colo::node {
+
+Agent::Agent(Config config) : config_(std::move(config)), registry_(config_.stateDir) {
+  metrics_.describe("colo_build_info", "gauge", "colo-node version and mode.");
+  metrics_.set("colo_build_info", {{"version", COLO_VERSION}, {"mode", config_.mode}}, 1);
+}
+
+Agent::~Agent() { stop(); }
+
+Status Agent::start() {
+  const std::string socketDir = std::filesystem::path(config_.cniSocket).parent_path().string();
+  if (auto s = files::makeDirs(config_.runDir, 0755); !s) return s;
+  if (auto s = files::makeDirs(socketDir, 0700); !s) return s;  // root only: colo-cni runs as root
+  if (auto s = files::makeDirs(config_.stateDir, 0700); !s) return s;
+
+  auto loaded = registry_.load();
+  if (!loaded) return loaded.error();
+  spdlog::info("registry: {} pods restored from {}", *loaded, config_.stateDir);
+
+  auto host = netns::current();
+  if (!host) return host.error();
+  cni_ = std::make_unique<CniHandler>(registry_, metrics_, *host);
+  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const PeerCred&) {
+    const std::string op = m.body.value("op", "");
+    if (CniHandler::handles(op)) return cni_->handle(m);
+    return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
+  });
+  if (auto s = cniServer_->start(config_.cniSocket, 0600); !s) return s;
+
+  if (!config_.httpAddress.empty()) {
+    http_ = std::make_unique<HttpServer>(HttpSources{
+        [this] { return readiness(); }, [this] { return metrics_.render(); }, [this] { return debugPods(); }});
+    if (auto s = http_->start(config_.httpAddress); !s) return s;
+  }
+  spdlog::info("colo-node {} ready on node {} (mode {})", COLO_VERSION, config_.nodeName, config_.mode);
+  return {};
+}
+
+void Agent::stop() {
+  if (http_) http_->stop();
+  if (cniServer_) cniServer_->stop();
+}
+
+nlohmann::json Agent::readiness() const {
+  const bool cniUp = cniServer_ && cniServer_->running();
+  struct stat st{};
+  const bool socketPresent = ::stat(config_.cniSocket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+  nlohmann::json checks = {
+      {"cniSocket", cniUp && socketPresent ? "ok" : "not serving " + config_.cniSocket},
+      {"registry", "ok"},
+  };
+  return {{"ready", cniUp && socketPresent}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
+}
+
+nlohmann::json Agent::debugPods() const {
+  nlohmann::json pods = nlohmann::json::array();
+  for (const auto& p : registry_.list()) pods.push_back(toJson(p));
+  return {{"node", config_.nodeName}, {"pods", pods}};
+}
+
+}  // namespace colo::node

@@ -1,0 +1,33 @@
+// colo-node: owns the registry, the CNI socket and the HTTP endpoints, and their lifetimes.
+#pragma once
+
+#include <memory>
+
+#include "config.h"
+#include "http/http_server.h"
+#include "metrics.h"
+#include "pods/cni_handler.h"
+#include "pods/registry.h"
+#include "server/seqpacket_server.h"
+
+namespace colo::node {
+
+class Agent {
+ public:
+  explicit Agent(Config config);
+  ~Agent();
+  Status start();
+  void stop();
+  nlohmann::json readiness() const;
+  nlohmann::json debugPods() const;
+
+ private:
+  Config config_;
+  Metrics metrics_;
+  Registry registry_;
+  std::unique_ptr<CniHandler> cni_;
+  std::unique_ptr<SeqpacketServer> cniServer_;
+  std::unique_ptr<HttpServer> http_;
+};
+
+}  // namespace colo::node

@@ -1,0 +1,125 @@
+#include "config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+
+#include "colo/common/files.h"
+#include "colo/common/log.h"
+
+namespace colo::node {
+namespace {
+
+// One table: config key (YAML and --flag) to field.
+const std::map<std::string, std::string Config::*>& fields() {
+  static const std::map<std::string, std::string Config::*> m = {
+      {"nodeName", &Config::nodeName},   {"runDir", &Config::runDir},       {"cniSocket", &Config::cniSocket},
+      {"stateDir", &Config::stateDir},   {"httpAddress", &Config::httpAddress}, {"logFormat", &Config::logFormat},
+      {"logLevel", &Config::logLevel},   {"logFile", &Config::logFile},     {"mode", &Config::mode},
+  };
+  return m;
+}
+
+std::string flagToKey(const std::string& flag) {
+  // --cni-socket -> cniSocket
+  std::string key;
+  bool upper = false;
+  for (char c : flag) {
+    if (c == '-') {
+      upper = true;
+      continue;
+    }
+    key += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return key;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+Expected<Config> applyYaml(const std::string& yamlText, Config base) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yamlText);
+  } catch (const YAML::Exception& e) {
+    return Error::make("invalid_argument", std::string("config is not valid YAML: ") + e.what());
+  }
+  if (root.IsNull()) return base;
+  if (!root.IsMap()) return Error::make("invalid_argument", "config must be a YAML mapping");
+  for (const auto& kv : root) {
+    const auto key = kv.first.as<std::string>();
+    auto it = fields().find(key);
+    if (it == fields().end()) return Error::make("invalid_argument", "unknown config key '" + key + "'");
+    if (!kv.second.IsScalar()) return Error::make("invalid_argument", "config key '" + key + "' must be a string");
+    base.*(it->second) = kv.second.as<std::string>();
+  }
+  return base;
+}
+
+Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
+  ParsedArgs out;
+  std::map<std::string, std::string> overrides;
+  std::string configFile;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--version") {
+      out.showVersion = true;
+      continue;
+    }
+    if (a == "--help" || a == "-h") {
+      out.showHelp = true;
+      continue;
+    }
+    if (a.rfind("--", 0) != 0) return Error::make("invalid_argument", "unexpected argument '" + a + "'");
+    std::string name = a.substr(2), value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) return Error::make("invalid_argument", "flag --" + name + " needs a value");
+      value = args[++i];
+    }
+    if (name == "config") {
+      configFile = value;
+      continue;
+    }
+    const std::string key = flagToKey(name);
+    if (!fields().count(key)) return Error::make("invalid_argument", "unknown flag --" + name);
+    overrides[key] = value;
+  }
+  if (!configFile.empty()) {
+    auto text = files::read(configFile);
+    if (!text) return text.error();
+    auto c = applyYaml(*text, out.config);
+    if (!c) return Error::make("invalid_argument", configFile + ": " + c.error().message);
+    out.config = std::move(c.value());
+  }
+  for (const auto& [k, v] : overrides) out.config.*(fields().at(k)) = v;
+  if (out.config.nodeName.empty()) out.config.nodeName = hostname();
+  return out;
+}
+
+std::string usage() {
+  return "usage: colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
+         "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
+         "                 [--mode standalone] [--version]\n";
+}
+
+Status validate(const Config& c) {
+  if (auto l = log::validate({.format = c.logFormat, .level = c.logLevel}); !l) return l;
+  if (c.mode != "standalone") return Error::make("invalid_argument", "mode must be 'standalone' (the Kubernetes mode is not built yet)");
+  if (c.cniSocket.empty() || c.stateDir.empty() || c.runDir.empty()) return Error::make("invalid_argument", "cniSocket, stateDir and runDir must be set");
+  if (!c.httpAddress.empty() && c.httpAddress.rfind(':') == std::string::npos) {
+    return Error::make("invalid_argument", "httpAddress must be HOST:PORT, not '" + c.httpAddress + "'");
+  }
+  return {};
+}
+
+}  // namespace colo::node

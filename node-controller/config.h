@@ -1,0 +1,39 @@
+// colo-node's configuration: defaults, then the YAML file, then flags.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "colo/common/error.h"
+
+namespace colo::node {
+
+struct Config {
+  std::string nodeName;                         // default: hostname
+  std::string runDir = "/run/colo";             // pods/<uid>/ lives here
+  std::string cniSocket = "/run/colo/cni.sock";  // colo-cni talks to us here (0600, dir 0700)
+  std::string stateDir = "/run/colo/state";     // what survives our restart
+  std::string httpAddress = "127.0.0.1:9756";   // /healthz /readyz /metrics /debug/pods; empty: off
+  std::string logFormat = "text";
+  std::string logLevel = "info";
+  std::string logFile;
+  std::string mode = "standalone";              // the only mode until the Kubernetes client lands
+};
+
+struct ParsedArgs {
+  Config config;
+  bool showVersion = false;
+  bool showHelp = false;
+};
+
+// Loads YAML text over `base`. Unknown keys and wrong types are errors that name the key.
+Expected<Config> applyYaml(const std::string& yamlText, Config base);
+
+// Parses argv: --config FILE is read first, then every other flag overrides it.
+Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args);
+
+std::string usage();
+
+Status validate(const Config& c);
+
+}  // namespace colo::node

@@ -1,0 +1,54 @@
+// colo-node: the node agent.
+#include <signal.h>
+
+#include <cstdio>
+#include <spdlog/spdlog.h>
+
+#include "agent.h"
+#include "colo/common/log.h"
+
+int main(int argc, char** argv) {
+  using namespace colo::node;
+  auto parsed = parseArgs(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed) {
+    std::fprintf(stderr, "colo-node: %s\n%s", parsed.error().message.c_str(), usage().c_str());
+    return 2;
+  }
+  if (parsed->showVersion) {
+    std::printf("colo-node %s\n", COLO_VERSION);
+    return 0;
+  }
+  if (parsed->showHelp) {
+    std::printf("%s", usage().c_str());
+    return 0;
+  }
+  const Config& config = parsed->config;
+  if (auto v = validate(config); !v) {
+    std::fprintf(stderr, "colo-node: %s\n", v.error().message.c_str());
+    return 2;
+  }
+  if (auto l = colo::log::setup({.format = config.logFormat, .level = config.logLevel, .file = config.logFile, .name = "colo-node"}); !l) {
+    std::fprintf(stderr, "colo-node: %s\n", l.error().message.c_str());
+    return 2;
+  }
+
+  // Signals are taken synchronously on the main thread; every other thread inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Agent agent(config);
+  if (auto s = agent.start(); !s) {
+    spdlog::critical("cannot start: {}", s.error().message);
+    return 1;
+  }
+  int sig = 0;
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) spdlog::info("SIGHUP: nothing to reload yet");
+  spdlog::info("signal {}: shutting down; pod state stays in {}", sig, config.stateDir);
+  agent.stop();
+  return 0;
+}

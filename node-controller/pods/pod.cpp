@@ -1,0 +1,64 @@
+#include "pods/pod.h"
+
+#include <chrono>
+#include <ctime>
+
+#include "colo/common/names.h"
+
+namespace colo::node {
+
+using nlohmann::json;
+
+json toJson(const Pod& p) {
+  return {{"key", p.key},
+          {"namespace", p.podNamespace},
+          {"name", p.name},
+          {"uid", p.uid},
+          {"infraContainerID", p.infraContainerId},
+          {"network", p.network},
+          {"containerID", p.containerId},
+          {"ifname", p.ifname},
+          {"netnsPath", p.netnsPath},
+          {"netnsInode", p.netns.inode},
+          {"netnsDevice", p.netns.device},
+          {"ips", p.ips},
+          {"annotations", p.annotations},
+          {"optInSource", p.optInSource},
+          {"addedAt", p.addedAt}};
+}
+
+std::optional<Pod> podFromJson(const json& j) {
+  try {
+    Pod p;
+    p.key = j.at("key").get<std::string>();
+    if (!names::isSafeKey(p.key)) return std::nullopt;
+    p.podNamespace = j.at("namespace").get<std::string>();
+    p.name = j.at("name").get<std::string>();
+    p.uid = j.at("uid").get<std::string>();
+    p.infraContainerId = j.value("infraContainerID", std::string());
+    p.network = j.at("network").get<std::string>();
+    p.containerId = j.at("containerID").get<std::string>();
+    p.ifname = j.at("ifname").get<std::string>();
+    p.netnsPath = j.value("netnsPath", std::string());
+    p.netns.inode = j.at("netnsInode").get<std::uint64_t>();
+    p.netns.device = j.at("netnsDevice").get<std::uint64_t>();
+    p.ips = j.at("ips").get<std::vector<std::string>>();
+    p.annotations = j.value("annotations", json(nullptr));
+    p.optInSource = j.value("optInSource", std::string());
+    p.addedAt = j.value("addedAt", std::string());
+    return p;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::string nowRfc3339() {
+  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace colo::node

@@ -1,0 +1,98 @@
+#include "pods/registry.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "colo/common/files.h"
+#include "colo/common/names.h"
+
+namespace colo::node {
+
+namespace fs = std::filesystem;
+
+Registry::Registry(std::string stateDir) : dir_(std::move(stateDir) + "/pods") {}
+
+std::string Registry::fileFor(const std::string& key) const { return dir_ + "/" + key + ".json"; }
+
+Expected<std::size_t> Registry::load() {
+  if (auto s = files::makeDirs(dir_, 0700); !s) return s.error();
+  std::lock_guard lock(mu_);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string path = entry.path().string();
+    if (entry.path().extension() != ".json") {
+      if (path.find(".tmp.") != std::string::npos) ::unlink(path.c_str());  // a write cut short
+      continue;
+    }
+    auto text = files::read(path);
+    std::optional<Pod> pod;
+    if (text) {
+      auto j = nlohmann::json::parse(*text, nullptr, false);
+      if (!j.is_discarded()) pod = podFromJson(j);
+    }
+    if (!pod || fileFor(pod->key) != path) {
+      spdlog::error("state file {} does not hold a pod; moved aside to {}.bad", path, path);
+      fs::rename(path, path + ".bad", ec);
+      continue;
+    }
+    pods_[pod->key] = std::move(*pod);
+  }
+  if (ec) return Error{"io", "reading " + dir_ + ": " + ec.message(), ec.value()};
+  return pods_.size();
+}
+
+Status Registry::put(Pod pod, UniqueFd netnsFd) {
+  if (!names::isSafeKey(pod.key)) return Error::make("invalid_argument", "pod key '" + pod.key + "' is not a safe name");
+  std::lock_guard lock(mu_);
+  if (auto s = files::writeAtomic(fileFor(pod.key), toJson(pod).dump(2) + "\n", 0600); !s) return s;
+  if (netnsFd) netns_[pod.key] = std::move(netnsFd);
+  else netns_.erase(pod.key);
+  pods_[pod.key] = std::move(pod);
+  return {};
+}
+
+std::optional<Pod> Registry::findByAttachment(const std::string& network, const std::string& containerId,
+                                              const std::string& ifname) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [key, pod] : pods_) {
+    if (pod.sameAttachment(network, containerId, ifname)) return pod;
+  }
+  return std::nullopt;
+}
+
+std::optional<Pod> Registry::get(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(key);
+  if (it == pods_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<Pod> Registry::remove(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(key);
+  if (it == pods_.end()) return std::nullopt;
+  Pod out = std::move(it->second);
+  pods_.erase(it);
+  netns_.erase(key);
+  if (::unlink(fileFor(key).c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("{}", Error::fromErrno("unlink(" + fileFor(key) + ")").message);
+  }
+  return out;
+}
+
+std::vector<Pod> Registry::list() const {
+  std::lock_guard lock(mu_);
+  std::vector<Pod> out;
+  out.reserve(pods_.size());
+  for (const auto& [k, p] : pods_) out.push_back(p);
+  return out;
+}
+
+std::size_t Registry::size() const {
+  std::lock_guard lock(mu_);
+  return pods_.size();
+}
+
+}  // namespace colo::node
