@@ -20,6 +20,7 @@ class Agent {
   void stop();
   nlohmann::json readiness() const;
   nlohmann::json debugPods() const;
+  int httpPort() const { return http_ ? http_->port() : 0; }
 
  private:
   Config config_;

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config clang llvm
   nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libbpf-dev bpftool
   libcpp-httplib-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  iproute2 containernetworking-plugins podman runc busybox-static
+  iproute2 iputils-ping containernetworking-plugins podman runc busybox-static
   iperf3 sockperf curl jq python3 shellcheck yamllint
 )
 

@@ -161,7 +161,9 @@ Status validateRequest(const json& body) {
   if (body["v"].get<long long>() != kVersion) {
     return Error::make(code::kUnsupportedVersion, "protocol version " + body["v"].dump() + " is not supported (this agent speaks 1)");
   }
-  if (!body.contains("id") || !body["id"].is_number_unsigned()) return Error::make(code::kBadRequest, "request has no unsigned integer 'id'");
+  if (!body.contains("id") || !body["id"].is_number_integer() || body["id"].get<long long>() < 0) {
+    return Error::make(code::kBadRequest, "request has no non-negative integer 'id'");
+  }
   if (!body.contains("op") || !body["op"].is_string()) return Error::make(code::kBadRequest, "request has no string 'op'");
   return {};
 }

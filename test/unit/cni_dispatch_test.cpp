@@ -1,0 +1,309 @@
+// Every verb over every spec version, through the real dispatcher with a fake agent.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dispatcher.h"
+
+namespace colo::cni {
+namespace {
+
+using nlohmann::json;
+
+struct FakeAgent {
+  std::vector<json> requests;
+  std::optional<AgentFailure> failure;
+  json reply = {{"ok", true}, {"optedIn", true}, {"key", "k"}};
+};
+
+class DispatchTest : public ::testing::Test {
+ protected:
+  std::map<std::string, std::string> env;
+  FakeAgent agent;
+  bool netnsOpens = true;
+
+  Dependencies deps() {
+    Dependencies d;
+    d.setupLogging = false;
+    d.agent = [this](const PluginConfig&) {
+      struct Client : AgentClient {
+        FakeAgent* a;
+        explicit Client(FakeAgent* f) : a(f) {}
+        Expected<json, AgentFailure> call(json r, int) override {
+          a->requests.push_back(r);
+          if (a->failure) return *a->failure;
+          return a->reply;
+        }
+      };
+      return std::make_unique<Client>(&agent);
+    };
+    d.openNetns = [this](const std::string&) -> Expected<UniqueFd> {
+      if (!netnsOpens) return Error::make("not_found", "no such netns");
+      return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    };
+    return d;
+  }
+
+  void setVerb(const std::string& verb) {
+    env = {{"CNI_COMMAND", verb}, {"CNI_PATH", "/opt/cni/bin"}};
+    if (verb == "ADD" || verb == "DEL" || verb == "CHECK") {
+      env["CNI_CONTAINERID"] = "c0ffee";
+      env["CNI_NETNS"] = "/var/run/netns/x";
+      env["CNI_IFNAME"] = "eth0";
+      env["CNI_ARGS"] = "K8S_POD_UID=1f2e-3d;IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_NAMESPACE=shop";
+    }
+  }
+
+  RunResult run(const json& config) { return run(config.dump()); }
+  RunResult run(const std::string& stdinData) {
+    auto getenv = [this](const char* n) -> std::optional<std::string> {
+      auto it = env.find(n);
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    };
+    return dispatch(getenv, stdinData, deps());
+  }
+
+  static json config(const std::string& version, json extra = json::object()) {
+    json c = {{"cniVersion", version}, {"name", "net"}, {"type", "colo-cni"}, {"enableAll", true}};
+    c["prevResult"] = {{"cniVersion", version}, {"ips", {{{"address", "198.18.0.9/24"}}}}};
+    c.update(extra);
+    return c;
+  }
+
+  static json parse(const RunResult& r) { return r.out.empty() ? json() : json::parse(r.out); }
+};
+
+const std::vector<std::string> kVersions = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+
+bool verbExists(const std::string& verb, const std::string& version) {
+  if (verb == "CHECK") return version >= "0.4.0";
+  if (verb == "STATUS" || verb == "GC") return version == "1.1.0";
+  return true;
+}
+
+TEST_F(DispatchTest, EveryVerbOverEverySpecVersion) {
+  for (const std::string verb : {"ADD", "DEL", "CHECK", "STATUS", "GC"}) {
+    for (const auto& v : kVersions) {
+      SCOPED_TRACE(verb + " " + v);
+      setVerb(verb);
+      agent.requests.clear();
+      auto r = run(config(v));
+      if (!verbExists(verb, v)) {
+        EXPECT_EQ(r.exitCode, 1);
+        EXPECT_EQ(parse(r)["code"], 1) << r.out;
+        EXPECT_EQ(parse(r)["cniVersion"], v);
+        EXPECT_TRUE(agent.requests.empty());
+        continue;
+      }
+      EXPECT_EQ(r.exitCode, 0) << r.out;
+      ASSERT_EQ(agent.requests.size(), 1u);
+      EXPECT_EQ(agent.requests[0]["op"], "cni." + [&] { std::string s = verb; for (auto& c : s) c = static_cast<char>(std::tolower(c)); return s; }());
+      if (verb == "ADD") {
+        EXPECT_EQ(parse(r), config(v)["prevResult"]) << "prevResult passes through unchanged";
+      } else {
+        EXPECT_TRUE(r.out.empty()) << r.out;
+      }
+    }
+  }
+}
+
+TEST_F(DispatchTest, VersionReportsExactSupportedVersions) {
+  setVerb("VERSION");
+  auto r = run(std::string(R"({"cniVersion":"0.3.1"})"));
+  EXPECT_EQ(r.exitCode, 0);
+  EXPECT_EQ(parse(r)["supportedVersions"], json(kVersions));
+  EXPECT_EQ(parse(r)["cniVersion"], "1.1.0");
+}
+
+TEST_F(DispatchTest, AddPassesPrevResultInConfigVersion) {
+  setVerb("ADD");
+  json c = config("0.4.0");
+  c["prevResult"] = {{"cniVersion", "0.4.0"}, {"ips", {{{"version", "4"}, {"address", "198.18.0.7/24"}, {"interface", 1}}}}, {"dns", {{"nameservers", {"198.18.0.53"}}}}};
+  auto r = run(c);
+  ASSERT_EQ(r.exitCode, 0) << r.out;
+  EXPECT_EQ(parse(r), c["prevResult"]);
+  EXPECT_EQ(agent.requests[0]["ips"], json({"198.18.0.7/24"}));
+  EXPECT_EQ(agent.requests[0]["pod"]["uid"], "1f2e-3d");
+  EXPECT_EQ(agent.requests[0]["pod"]["namespace"], "shop");
+  EXPECT_EQ(agent.requests[0]["attachment"]["network"], "net");
+}
+
+TEST_F(DispatchTest, AddWithoutPrevResultIsAnError) {
+  setVerb("ADD");
+  json c = config("1.0.0");
+  c.erase("prevResult");
+  auto r = run(c);
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_EQ(parse(r)["code"], 7);
+  EXPECT_TRUE(agent.requests.empty());
+}
+
+TEST_F(DispatchTest, PodNotOptedInNeverReachesAgent) {
+  for (const std::string verb : {"ADD", "CHECK", "DEL"}) {
+    setVerb(verb);
+    agent.requests.clear();
+    json c = config("1.0.0", {{"enableAll", false}, {"runtimeConfig", {{kAnnotationsCapability, {{"other", "x"}}}}}});
+    auto r = run(c);
+    EXPECT_EQ(r.exitCode, 0) << verb << r.out;
+    EXPECT_TRUE(agent.requests.empty()) << verb;
+  }
+  // An explicit "false" wins over enableAll.
+  setVerb("ADD");
+  agent.requests.clear();
+  auto r = run(config("1.0.0", {{"runtimeConfig", {{kAnnotationsCapability, {{kEnabledAnnotation, "false"}}}}}}));
+  EXPECT_EQ(r.exitCode, 0);
+  EXPECT_TRUE(agent.requests.empty());
+}
+
+TEST_F(DispatchTest, AnnotatedPodReachesAgentWithAnnotations) {
+  setVerb("ADD");
+  auto r = run(config("1.0.0", {{"enableAll", false}, {"runtimeConfig", {{kAnnotationsCapability, {{kEnabledAnnotation, "true"}}}}}}));
+  EXPECT_EQ(r.exitCode, 0);
+  ASSERT_EQ(agent.requests.size(), 1u);
+  EXPECT_EQ(agent.requests[0]["annotations"][kEnabledAnnotation], "true");
+  EXPECT_EQ(agent.requests[0]["optIn"], true);
+}
+
+TEST_F(DispatchTest, UnknownAnnotationsAskTheAgent) {
+  setVerb("ADD");
+  auto r = run(config("1.0.0", {{"enableAll", false}}));
+  EXPECT_EQ(r.exitCode, 0);
+  ASSERT_EQ(agent.requests.size(), 1u);
+  EXPECT_TRUE(agent.requests[0]["optIn"].is_null());
+  EXPECT_TRUE(agent.requests[0]["annotations"].is_null());
+}
+
+TEST_F(DispatchTest, FailurePolicyOpenLetsThePodGoOn) {
+  for (auto kind : {AgentFailure::Kind::Unreachable, AgentFailure::Kind::Timeout, AgentFailure::Kind::Rejected}) {
+    setVerb("ADD");
+    agent.failure = AgentFailure{kind, "unavailable", "connect(/run/colo/cni.sock): No such file or directory"};
+    auto r = run(config("1.0.0", {{"failurePolicy", "open"}}));
+    EXPECT_EQ(r.exitCode, 0) << r.out;
+    EXPECT_EQ(parse(r), config("1.0.0")["prevResult"]);
+  }
+}
+
+TEST_F(DispatchTest, FailurePolicyClosedFailsWithTryAgainAndSocketPath) {
+  setVerb("ADD");
+  agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "not_found", "connect(/x/cni.sock): No such file or directory"};
+  auto r = run(config("1.0.0", {{"failurePolicy", "closed"}, {"agentSocket", "/x/cni.sock"}}));
+  EXPECT_EQ(r.exitCode, 1);
+  auto e = parse(r);
+  EXPECT_EQ(e["code"], 11);
+  EXPECT_NE(e["details"].get<std::string>().find("/x/cni.sock"), std::string::npos);
+
+  agent.failure = AgentFailure{AgentFailure::Kind::Timeout, "timeout", "no reply within 500 ms"};
+  r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(parse(r)["code"], 11);
+}
+
+TEST_F(DispatchTest, AgentTypedErrorsSurviveTheHop) {
+  setVerb("ADD");
+  agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "bad_netns", "descriptor is not a namespace"};
+  auto r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(parse(r)["code"], 4);
+  EXPECT_NE(parse(r)["msg"].get<std::string>().find("descriptor is not a namespace"), std::string::npos);
+  setVerb("CHECK");
+  agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "not_found", "no pod"};
+  r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(parse(r)["code"], 3);
+}
+
+TEST_F(DispatchTest, DelAlwaysSucceedsWhenNothingCanBeUndone) {
+  setVerb("DEL");
+  env["CNI_NETNS"] = "";  // containerd's second DEL: no netns, no prevResult
+  json c = config("1.0.0");
+  c.erase("prevResult");
+  agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "not_found", "no agent"};
+  for (auto policy : {"open", "closed"}) {
+    c["failurePolicy"] = policy;
+    auto r = run(c);
+    EXPECT_EQ(r.exitCode, 0) << r.out;
+    EXPECT_TRUE(r.out.empty());
+  }
+  env["CNI_ARGS"] = "garbage";
+  EXPECT_EQ(run(c).exitCode, 0);
+}
+
+TEST_F(DispatchTest, StatusUnderPolicies) {
+  setVerb("STATUS");
+  agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "not_found", "no agent"};
+  EXPECT_EQ(run(config("1.1.0", {{"failurePolicy", "open"}})).exitCode, 0);
+  auto r = run(config("1.1.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_EQ(parse(r)["code"], 50);
+}
+
+TEST_F(DispatchTest, GcForwardsValidAttachments) {
+  setVerb("GC");
+  json c = config("1.1.0");
+  c["cni.dev/valid-attachments"] = {{{"containerID", "a1"}, {"ifname", "eth0"}}};
+  agent.reply = {{"ok", true}, {"removed", json::array()}};
+  auto r = run(c);
+  EXPECT_EQ(r.exitCode, 0) << r.out;
+  ASSERT_EQ(agent.requests.size(), 1u);
+  EXPECT_EQ(agent.requests[0]["validAttachments"][0]["containerID"], "a1");
+  EXPECT_EQ(agent.requests[0]["network"], "net");
+}
+
+TEST_F(DispatchTest, MissingEnvironmentIsCode4) {
+  for (const char* var : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"}) {
+    setVerb("ADD");
+    env.erase(var);
+    auto r = run(config("1.0.0"));
+    EXPECT_EQ(r.exitCode, 1) << var;
+    EXPECT_EQ(parse(r)["code"], 4) << var;
+  }
+  setVerb("ADD");
+  env["CNI_COMMAND"] = "FROB";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+  setVerb("ADD");
+  env["CNI_CONTAINERID"] = "../etc";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+  setVerb("ADD");
+  env["CNI_IFNAME"] = "a-name-longer-than-15";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+}
+
+TEST_F(DispatchTest, CniArgsInAnyOrderAndIgnoreUnknown) {
+  setVerb("ADD");
+  env["CNI_ARGS"] = "K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=abc;FOO=bar;IgnoreUnknown=true;K8S_POD_NAMESPACE=shop";
+  auto r = run(config("1.0.0"));
+  EXPECT_EQ(r.exitCode, 0) << r.out;
+  EXPECT_EQ(agent.requests.back()["pod"]["infraContainerID"], "abc");
+  EXPECT_EQ(agent.requests.back()["pod"]["name"], "web");
+
+  env["CNI_ARGS"] = "K8S_POD_NAME=web;FOO=bar";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+  env["CNI_ARGS"] = "IgnoreUnknown=1;K8S_POD_UID=../../etc";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+  env["CNI_ARGS"] = "novalue";
+  EXPECT_EQ(parse(run(config("1.0.0")))["code"], 4);
+}
+
+TEST_F(DispatchTest, GarbageOnStdinNeverCrashes) {
+  setVerb("ADD");
+  for (const std::string in : {"", "{", "[]", "null", "\xff\xfe", R"({"cniVersion":7})", R"({"cniVersion":"9.9.9","name":"n"})",
+                               R"({"cniVersion":"1.0.0"})", R"({"cniVersion":"1.0.0","name":"n","prevResult":[]})"}) {
+    auto r = run(in);
+    EXPECT_EQ(r.exitCode, 1) << in;
+    auto e = parse(r);
+    EXPECT_TRUE(e.contains("code") && e.contains("msg")) << r.out;
+  }
+  EXPECT_EQ(parse(run(std::string("{")))["code"], 6);
+  EXPECT_EQ(parse(run(std::string(R"({"cniVersion":"9.9.9","name":"n"})")))["code"], 1);
+}
+
+TEST_F(DispatchTest, NetnsThatCannotBeOpenedFollowsPolicy) {
+  setVerb("ADD");
+  netnsOpens = false;
+  EXPECT_EQ(run(config("1.0.0", {{"failurePolicy", "open"}})).exitCode, 0);
+  auto r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(parse(r)["code"], 4);
+  EXPECT_TRUE(agent.requests.empty());
+}
+
+}  // namespace
+}  // namespace colo::cni

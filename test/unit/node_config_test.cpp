@@ -1,0 +1,45 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "config.h"
+#include "test_util.h"
+
+namespace colo::node {
+namespace {
+
+TEST(NodeConfig, YamlThenFlags) {
+  test::TempDir dir;
+  const std::string file = dir.path() + "/c.yaml";
+  std::ofstream(file) << "cniSocket: /a/cni.sock\nlogFormat: json\nnodeName: n1\n";
+  auto p = parseArgs({"--config", file, "--node-name=n2", "--http-address", ":9"});
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->config.cniSocket, "/a/cni.sock");
+  EXPECT_EQ(p->config.logFormat, "json");
+  EXPECT_EQ(p->config.nodeName, "n2");
+  EXPECT_EQ(p->config.httpAddress, ":9");
+  EXPECT_TRUE(validate(p->config).ok());
+}
+
+TEST(NodeConfig, ErrorsNameTheProblem) {
+  EXPECT_NE(parseArgs({"--bogus", "1"}).error().message.find("--bogus"), std::string::npos);
+  EXPECT_FALSE(parseArgs({"--cni-socket"}).ok());
+  EXPECT_FALSE(parseArgs({"stray"}).ok());
+  EXPECT_FALSE(parseArgs({"--config", "/nonexistent/colo.yaml"}).ok());
+  EXPECT_NE(applyYaml("cniSockt: /x\n", {}).error().message.find("cniSockt"), std::string::npos);
+  EXPECT_FALSE(applyYaml("cniSocket: [1, 2]\n", {}).ok());
+  EXPECT_FALSE(applyYaml(": : :\n  - [", {}).ok());
+  EXPECT_FALSE(applyYaml("- a\n- b\n", {}).ok());
+  Config c;
+  c.logFormat = "xml";
+  EXPECT_FALSE(validate(c).ok());
+  c = Config{};
+  c.mode = "kubernetes";
+  EXPECT_FALSE(validate(c).ok());
+  c = Config{};
+  c.httpAddress = "nocolon";
+  EXPECT_FALSE(validate(c).ok());
+}
+
+}  // namespace
+}  // namespace colo::node
