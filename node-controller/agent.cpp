@@ -13,6 +13,8 @@ namespace colo::node {
 Agent::Agent(Config config) : config_(std::move(config)), registry_(config_.stateDir) {
   metrics_.describe("colo_build_info", "gauge", "colo-node version and mode.");
   metrics_.set("colo_build_info", {{"version", COLO_VERSION}, {"mode", config_.mode}}, 1);
+  metrics_.describe("colo_pods_released_stale_total", "counter", "Restored pods dropped at start because their netns was gone.");
+  metrics_.add("colo_pods_released_stale_total", {}, 0);
 }
 
 Agent::~Agent() { stop(); }
@@ -26,6 +28,7 @@ Status Agent::start() {
   auto loaded = registry_.load();
   if (!loaded) return loaded.error();
   spdlog::info("registry: {} pods restored from {}", *loaded, config_.stateDir);
+  reconcileRestored();
 
   auto host = netns::current();
   if (!host) return host.error();
@@ -44,6 +47,27 @@ Status Agent::start() {
   }
   spdlog::info("colo-node {} ready on node {} (mode {})", COLO_VERSION, config_.nodeName, config_.mode);
   return {};
+}
+
+// A pod whose netns vanished while we were down will get no DEL we could act on; drop it now.
+// A pod whose netns is still there is held again by a fresh descriptor.
+void Agent::reconcileRestored() {
+  for (const auto& pod : registry_.list()) {
+    auto fd = pod.netnsPath.empty() ? Expected<UniqueFd>(Error::make("not_found", "no netns path recorded")) : netns::open(pod.netnsPath);
+    std::optional<netns::Identity> id;
+    if (fd) {
+      if (auto i = netns::inspect(fd->get())) id = *i;
+    }
+    if (!id || !(*id == pod.netns)) {
+      spdlog::warn("registry: pod {} ({}/{}): netns {} is gone or replaced since colo-node last ran; released", pod.key,
+                   pod.podNamespace, pod.name, pod.netnsPath);
+      registry_.remove(pod.key);
+      metrics_.add("colo_pods_released_stale_total");
+      continue;
+    }
+    Pod again = pod;
+    (void)registry_.put(std::move(again), std::move(fd.value()));
+  }
 }
 
 void Agent::stop() {

@@ -23,6 +23,7 @@ class Agent {
   int httpPort() const { return http_ ? http_->port() : 0; }
 
  private:
+  void reconcileRestored();
   Config config_;
   Metrics metrics_;
   Registry registry_;

@@ -1,0 +1,43 @@
+# Porcelain over CMake. Every target installs what it needs first (scripts/install-deps.sh).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test unit integration lint bench demo clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	bash scripts/install-deps.sh
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+configure: $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The README's test command: unit, lint and (as root) integration tests.
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure --timeout 600
+
+unit: build
+	cd $(BUILD) && ctest -L unit --output-on-failure
+
+integration: deps build
+	cd $(BUILD) && ctest -L integration --output-on-failure
+
+lint: build
+	cd $(BUILD) && ctest -L lint --output-on-failure
+
+bench: deps build
+	bash bench/run.sh $(BUILD)
+
+# The README's main job: a simulated node with pods as network namespaces.
+demo: deps build
+	bash scripts/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Shared harness for colo's integration tests: real network namespaces, Debian's reference CNI
+# plugins, the real colo-node and colo-cni. Addresses come from 198.18.0.0/15 only and no route
+# leads out. Everything a test creates is removed on exit, pass or fail.
+set -euo pipefail
+
+[[ $(id -u) -eq 0 ]] || { echo "SKIP: integration tests need root" >&2; exit 77; }
+COLO_BIN=${COLO_BIN:?set COLO_BIN to the build bin directory}
+COLO_FIXTURES=${COLO_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)}
+REF_PLUGINS=${REF_PLUGINS:-/usr/lib/cni}
+
+WORK=$(mktemp -d /tmp/colo-it.XXXXXX)
+TAG=$$
+NETNS_CREATED=()
+LINKS_CREATED=()
+AGENT_PID=""
+PASSED=0
+FAILED=0
+
+cleanup() {
+  local rc=$?
+  stop_agent || true
+  for ns in "${NETNS_CREATED[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  for l in "${LINKS_CREATED[@]}"; do ip link del "$l" 2>/dev/null || true; done
+  if [[ $rc -ne 0 || $FAILED -ne 0 ]] && [[ -f $WORK/agent.log ]]; then
+    echo "--- colo-node log (last 40 lines) ---" >&2
+    tail -n 40 "$WORK/agent.log" >&2 || true
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+# check "description" command...: passes when the command succeeds.
+check() {
+  local desc=$1
+  shift
+  if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+finish() {
+  echo "$PASSED passed, $FAILED failed"
+  [[ $FAILED -eq 0 ]]
+}
+
+make_netns() {
+  local name=$1
+  ip netns add "$name"
+  NETNS_CREATED+=("$name")
+  ip -n "$name" link set lo up
+}
+
+track_link() { LINKS_CREATED+=("$1"); }
+
+# make_bridge NAME: pre-created with a fixed MAC. Left to itself a Linux bridge takes the lowest
+# port MAC, which changes as pods come and go, and the bridge plugin's CHECK then fails.
+make_bridge() {
+  ip link add "$1" type bridge
+  track_link "$1"
+  ip link set "$1" address 02:c0:10:00:00:01
+  ip link set "$1" up
+}
+
+# start_agent [extra flags...]: colo-node on this test's private paths; HTTP on a free port.
+start_agent() {
+  "$COLO_BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
+    --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" "$@" >>"$WORK/agent.log" 2>&1 &
+  AGENT_PID=$!
+  for _ in $(seq 1 100); do
+    if [[ -S $WORK/run/cni/cni.sock ]] && grep -q "http: serving" "$WORK/agent.log"; then break; fi
+    sleep 0.05
+  done
+  [[ -S $WORK/run/cni/cni.sock ]] || { echo "colo-node did not start" >&2; return 1; }
+  AGENT_HTTP=$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/agent.log" | tail -n1 | awk '{print $NF}')
+}
+
+stop_agent() {
+  [[ -n $AGENT_PID ]] || return 0
+  kill -TERM "$AGENT_PID" 2>/dev/null || true
+  wait "$AGENT_PID" 2>/dev/null || true
+  AGENT_PID=""
+}
+
+agent_get() { curl -sf --max-time 2 "http://$AGENT_HTTP$1"; }
+pod_keys() { agent_get /debug/pods | jq -r '.pods[].key' | sort | tr '\n' ' '; }
+metric() { agent_get /metrics | awk -v m="$1" '$1 == m {print $2}' | head -n1; }
+
+# write_conflist FILE NETWORK BRIDGE SUBNET POLICY ENABLE_ALL
+write_conflist() {
+  sed -e "s#@NETWORK@#$2#; s#@BRIDGE@#$3#; s#@SUBNET@#$4#; s#@IPAM_DIR@#$WORK/ipam#" \
+      -e "s#@SOCKET@#$WORK/run/cni/cni.sock#; s#@POLICY@#$5#; s#@ENABLE_ALL@#$6#; s#@LOG@#$WORK/colo-cni.log#" \
+      "$COLO_FIXTURES/bridge-colo.conflist.in" >"$1"
+}
+
+# chain VERB CONFLIST ID NETNS [ANNOTATIONS_JSON] [extra colo-chain args...]
+chain() {
+  local verb=$1 conf=$2 id=$3 ns=$4 ann=${5:-}
+  shift 4
+  [[ $# -gt 0 ]] && shift
+  local args=(--conflist "$conf" --id "$id" --netns "$ns" --cni-path "$COLO_BIN:$REF_PLUGINS" --cache "$WORK/cache"
+    --args "K8S_POD_INFRA_CONTAINER_ID=$id;K8S_POD_UID=uid-$id;IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-$id")
+  [[ -n $ann ]] && args+=(--annotations "$ann")
+  "$COLO_BIN/colo-chain" "$verb" "${args[@]}" "$@"
+}
+
+# cni_direct VERB CONFIG_JSON [ENV...]: colo-cni alone, as a runtime would call it.
+cni_direct() {
+  local verb=$1 conf=$2
+  shift 2
+  env -i PATH=/usr/bin:/bin CNI_COMMAND="$verb" CNI_PATH="$COLO_BIN" "$@" "$COLO_BIN/colo-cni" <<<"$conf"
+}
