@@ -1,6 +1,6 @@
 #include "commands.h"
 
-#include <spdlog/spdlog.h>
+#include "plugin_log.h"
 
 #include "spec_version.h"
 
@@ -65,10 +65,10 @@ CniError agentError(const Context& ctx, const AgentFailure& f, Code unavailableC
 Outcome onFailure(const Context& ctx, const char* verb, const AgentFailure& f, std::string okOutput, Code unavailableCode) {
   const CniError e = agentError(ctx, f, unavailableCode);
   if (ctx.config.failurePolicy == FailurePolicy::Open) {
-    spdlog::warn("{} {}: {} ({}); continuing without colo (failurePolicy open)", verb, describe(ctx), e.msg, e.details);
+    plog::warn(std::string() + verb + " " + describe(ctx) + ": " + e.msg + " (" + e.details + "); continuing without colo (failurePolicy open)");
     return okOutput;
   }
-  spdlog::error("{} {}: {} ({}); failing (failurePolicy closed)", verb, describe(ctx), e.msg, e.details);
+  plog::error(std::string() + verb + " " + describe(ctx) + ": " + e.msg + " (" + e.details + "); failing (failurePolicy closed)");
   return e;
 }
 
@@ -97,7 +97,7 @@ Outcome cmdAdd(const Context& ctx) {
   const std::string out = passThrough(ctx.config);
   const Decision d = optIn(ctx.config);
   if (d == Decision::No) {
-    spdlog::debug("ADD {}: not opted in, agent not contacted", describe(ctx));
+    plog::debug(std::string() + "ADD " + describe(ctx) + ": not opted in, agent not contacted");
     return out;
   }
   auto ns = ctx.openNetns(ctx.inv.netns);
@@ -111,8 +111,7 @@ Outcome cmdAdd(const Context& ctx) {
               {"optIn", d == Decision::Yes ? json(true) : json(nullptr)}};
   auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
   if (!reply) return onFailure(ctx, "ADD", reply.error(), out, Code::TryAgainLater);
-  spdlog::info("ADD {}: colo-node {} the pod (key {})", describe(ctx),
-               reply->value("optedIn", false) ? "accepted" : "did not opt in", reply->value("key", std::string("-")));
+  plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->value("optedIn", false) ? "accepted" : "did not opt in") + " the pod (key " + reply->value("key", std::string("-")) + ")");
   return out;
 }
 
@@ -122,10 +121,10 @@ Outcome cmdDel(const Context& ctx) {
   auto reply = ctx.agent(ctx.config)->call(std::move(req), -1);
   if (!reply) {
     // DEL is best effort: nothing must keep a pod from going away.
-    spdlog::warn("DEL {}: {} ({}); nothing more to undo here", describe(ctx), reply.error().message, ctx.config.agentSocket);
+    plog::warn(std::string() + "DEL " + describe(ctx) + ": " + reply.error().message + " (" + ctx.config.agentSocket + "); nothing more to undo here");
     return std::string();
   }
-  spdlog::info("DEL {}: {}", describe(ctx), reply->value("removed", false) ? "removed" : "nothing to remove");
+  plog::info(std::string() + "DEL " + describe(ctx) + ": " + (reply->value("removed", false) ? "removed" : "nothing to remove"));
   return std::string();
 }
 
@@ -157,7 +156,7 @@ Outcome cmdGc(const Context& ctx) {
   }
   auto reply = ctx.agent(ctx.config)->call({{"op", "cni.gc"}, {"network", ctx.config.name}, {"validAttachments", valid}}, -1);
   if (!reply) return onFailure(ctx, "GC", reply.error(), std::string(), Code::TryAgainLater);
-  spdlog::info("GC network {}: colo-node removed {} stale pods", ctx.config.name, reply->value("removed", json::array()).size());
+  plog::info(std::string() + "GC network " + ctx.config.name + ": colo-node removed " + std::to_string(reply->value("removed", json::array()).size()) + " stale pods");
   return std::string();
 }
 

@@ -1,12 +1,10 @@
 #include "dispatcher.h"
 
-#include <spdlog/spdlog.h>
-
 #include <array>
 #include <string_view>
 
-#include "colo/common/log.h"
 #include "colo/common/netns.h"
+#include "plugin_log.h"
 #include "spec_version.h"
 
 namespace colo::cni {
@@ -42,7 +40,7 @@ RunResult dispatch(const Getenv& getenv, const std::string& stdinData, const Dep
     auto config = parseConfig(stdinData);
     if (!config) return fail(config.error(), "");
     const std::string& version = config->cniVersion;
-    if (deps.setupLogging) (void)log::setup({.format = "text", .level = config->logLevel, .file = config->logFile, .name = "colo-cni"});
+    if (deps.setupLogging) plog::open(config->logFile, *plog::parseLevel(config->logLevel));
 
     const Verb* verb = nullptr;
     for (const auto& v : kVerbs) {
@@ -57,7 +55,7 @@ RunResult dispatch(const Getenv& getenv, const std::string& stdinData, const Dep
     if (!pod) {
       // DEL must succeed when there is nothing it can undo; bad CNI_ARGS cannot name anything.
       if (inv->command == "DEL") {
-        spdlog::warn("DEL container {}: {} ({}); ignoring", inv->containerId, pod.error().msg, pod.error().details);
+        plog::warn("DEL container " + inv->containerId + ": " + pod.error().msg + " (" + pod.error().details + "); ignoring");
         return RunResult{0, ""};
       }
       return fail(pod.error(), version);

@@ -1,6 +1,6 @@
 #include "plugin_config.h"
 
-#include "colo/common/log.h"
+#include "plugin_log.h"
 #include "spec_version.h"
 
 namespace colo::cni {
@@ -54,7 +54,7 @@ Expected<PluginConfig, CniError> parseConfig(const std::string& stdinData) {
   if (c.agentSocket.empty()) return invalid("'agentSocket' must not be empty");
   if (auto e = readString(j, "logFile", c.logFile)) return *e;
   if (auto e = readString(j, "logLevel", c.logLevel)) return *e;
-  if (auto v = log::validate({.format = "text", .level = c.logLevel}); !v) return invalid("'logLevel': " + v.error().message);
+  if (!plog::parseLevel(c.logLevel)) return invalid("'logLevel' must be one of debug, info, warn, error, off", c.logLevel);
 
   if (j.contains("failurePolicy")) {
     std::string p;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# make bench: runs colo's benchmarks on a private simulated node and prints their tables.
+# Addresses from 198.18.0.0/15 only; every namespace, link and daemon is removed at exit.
+set -euo pipefail
+BUILD=${1:-build}
+BIN=$(cd "$BUILD/bin" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+PODS=${COLO_BENCH_PODS:-200}
+[[ $(id -u) -eq 0 ]] || { echo "bench: needs root" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/colo-bench.XXXXXX)
+OUT=$BUILD/bench
+mkdir -p "$OUT"
+BR=cbench$$
+BR=${BR:0:15}
+NS_COUNT=16
+AGENT=""
+cleanup() {
+  set +e
+  [[ -n $AGENT ]] && kill -TERM "$AGENT" && wait "$AGENT"
+  for i in $(seq 0 $((NS_COUNT - 1))); do ip netns del "cbn$$-$i" 2>/dev/null; done
+  ip link del "$BR" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip link add "$BR" type bridge && ip link set "$BR" address 02:c0:10:be:00:01 && ip link set "$BR" up
+for i in $(seq 0 $((NS_COUNT - 1))); do ip netns add "cbn$$-$i"; done
+
+"$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
+  --http-address "" --log-level warn >"$WORK/agent.log" 2>&1 &
+AGENT=$!
+for _ in $(seq 1 100); do [[ -S $WORK/run/cni/cni.sock ]] && break; sleep 0.05; done
+
+sed -e "s#@NETWORK@#colo-bench#; s#@BRIDGE@#$BR#; s#@SUBNET@#198.18.200.0/24#; s#@IPAM_DIR@#$WORK/ipam#" \
+    -e "s#@SOCKET@#$WORK/run/cni/cni.sock#; s#@POLICY@#closed#; s#@ENABLE_ALL@#false#; s#@LOG@#$WORK/colo-cni.log#" \
+    -e 's#"logLevel": "debug"#"logLevel": "info"#' \
+    "$HERE/../test/fixtures/bridge-colo.conflist.in" >"$WORK/colo.conflist"
+jq '.plugins |= [.[0]]' "$WORK/colo.conflist" >"$WORK/base.conflist"
+
+echo "== CNI chain overhead: bridge + host-local, without and with colo-cni ($PODS pods)"
+"$BIN/colo-bench-cni" --base "$WORK/base.conflist" --colo "$WORK/colo.conflist" --netns-prefix "cbn$$-" \
+  --netns-count "$NS_COUNT" --pods "$PODS" --cni-path "$BIN:/usr/lib/cni" --json "$OUT/cni_overhead.json"
+echo "results: $OUT/cni_overhead.json"
