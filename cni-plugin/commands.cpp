@@ -89,6 +89,7 @@ Code cniCodeForAgentError(const std::string& agentCode) {
   if (agentCode == "unsupported_version") return Code::IncompatibleVersion;
   if (agentCode == "unavailable" || agentCode == "timeout") return Code::TryAgainLater;
   if (agentCode == "too_large") return Code::IoFailure;
+  if (agentCode == "resource_exhausted") return Code::TryAgainLater;
   return Code::Internal;
 }
 
@@ -108,9 +109,11 @@ Outcome cmdAdd(const Context& ctx) {
   json req = {{"op", "cni.add"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)},
               {"netnsPath", ctx.inv.netns}, {"ips", addressesOf(*ctx.config.prevResult)},
               {"annotations", ctx.config.annotations ? *ctx.config.annotations : json(nullptr)},
-              {"optIn", d == Decision::Yes ? json(true) : json(nullptr)}};
+              {"optIn", d == Decision::Yes ? json(true) : json(nullptr)},
+              {"failurePolicy", ctx.config.failurePolicy == FailurePolicy::Closed ? "closed" : "open"}};
   auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
   if (!reply) return onFailure(ctx, "ADD", reply.error(), out, Code::TryAgainLater);
+  for (const auto& w : reply->value("warnings", json::array())) plog::warn("ADD " + describe(ctx) + ": " + w.get<std::string>());
   plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->value("optedIn", false) ? "accepted" : "did not opt in") + " the pod (key " + reply->value("key", std::string("-")) + ")");
   return out;
 }

@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "colo/common/files.h"
 #include "colo/common/netns.h"
+#include "colo/common/quantity.h"
 
 namespace colo::node {
 
@@ -15,6 +17,7 @@ Agent::Agent(Config config) : config_(std::move(config)), registry_(config_.stat
   metrics_.set("colo_build_info", {{"version", COLO_VERSION}, {"mode", config_.mode}}, 1);
   metrics_.describe("colo_pods_released_stale_total", "counter", "Restored pods dropped at start because their netns was gone.");
   metrics_.add("colo_pods_released_stale_total", {}, 0);
+  metrics_.describe("colo_restore_seconds", "gauge", "Time the last start took to restore pods and their endpoints.");
 }
 
 Agent::~Agent() { stop(); }
@@ -25,20 +28,39 @@ Status Agent::start() {
   if (auto s = files::makeDirs(socketDir, 0700); !s) return s;  // root only: colo-cni runs as root
   if (auto s = files::makeDirs(config_.stateDir, 0700); !s) return s;
 
+  hugepages_ = std::make_unique<HugepageManager>(metrics_, *quantity::parseBytes(config_.hugepageSize),
+                                                 *quantity::parseBytes(config_.hugepagesBudget));
+  if (auto s = hugepages_->probe(); !s) {
+    hugepagesStatus_ = s.error().message;
+    spdlog::warn("hugepages: {}; pods asking for hugepages will be refused", s.error().message);
+  }
+
+  podApi_ = std::make_unique<PodApi>(config_, registry_, metrics_);
+  podServer_ = std::make_unique<SeqpacketServer>(
+      "pods", metrics_, [this](wire::Message& m, const ConnInfo& c) { return podApi_->handle(m, c); },
+      [this](const ConnInfo& c) { return podApi_->admit(c); });
+  if (auto s = podServer_->start(); !s) return s;
+  endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
+
+  const auto t0 = std::chrono::steady_clock::now();
   auto loaded = registry_.load();
   if (!loaded) return loaded.error();
-  spdlog::info("registry: {} pods restored from {}", *loaded, config_.stateDir);
   reconcileRestored();
+  const double restoreSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  metrics_.set("colo_restore_seconds", {}, restoreSeconds);
+  spdlog::info("registry: {} pods restored from {}, {} still alive, endpoints back in {:.1f} ms", *loaded, config_.stateDir,
+               registry_.size(), restoreSeconds * 1000);
 
   auto host = netns::current();
   if (!host) return host.error();
-  cni_ = std::make_unique<CniHandler>(registry_, metrics_, *host);
-  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const PeerCred&) {
+  cni_ = std::make_unique<CniHandler>(registry_, *endpoints_, metrics_, *host);
+  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) {
     const std::string op = m.body.value("op", "");
     if (CniHandler::handles(op)) return cni_->handle(m);
     return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
   });
-  if (auto s = cniServer_->start(config_.cniSocket, 0600); !s) return s;
+  if (auto s = cniServer_->start(); !s) return s;
+  if (auto s = cniServer_->listen(config_.cniSocket, 0600, "cni"); !s) return s;
 
   if (!config_.httpAddress.empty()) {
     http_ = std::make_unique<HttpServer>(HttpSources{
@@ -49,10 +71,11 @@ Status Agent::start() {
   return {};
 }
 
-// A pod whose netns vanished while we were down will get no DEL we could act on; drop it now.
-// A pod whose netns is still there is held again by a fresh descriptor.
+// A pod whose netns vanished while we were down will get no DEL we could act on: release it now.
+// A pod whose netns is still there gets its endpoint back (and keeps its hugepage mount).
 void Agent::reconcileRestored() {
-  for (const auto& pod : registry_.list()) {
+  std::vector<std::string> held;
+  for (auto pod : registry_.list()) {
     auto fd = pod.netnsPath.empty() ? Expected<UniqueFd>(Error::make("not_found", "no netns path recorded")) : netns::open(pod.netnsPath);
     std::optional<netns::Identity> id;
     if (fd) {
@@ -61,27 +84,36 @@ void Agent::reconcileRestored() {
     if (!id || !(*id == pod.netns)) {
       spdlog::warn("registry: pod {} ({}/{}): netns {} is gone or replaced since colo-node last ran; released", pod.key,
                    pod.podNamespace, pod.name, pod.netnsPath);
+      endpoints_->detach(pod);
       registry_.remove(pod.key);
       metrics_.add("colo_pods_released_stale_total");
       continue;
     }
-    Pod again = pod;
-    (void)registry_.put(std::move(again), std::move(fd.value()));
+    std::vector<std::string> warnings;
+    if (auto s = endpoints_->attach(pod, fd->get(), true, warnings); !s) {
+      spdlog::error("registry: pod {}: endpoint not restored: {}", pod.key, s.error().message);
+    }
+    held.push_back(pod.key);
+    (void)registry_.put(std::move(pod), std::move(fd.value()));
   }
+  endpoints_->removeOrphans(held);
 }
 
 void Agent::stop() {
   if (http_) http_->stop();
   if (cniServer_) cniServer_->stop();
+  if (podServer_) podServer_->stop();
 }
 
 nlohmann::json Agent::readiness() const {
-  const bool cniUp = cniServer_ && cniServer_->running();
+  const bool cniUp = cniServer_ && cniServer_->running() && cniServer_->listenerCount() > 0;
   struct stat st{};
   const bool socketPresent = ::stat(config_.cniSocket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
   nlohmann::json checks = {
       {"cniSocket", cniUp && socketPresent ? "ok" : "not serving " + config_.cniSocket},
+      {"podEndpoints", podServer_ && podServer_->running() ? "ok" : "not serving"},
       {"registry", "ok"},
+      {"hugepages", hugepagesStatus_},
   };
   return {{"ready", cniUp && socketPresent}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
 }
@@ -89,7 +121,9 @@ nlohmann::json Agent::readiness() const {
 nlohmann::json Agent::debugPods() const {
   nlohmann::json pods = nlohmann::json::array();
   for (const auto& p : registry_.list()) pods.push_back(toJson(p));
-  return {{"node", config_.nodeName}, {"pods", pods}};
+  return {{"node", config_.nodeName},
+          {"pods", pods},
+          {"hugepages", {{"pageSize", hugepages_->pageSize()}, {"budget", hugepages_->budget()}, {"reserved", hugepages_->used()}}}};
 }
 
 }  // namespace colo::node

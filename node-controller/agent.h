@@ -1,10 +1,14 @@
-// colo-node: owns the registry, the CNI socket and the HTTP endpoints, and their lifetimes.
+// colo-node: owns the registry, the CNI socket, the pod endpoints, hugepages and the HTTP
+// endpoints, and their lifetimes.
 #pragma once
 
 #include <memory>
 
 #include "config.h"
+#include "endpoints/endpoint_manager.h"
+#include "endpoints/pod_api.h"
 #include "http/http_server.h"
+#include "hugepages/hugepage_manager.h"
 #include "metrics.h"
 #include "pods/cni_handler.h"
 #include "pods/registry.h"
@@ -27,9 +31,14 @@ class Agent {
   Config config_;
   Metrics metrics_;
   Registry registry_;
+  std::unique_ptr<HugepageManager> hugepages_;
+  std::unique_ptr<PodApi> podApi_;
+  std::unique_ptr<SeqpacketServer> podServer_;
+  std::unique_ptr<EndpointManager> endpoints_;
   std::unique_ptr<CniHandler> cni_;
   std::unique_ptr<SeqpacketServer> cniServer_;
   std::unique_ptr<HttpServer> http_;
+  std::string hugepagesStatus_ = "ok";
 };
 
 }  // namespace colo::node

@@ -7,6 +7,7 @@
 
 #include "colo/common/files.h"
 #include "colo/common/log.h"
+#include "colo/common/quantity.h"
 
 namespace colo::node {
 namespace {
@@ -17,6 +18,8 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"nodeName", &Config::nodeName},   {"runDir", &Config::runDir},       {"cniSocket", &Config::cniSocket},
       {"stateDir", &Config::stateDir},   {"httpAddress", &Config::httpAddress}, {"logFormat", &Config::logFormat},
       {"logLevel", &Config::logLevel},   {"logFile", &Config::logFile},     {"mode", &Config::mode},
+      {"endpointName", &Config::endpointName}, {"hugepageSize", &Config::hugepageSize},
+      {"hugepagesBudget", &Config::hugepagesBudget},
   };
   return m;
 }
@@ -109,13 +112,20 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
 std::string usage() {
   return "usage: colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
-         "                 [--mode standalone] [--version]\n";
+         "                 [--mode standalone] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
+         "                 [--hugepages-budget 1Gi] [--version]\n";
 }
 
 Status validate(const Config& c) {
   if (auto l = log::validate({.format = c.logFormat, .level = c.logLevel}); !l) return l;
   if (c.mode != "standalone") return Error::make("invalid_argument", "mode must be 'standalone' (the Kubernetes mode is not built yet)");
   if (c.cniSocket.empty() || c.stateDir.empty() || c.runDir.empty()) return Error::make("invalid_argument", "cniSocket, stateDir and runDir must be set");
+  if (c.endpointName.empty() || c.endpointName.size() > 64 || c.endpointName.find('/') != std::string::npos) {
+    return Error::make("invalid_argument", "endpointName must be 1..64 characters without '/'");
+  }
+  for (const auto* q : {&c.hugepageSize, &c.hugepagesBudget}) {
+    if (auto b = quantity::parseBytes(*q); !b) return Error::make("invalid_argument", b.error().message);
+  }
   if (!c.httpAddress.empty() && c.httpAddress.rfind(':') == std::string::npos) {
     return Error::make("invalid_argument", "httpAddress must be HOST:PORT, not '" + c.httpAddress + "'");
   }

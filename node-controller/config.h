@@ -18,6 +18,9 @@ struct Config {
   std::string logLevel = "info";
   std::string logFile;
   std::string mode = "standalone";              // the only mode until the Kubernetes client lands
+  std::string endpointName = "colo";            // abstract socket @<endpointName> in every pod
+  std::string hugepageSize = "2Mi";             // 2Mi, or 1Gi where the kernel has it
+  std::string hugepagesBudget = "1Gi";          // all pods' hugetlbfs mounts together, never exceeded
 };
 
 struct ParsedArgs {

@@ -6,6 +6,10 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include <thread>
+
+#include "colo/common/wire.h"
+
 namespace colo::netns {
 
 Expected<Identity> inspect(int fd) {
@@ -27,6 +31,31 @@ Expected<Identity> current() {
   auto fd = open("/proc/thread-self/ns/net");
   if (!fd) return fd.error();
   return inspect(fd->get());
+}
+
+Status runIn(int fd, const std::function<Status()>& fn) {
+  Status result;
+  std::thread t([&] {
+    if (::setns(fd, CLONE_NEWNET) != 0) {
+      result = Error::fromErrno("setns(CLONE_NEWNET)");
+      return;
+    }
+    result = fn();
+  });
+  t.join();
+  return result;
+}
+
+Expected<UniqueFd> listenAbstractIn(int fd, const std::string& name) {
+  UniqueFd out;
+  auto s = runIn(fd, [&]() -> Status {
+    auto l = wire::listenUnix("@" + name, 0);
+    if (!l) return l.error();
+    out = std::move(l.value());
+    return {};
+  });
+  if (!s) return s.error();
+  return out;
 }
 
 }  // namespace colo::netns

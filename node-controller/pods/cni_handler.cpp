@@ -57,11 +57,16 @@ std::vector<std::string> ipList(const json& req) {
 
 }  // namespace
 
-CniHandler::CniHandler(Registry& registry, Metrics& metrics, netns::Identity hostNetns)
-    : registry_(registry), metrics_(metrics), hostNetns_(hostNetns) {
+CniHandler::CniHandler(Registry& registry, PodHooks& hooks, Metrics& metrics, netns::Identity hostNetns)
+    : registry_(registry), hooks_(hooks), metrics_(metrics), hostNetns_(hostNetns) {
   metrics_.describe("colo_cni_requests_total", "counter", "CNI requests from colo-cni by verb and result.");
   metrics_.describe("colo_pods", "gauge", "Pods colo-node holds on this node.");
   updateGauges();
+}
+
+void CniHandler::release(const Pod& pod) {
+  hooks_.detach(pod);
+  registry_.remove(pod.key);
 }
 
 void CniHandler::updateGauges() { metrics_.set("colo_pods", {}, static_cast<double>(registry_.size())); }
@@ -134,15 +139,28 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   pod.netns = *id;
   pod.addedAt = nowRfc3339();
 
-  if (auto existing = registry_.get(pod.key); existing && !existing->sameAttachment(a.network, a.containerId, a.ifname)) {
-    spdlog::info("cni.add {}: replaces attachment of container {}", pod.key, existing->containerId);
+  if (auto existing = registry_.get(pod.key)) {
+    // A repeated ADD, or a sandbox replaced under the same pod UID: start from a clean slate.
+    spdlog::info("cni.add {}: replaces what was held for container {}", pod.key, existing->containerId.substr(0, 12));
+    release(*existing);
   }
-  if (auto s = registry_.put(pod, std::move(msg.fds[0])); !s) throw std::runtime_error(s.error().message);
+  const std::string policy = str(req, "failurePolicy", false);
+  std::vector<std::string> warnings;
+  if (auto s = hooks_.attach(pod, msg.fds[0].get(), policy != "closed", warnings); !s) {
+    return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
+  }
+  if (auto s = registry_.put(pod, std::move(msg.fds[0])); !s) {
+    hooks_.detach(pod);
+    throw std::runtime_error(s.error().message);
+  }
   spdlog::info("cni.add {}: holding pod {}/{} container {} ips [{}] netns inode {} (opt-in by {})", pod.key, pod.podNamespace,
                pod.name, pod.containerId.substr(0, 12), fmt::join(pod.ips, ","), pod.netns.inode, pod.optInSource);
   json r = wire::okReply(req);
   r["optedIn"] = true;
   r["key"] = pod.key;
+  r["endpoint"] = pod.endpointDir;
+  r["hugepageBytes"] = pod.hugepageBytes;
+  if (!warnings.empty()) r["warnings"] = warnings;
   return r;
 }
 
@@ -152,7 +170,7 @@ json CniHandler::del(const json& req) {
   auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
   r["removed"] = false;
   if (pod) {
-    registry_.remove(pod->key);
+    release(*pod);
     r["removed"] = true;
     r["key"] = pod->key;
     spdlog::info("cni.del {}: released pod {}/{}", pod->key, pod->podNamespace, pod->name);
@@ -200,7 +218,7 @@ json CniHandler::gc(const json& req) {
   json removed = json::array();
   for (const auto& pod : registry_.list()) {
     if (pod.network != network || valid.count({pod.containerId, pod.ifname})) continue;
-    registry_.remove(pod.key);
+    release(pod);
     removed.push_back(pod.key);
     spdlog::info("cni.gc {}: pod {}/{} container {} is not a valid attachment; released", pod.key, pod.podNamespace, pod.name,
                  pod.containerId.substr(0, 12));

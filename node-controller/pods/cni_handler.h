@@ -7,6 +7,7 @@
 #include "colo/common/netns.h"
 #include "colo/common/wire.h"
 #include "metrics.h"
+#include "pods/pod_hooks.h"
 #include "pods/registry.h"
 
 namespace colo::node {
@@ -14,7 +15,7 @@ namespace colo::node {
 class CniHandler {
  public:
   // `hostNetns` is the agent's own netns: a pod in it is a hostNetwork pod and is refused.
-  CniHandler(Registry& registry, Metrics& metrics, netns::Identity hostNetns);
+  CniHandler(Registry& registry, PodHooks& hooks, Metrics& metrics, netns::Identity hostNetns);
 
   // Returns the reply for one request; never throws.
   nlohmann::json handle(wire::Message& request);
@@ -30,7 +31,9 @@ class CniHandler {
   json gc(const json& req);
   void updateGauges();
 
+  void release(const Pod& pod);
   Registry& registry_;
+  PodHooks& hooks_;
   Metrics& metrics_;
   netns::Identity hostNetns_;
 };

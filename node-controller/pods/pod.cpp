@@ -24,7 +24,9 @@ json toJson(const Pod& p) {
           {"ips", p.ips},
           {"annotations", p.annotations},
           {"optInSource", p.optInSource},
-          {"addedAt", p.addedAt}};
+          {"addedAt", p.addedAt},
+          {"hugepageBytes", p.hugepageBytes},
+          {"endpointDir", p.endpointDir}};
 }
 
 std::optional<Pod> podFromJson(const json& j) {
@@ -46,6 +48,8 @@ std::optional<Pod> podFromJson(const json& j) {
     p.annotations = j.value("annotations", json(nullptr));
     p.optInSource = j.value("optInSource", std::string());
     p.addedAt = j.value("addedAt", std::string());
+    p.hugepageBytes = j.value("hugepageBytes", std::uint64_t{0});
+    p.endpointDir = j.value("endpointDir", std::string());
     return p;
   } catch (const json::exception&) {
     return std::nullopt;

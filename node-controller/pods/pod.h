@@ -20,6 +20,8 @@ struct Pod {
   nlohmann::json annotations;  // object, or null when the runtime passed none
   std::string optInSource;     // "annotation", "enableAll"
   std::string addedAt;         // RFC 3339
+  std::uint64_t hugepageBytes = 0;  // size of the pod's hugetlbfs mount; 0: none
+  std::string endpointDir;          // /run/colo/pods/<key>, empty when the pod has no endpoint
 
   bool sameAttachment(const std::string& net, const std::string& cid, const std::string& ifn) const {
     return network == net && containerId == cid && ifname == ifn;

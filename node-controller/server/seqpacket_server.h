@@ -1,16 +1,20 @@
-// A SOCK_SEQPACKET server speaking the colo wire protocol on one thread. Each request is decoded,
-// checked and handed to the handler; every failure becomes an error reply or a closed connection,
-// never a crash.
+// A SOCK_SEQPACKET server speaking the colo wire protocol on one thread, over any number of
+// listeners. Each listener carries a tag (the CNI socket, or a pod's key), and every connection
+// remembers the tag of the listener that accepted it: that, never anything the client says, is
+// who the caller is. Every failure becomes an error reply or a closed connection, never a crash.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "colo/common/error.h"
 #include "colo/common/unique_fd.h"
@@ -25,35 +29,74 @@ struct PeerCred {
   gid_t gid = 0;
 };
 
-using RequestHandler = std::function<nlohmann::json(wire::Message&, const PeerCred&)>;
+struct ConnInfo {
+  std::string tag;       // the accepting listener's tag
+  std::string listener;  // its address, for logs and checks ("@colo", a path)
+  PeerCred cred;         // SO_PEERCRED at accept
+};
+
+using RequestHandler = std::function<nlohmann::json(wire::Message&, const ConnInfo&)>;
+// Called once per accepted connection; returning an error refuses it (the error is sent, then closed).
+using AcceptCheck = std::function<Status(const ConnInfo&)>;
 
 class SeqpacketServer {
  public:
-  SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler);
+  SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check = nullptr);
   ~SeqpacketServer();
   SeqpacketServer(const SeqpacketServer&) = delete;
   SeqpacketServer& operator=(const SeqpacketServer&) = delete;
 
-  // Listens on `path` with file mode `mode` and starts the loop thread.
-  Status start(const std::string& path, unsigned mode);
+  Status start();
   void stop();
   bool running() const { return running_.load(); }
 
-  static constexpr std::size_t kMaxConnections = 256;
-  static constexpr std::chrono::seconds kIdleTimeout{30};
+  // Listens on `path` (file mode `mode`) under `tag`.
+  Status listen(const std::string& path, unsigned mode, const std::string& tag);
+  // Serves an already listening socket under `tag`. Returns once the loop has it.
+  void addListener(UniqueFd fd, const std::string& tag, const std::string& address);
+  // Closes every listener and connection with `tag`. Returns once they are closed.
+  void removeListeners(const std::string& tag);
+  std::size_t listenerCount() const;
+
+  static constexpr std::size_t kMaxConnections = 4096;
+  static constexpr std::chrono::seconds kIdleTimeout{300};
 
  private:
+  struct Listener {
+    UniqueFd fd;
+    std::string tag, address;
+  };
+  struct Conn {
+    UniqueFd fd;
+    ConnInfo info;
+    std::chrono::steady_clock::time_point last;
+  };
+  struct Command {
+    enum class Kind { Add, Remove } kind;
+    Listener listener;
+    std::string tag;
+  };
+
   void loop();
-  bool serveOne(int fd, const PeerCred& cred);  // false: close the connection
+  void applyCommands();
+  void wake();
+  bool serveOne(Conn& conn);
 
   std::string name_;
-  std::string path_;
   Metrics& metrics_;
   RequestHandler handler_;
-  UniqueFd listener_;
+  AcceptCheck check_;
   UniqueFd wake_;
   std::thread thread_;
   std::atomic<bool> running_{false};
+
+  std::vector<Listener> listeners_;  // loop thread only
+  std::vector<Conn> conns_;          // loop thread only
+  mutable std::mutex mu_;
+  std::condition_variable applied_;
+  std::vector<Command> pending_;
+  std::uint64_t submitted_ = 0, done_ = 0;
+  std::size_t listenerCount_ = 0;
 };
 
 }  // namespace colo::node

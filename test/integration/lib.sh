@@ -10,6 +10,7 @@ COLO_FIXTURES=${COLO_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures"
 REF_PLUGINS=${REF_PLUGINS:-/usr/lib/cni}
 
 WORK=$(mktemp -d /tmp/colo-it.XXXXXX)
+chmod 755 "$WORK"  # like /run: non-root pod users must be able to traverse to their colo.sock
 TAG=$$
 NETNS_CREATED=()
 LINKS_CREATED=()
@@ -17,9 +18,18 @@ AGENT_PID=""
 PASSED=0
 FAILED=0
 
+HUGEPAGES_SAVED=""
+# reserve_hugepages N: 2 MiB pages for this test; the previous value is restored at exit.
+reserve_hugepages() {
+  HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
+  echo "$1" >/proc/sys/vm/nr_hugepages
+}
+
 cleanup() {
   local rc=$?
   stop_agent || true
+  grep -o "$WORK[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  [[ -n $HUGEPAGES_SAVED ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   for ns in "${NETNS_CREATED[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   for l in "${LINKS_CREATED[@]}"; do ip link del "$l" 2>/dev/null || true; done
   if [[ $rc -ne 0 || $FAILED -ne 0 ]] && [[ -f $WORK/agent.log ]]; then

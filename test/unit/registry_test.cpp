@@ -74,6 +74,7 @@ class HandlerTest : public ::testing::Test {
   Metrics metrics;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<CniHandler> handler;
+  NoHooks hooks;
   unsigned id = 0;
 
   void SetUp() override { restart(); }
@@ -81,7 +82,7 @@ class HandlerTest : public ::testing::Test {
     handler.reset();
     registry = std::make_unique<Registry>(dir.path());
     ASSERT_TRUE(registry->load().ok());
-    handler = std::make_unique<CniHandler>(*registry, metrics, netns::Identity{0, 0});  // this process's netns counts as a pod's
+    handler = std::make_unique<CniHandler>(*registry, hooks, metrics, netns::Identity{0, 0});  // this process's netns counts as a pod's
   }
   json send(json body, const char* fdPath = nullptr) {
     wire::Message m;

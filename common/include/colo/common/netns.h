@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "colo/common/error.h"
@@ -25,5 +26,12 @@ Expected<UniqueFd> open(const std::string& path);
 
 // The netns of the calling thread.
 Expected<Identity> current();
+
+// Runs `fn` on a dedicated thread that has entered the netns `fd`, and waits for it. setns is
+// per thread: the caller's own namespace never changes, and the thread dies with its namespace.
+Status runIn(int fd, const std::function<Status()>& fn);
+
+// Binds and listens on the abstract SOCK_SEQPACKET socket `@name` inside the netns `fd`.
+Expected<UniqueFd> listenAbstractIn(int fd, const std::string& name);
 
 }  // namespace colo::netns

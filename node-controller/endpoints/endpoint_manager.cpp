@@ -1,0 +1,107 @@
+#include "endpoints/endpoint_manager.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "colo/common/files.h"
+#include "colo/common/netns.h"
+#include "colo/common/quantity.h"
+#include "colo/common/wire.h"
+
+namespace colo::node {
+
+namespace fs = std::filesystem;
+
+EndpointManager::EndpointManager(const Config& config, SeqpacketServer& server, HugepageManager& hugepages, Metrics& metrics)
+    : config_(config), server_(server), hugepages_(hugepages), metrics_(metrics), podsDir_(config.runDir + "/pods") {
+  metrics_.describe("colo_endpoints", "gauge", "Pod endpoint listeners served (two per pod: abstract and filesystem).");
+}
+
+Status EndpointManager::hugepagesFor(Pod& pod, bool failOpen, std::vector<std::string>& warnings) {
+  pod.hugepageBytes = 0;
+  if (!pod.annotations.is_object() || !pod.annotations.contains(kHugepagesAnnotation)) return {};
+  const std::string who = "pod " + pod.podNamespace + "/" + pod.name + " (" + pod.key + ")";
+  const auto& raw = pod.annotations[kHugepagesAnnotation];
+  auto bytes = raw.is_string() ? quantity::parseBytes(raw.get<std::string>()) : Expected<std::uint64_t>(Error::make("invalid_argument", "not a string"));
+  Error err;
+  if (!bytes) {
+    metrics_.add("colo_hugepages_refused_total", {{"reason", "malformed"}});
+    err = Error::make("invalid_argument", who + ": annotation " + kHugepagesAnnotation + ": " + bytes.error().message);
+  } else if (*bytes == 0) {
+    return {};
+  } else {
+    auto size = hugepages_.mount(pod.key, dirFor(pod.key) + "/hugepages", *bytes);
+    if (size) {
+      pod.hugepageBytes = *size;
+      return {};
+    }
+    err = Error{size.error().code, who + " " + size.error().message, size.error().errnum};
+  }
+  if (!failOpen) {
+    spdlog::warn("hugepages refused: {}", err.message);
+    return err;
+  }
+  spdlog::warn("hugepages refused: {}; the pod starts without hugepages (failurePolicy open)", err.message);
+  warnings.push_back(err.message + "; started without hugepages");
+  return {};
+}
+
+Status EndpointManager::attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) {
+  const std::string dir = dirFor(pod.key);
+  // Root-owned and world-traversable: the pod's (possibly non-root) users reach colo.sock and
+  // hugepages/ through their subPath mount; nobody but root can create anything here.
+  if (auto s = files::makeDirs(podsDir_, 0755); !s) return s;
+  if (auto s = files::makeDirs(dir, 0755); !s) return s;
+  auto undo = [&] { detach(pod); };
+
+  if (auto s = hugepagesFor(pod, failOpen, warnings); !s) {
+    undo();
+    return s;
+  }
+  auto abstractFd = netns::listenAbstractIn(netnsFd, config_.endpointName);
+  if (!abstractFd) {
+    undo();
+    return Error{abstractFd.error().code, "binding @" + config_.endpointName + " in the pod's netns: " + abstractFd.error().message,
+                 abstractFd.error().errnum};
+  }
+  const std::string sockPath = dir + "/colo.sock";
+  auto fsFd = wire::listenUnix(sockPath, 0666);  // any user of the pod may call; the netns check decides who is the pod
+  if (!fsFd) {
+    undo();
+    return fsFd.error();
+  }
+  server_.addListener(std::move(abstractFd.value()), pod.key, "@" + config_.endpointName);
+  server_.addListener(std::move(fsFd.value()), pod.key, sockPath);
+  pod.endpointDir = dir;
+  metrics_.set("colo_endpoints", {}, static_cast<double>(server_.listenerCount()));
+  return {};
+}
+
+void EndpointManager::detach(const Pod& pod) {
+  server_.removeListeners(pod.key);
+  const std::string dir = dirFor(pod.key);
+  hugepages_.unmount(pod.key, dir + "/hugepages");
+  ::unlink((dir + "/colo.sock").c_str());
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("endpoint {}: {}", pod.key, Error::fromErrno("rmdir(" + dir + ")").message);
+  }
+  metrics_.set("colo_endpoints", {}, static_cast<double>(server_.listenerCount()));
+}
+
+void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(podsDir_, ec)) {
+    const std::string key = entry.path().filename().string();
+    if (std::find(heldKeys.begin(), heldKeys.end(), key) != heldKeys.end()) continue;
+    spdlog::info("endpoint {}: directory left without a pod; removed", key);
+    Pod ghost;
+    ghost.key = key;
+    detach(ghost);
+  }
+}
+
+}  // namespace colo::node

@@ -1,0 +1,38 @@
+// Per-pod endpoints: @colo bound inside the pod's netns, /run/colo/pods/<key>/colo.sock, and the
+// pod's hugetlbfs mount at /run/colo/pods/<key>/hugepages.
+#pragma once
+
+#include <string>
+
+#include "config.h"
+#include "hugepages/hugepage_manager.h"
+#include "metrics.h"
+#include "pods/pod_hooks.h"
+#include "server/seqpacket_server.h"
+
+namespace colo::node {
+
+inline constexpr const char* kHugepagesAnnotation = "colo.dev/hugepages";
+
+class EndpointManager final : public PodHooks {
+ public:
+  EndpointManager(const Config& config, SeqpacketServer& server, HugepageManager& hugepages, Metrics& metrics);
+
+  Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) override;
+  void detach(const Pod& pod) override;
+
+  std::string dirFor(const std::string& key) const { return podsDir_ + "/" + key; }
+  const std::string& podsDir() const { return podsDir_; }
+  // Removes pod directories (and their mounts) that no held pod owns: left by a crash.
+  void removeOrphans(const std::vector<std::string>& heldKeys);
+
+ private:
+  Status hugepagesFor(Pod& pod, bool failOpen, std::vector<std::string>& warnings);
+  const Config& config_;
+  SeqpacketServer& server_;
+  HugepageManager& hugepages_;
+  Metrics& metrics_;
+  std::string podsDir_;
+};
+
+}  // namespace colo::node

@@ -1,0 +1,55 @@
+#include "endpoints/pod_api.h"
+
+#include <spdlog/spdlog.h>
+
+#include "colo/common/netns.h"
+
+namespace colo::node {
+
+using nlohmann::json;
+
+PodApi::PodApi(const Config& config, Registry& registry, Metrics& metrics) : config_(config), registry_(registry), metrics_(metrics) {
+  metrics_.describe("colo_pod_requests_total", "counter", "Requests from pods on their endpoints, by op and result.");
+}
+
+Status PodApi::admit(const ConnInfo& conn) const {
+  if (conn.listener.empty() || conn.listener[0] != '/') return {};  // abstract: only the pod's netns can reach it
+  auto pod = registry_.get(conn.tag);
+  if (!pod) return Error::make("not_found", "this endpoint's pod is gone");
+  if (conn.cred.pid <= 0) {
+    return Error::make("permission_denied", "caller's pid is not visible to colo-node (run colo-node in the host PID namespace)");
+  }
+  auto fd = netns::open("/proc/" + std::to_string(conn.cred.pid) + "/ns/net");
+  if (!fd) return Error::make("permission_denied", "cannot check the caller's network namespace: " + fd.error().message);
+  auto id = netns::inspect(fd->get());
+  if (!id || !(*id == pod->netns)) {
+    return Error::make("permission_denied", "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key +
+                                                "'s network namespace");
+  }
+  return {};
+}
+
+json PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
+  const json& req = msg.body;
+  const std::string op = req.value("op", "");
+  json reply;
+  auto pod = registry_.get(conn.tag);
+  if (!pod) reply = wire::errorReply(req, wire::code::kNotFound, "this endpoint's pod is no longer held by colo-node");
+  else if (op == "hello") reply = hello(req, *pod, conn);
+  else reply = wire::errorReply(req, wire::code::kUnknownOp, "unknown op '" + op + "' (this agent offers: hello)");
+  metrics_.add("colo_pod_requests_total", {{"op", op == "hello" ? op : "other"}, {"result", reply.value("ok", false) ? "ok" : "error"}});
+  return reply;
+}
+
+json PodApi::hello(const json& req, const Pod& pod, const ConnInfo& conn) const {
+  json r = wire::okReply(req);
+  r["identity"] = {{"namespace", pod.podNamespace}, {"name", pod.name}, {"uid", pod.uid}, {"key", pod.key},
+                   {"node", config_.nodeName},       {"ips", pod.ips}};
+  r["peer"] = {{"pid", conn.cred.pid}, {"uid", conn.cred.uid}, {"gid", conn.cred.gid}, {"via", conn.listener}};
+  r["agent"] = {{"version", COLO_VERSION}, {"protocol", wire::kVersion}, {"capabilities", kAgentCapabilities}};
+  r["hugepages"] = pod.hugepageBytes ? json{{"bytes", pod.hugepageBytes}, {"hostPath", pod.endpointDir + "/hugepages"}} : json(nullptr);
+  spdlog::debug("hello from pid {} uid {} via {}: pod {}", conn.cred.pid, conn.cred.uid, conn.listener, pod.key);
+  return r;
+}
+
+}  // namespace colo::node

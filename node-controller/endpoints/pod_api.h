@@ -1,0 +1,31 @@
+// What a pod may ask of colo-node over its endpoint (@colo or colo.sock). The caller's identity
+// is the pod that owns the accepting socket, never anything the client says.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "config.h"
+#include "metrics.h"
+#include "pods/registry.h"
+#include "server/seqpacket_server.h"
+
+namespace colo::node {
+
+inline constexpr const char* kAgentCapabilities[] = {"hello"};
+
+class PodApi {
+ public:
+  PodApi(const Config& config, Registry& registry, Metrics& metrics);
+  nlohmann::json handle(wire::Message& msg, const ConnInfo& conn);
+  // The filesystem socket can be reached by anything that sees the path; only a process inside
+  // the pod's own network namespace is that pod.
+  Status admit(const ConnInfo& conn) const;
+
+ private:
+  nlohmann::json hello(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn) const;
+  const Config& config_;
+  Registry& registry_;
+  Metrics& metrics_;
+};
+
+}  // namespace colo::node
