@@ -15,10 +15,12 @@ BR=cbench$$
 BR=${BR:0:15}
 NS_COUNT=16
 AGENT=""
+EP_PODS=100
 cleanup() {
   set +e
   [[ -n $AGENT ]] && kill -TERM "$AGENT" && wait "$AGENT"
   for i in $(seq 0 $((NS_COUNT - 1))); do ip netns del "cbn$$-$i" 2>/dev/null; done
+  for i in $(seq 0 $((EP_PODS - 1))); do ip netns del "cbe$$-$i" 2>/dev/null; done
   ip link del "$BR" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -27,9 +29,12 @@ trap cleanup EXIT
 ip link add "$BR" type bridge && ip link set "$BR" address 02:c0:10:be:00:01 && ip link set "$BR" up
 for i in $(seq 0 $((NS_COUNT - 1))); do ip netns add "cbn$$-$i"; done
 
-"$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
-  --http-address "" --log-level warn >"$WORK/agent.log" 2>&1 &
-AGENT=$!
+start_agent() {
+  "$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
+    --http-address "" --log-level info >>"$WORK/agent.log" 2>&1 &
+  AGENT=$!
+}
+start_agent
 for _ in $(seq 1 100); do [[ -S $WORK/run/cni/cni.sock ]] && break; sleep 0.05; done
 
 sed -e "s#@NETWORK@#colo-bench#; s#@BRIDGE@#$BR#; s#@SUBNET@#198.18.200.0/24#; s#@IPAM_DIR@#$WORK/ipam#" \
@@ -42,3 +47,13 @@ echo "== CNI chain overhead: bridge + host-local, without and with colo-cni ($PO
 "$BIN/colo-bench-cni" --base "$WORK/base.conflist" --colo "$WORK/colo.conflist" --netns-prefix "cbn$$-" \
   --netns-count "$NS_COUNT" --pods "$PODS" --cni-path "$BIN:/usr/lib/cni" --json "$OUT/cni_overhead.json"
 echo "results: $OUT/cni_overhead.json"
+
+echo
+echo "== Pod endpoints: ADD to a connectable @colo, and restart recovery ($EP_PODS pods)"
+for i in $(seq 0 $((EP_PODS - 1))); do ip netns add "cbe$$-$i"; done
+"$BIN/colo-bench-endpoint" add --pods "$EP_PODS" --netns-prefix "cbe$$-" --colo-cni "$BIN/colo-cni" \
+  --socket "$WORK/run/cni/cni.sock" --json "$OUT/endpoint_add.json"
+kill -TERM "$AGENT" && wait "$AGENT" || true
+start_agent
+"$BIN/colo-bench-endpoint" probe --pods "$EP_PODS" --netns-prefix "cbe$$-" --json "$OUT/endpoint_restart.json"
+grep -o 'endpoints back in .*' "$WORK/agent.log" | tail -n1 | sed 's/^/colo-node says: /'

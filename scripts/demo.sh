@@ -14,6 +14,7 @@ BR=colo-demo0
 HTTP=127.0.0.1:9756
 PODS=(frontend cart payments batch)
 AGENT=""
+HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 cleanup() {
@@ -25,6 +26,7 @@ cleanup() {
   done
   [[ -n $AGENT ]] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null
   ip link del "$BR" 2>/dev/null
+  echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,8 +44,9 @@ cat >"$WORK/net.conflist" <<CONF
 }
 CONF
 
+echo 16 >/proc/sys/vm/nr_hugepages  # 32 MiB of 2 MiB pages for the demo; restored at exit
 say "colo-node, standalone, on its defaults (/run/colo/cni.sock, state in /run/colo/state, http $HTTP)"
-"$BIN/colo-node" --http-address "$HTTP" >"$WORK/colo-node.log" 2>&1 &
+"$BIN/colo-node" --http-address "$HTTP" --hugepages-budget 32Mi >"$WORK/colo-node.log" 2>&1 &
 AGENT=$!
 for _ in $(seq 1 100); do [[ -S /run/colo/cni.sock ]] && curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.05; done
 curl -sf "http://$HTTP/readyz"
@@ -53,19 +56,29 @@ say "kubelet's runtime creates ${#PODS[@]} pods: bridge + host-local, then colo-
 for p in "${PODS[@]}"; do
   ip netns add "demo-$p"
   ip -n "demo-$p" link set lo up
-  enabled=true
-  [[ $p == batch ]] && enabled=false
+  annotations='{"colo.dev/enabled":"true"}'
+  [[ $p == batch ]] && annotations='{"colo.dev/enabled":"false"}'
+  [[ $p == cart ]] && annotations='{"colo.dev/enabled":"true","colo.dev/hugepages":"16Mi"}'
   uid=$(cat /proc/sys/kernel/random/uuid)
   result=$("$BIN/colo-chain" ADD --conflist "$WORK/net.conflist" --id "ctr-$p" --netns "/var/run/netns/demo-$p" \
     --cni-path "$BIN:$REF" --cache "$WORK/cache" \
     --args "K8S_POD_INFRA_CONTAINER_ID=ctr-$p;K8S_POD_UID=$uid;IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=$p" \
-    --annotations "{\"colo.dev/enabled\":\"$enabled\"}")
-  printf '  %-9s colo.dev/enabled=%-5s -> %s\n' "$p" "$enabled" "$(jq -r '.ips[0].address' <<<"$result")"
+    --annotations "$annotations")
+  printf '  %-9s %-58s -> %s\n' "$p" "$annotations" "$(jq -r '.ips[0].address' <<<"$result")"
 done
 
 say "what colo-node knows (GET /debug/pods)"
 curl -sf "http://$HTTP/debug/pods" |
-  jq -r '.pods[] | "  \(.namespace)/\(.name)\tuid \(.uid[0:8])…\tips \(.ips | join(","))\tnetns inode \(.netnsInode)\topt-in by \(.optInSource)"'
+  jq -r '.pods[] | "  \(.namespace)/\(.name)\tuid \(.uid[0:8])…\tips \(.ips | join(","))\tnetns inode \(.netnsInode)\thugepages \(.hugepageBytes)\topt-in by \(.optInSource)"'
+
+say "inside each pod, @colo tells it who it is (coloctl hello); batch has no endpoint"
+for p in "${PODS[@]}"; do
+  printf '  %-9s ' "$p"
+  ip netns exec "demo-$p" "$BIN/coloctl" hello 2>&1 |
+    jq -r '"\(.identity.namespace)/\(.identity.name) on node \(.identity.node), peer uid \(.peer.uid), hugepages \(.hugepages.bytes // 0) bytes"' 2>/dev/null ||
+    echo "no @colo here (not opted in)"
+done
+echo "  cart's hugetlbfs mount: $(grep -o "/run/colo/pods/[^ ]*/hugepages hugetlbfs [^ ]*" /proc/mounts | head -n1)"
 
 say "real traffic between pods"
 ip_of() { ip -n "demo-$1" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1; }
@@ -77,7 +90,7 @@ ip netns exec demo-frontend timeout 10 iperf3 -c "$(ip_of cart)" -t 2 -f g | gre
 wait "$server" || true
 
 say "metrics (GET /metrics, excerpt)"
-curl -sf "http://$HTTP/metrics" | grep -E '^colo_(pods|cni_requests_total)'
+curl -sf "http://$HTTP/metrics" | grep -E '^colo_(pods|cni_requests_total|endpoints|hugepages_reserved_bytes|pod_requests_total)'
 
 say "the runtime deletes the pods; colo-node forgets them"
 for p in "${PODS[@]}"; do

@@ -28,7 +28,7 @@ reserve_hugepages() {
 cleanup() {
   local rc=$?
   stop_agent || true
-  grep -o "$WORK[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  grep -o "${WORK}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   [[ -n $HUGEPAGES_SAVED ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   for ns in "${NETNS_CREATED[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   for l in "${LINKS_CREATED[@]}"; do ip link del "$l" 2>/dev/null || true; done
@@ -75,14 +75,17 @@ make_bridge() {
 
 # start_agent [extra flags...]: colo-node on this test's private paths; HTTP on a free port.
 start_agent() {
+  local before
+  before=$(grep -c "ready on node" "$WORK/agent.log" 2>/dev/null || true)
   "$COLO_BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
     --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" "$@" >>"$WORK/agent.log" 2>&1 &
   AGENT_PID=$!
-  for _ in $(seq 1 100); do
-    if [[ -S $WORK/run/cni/cni.sock ]] && grep -q "http: serving" "$WORK/agent.log"; then break; fi
-    sleep 0.05
+  for _ in $(seq 1 200); do
+    (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) && break
+    kill -0 "$AGENT_PID" 2>/dev/null || { echo "colo-node exited at start" >&2; return 1; }
+    sleep 0.025
   done
-  [[ -S $WORK/run/cni/cni.sock ]] || { echo "colo-node did not start" >&2; return 1; }
+  (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) || { echo "colo-node did not start" >&2; return 1; }
   AGENT_HTTP=$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/agent.log" | tail -n1 | awk '{print $NF}')
 }
 

@@ -39,6 +39,7 @@ trap 'podman_cleanup; cleanup' EXIT
 write_conflist "$WORK/net.d/$NET.conflist" "$NET" "$BR" 198.18.2.0/24 closed true
 
 cp /bin/busybox "$WORK/rootfs/bin/busybox"
+cp "$COLO_BIN/coloctl" "$WORK/rootfs/bin/coloctl"  # static: runs in any image
 for a in sh sleep ip cat; do ln -s busybox "$WORK/rootfs/bin/$a"; done
 tar -C "$WORK/rootfs" -c . | pm import - localhost/colo-busybox:it >/dev/null
 
@@ -56,8 +57,14 @@ check "colo-node holds the container's address" \
 check "podman passes no pod UID, so the pod is keyed by its container id" \
   test "$(agent_get /debug/pods | jq -r --arg c "$CID" '.pods[] | select(.containerID == $c) | .key')" == "$CID"
 
+HELLO=$(pm exec "c$TAG" /bin/coloctl hello 2>/dev/null || true)
+check "inside the container, @colo answers with the container's identity" test "$(jq -r .identity.key <<<"$HELLO")" == "$CID"
+check "the identity carries the container's address" test "$(jq -r '.identity.ips[0]' <<<"$HELLO")" == "$CTR_IP"
+check "the container's colo directory exists on the node" test -S "$WORK/run/pods/$CID/colo.sock"
+
 check "podman removes the container" pm rm -f -t 0 "c$TAG"
 check "podman's DEL reached colo-node: the pod is forgotten" test "$(agent_get /debug/pods | jq '.pods | length')" -eq 0
+check "its colo directory is gone" test ! -e "$WORK/run/pods/$CID"
 check "colo-node counted one ADD and one DEL" \
   test "$(metric 'colo_cni_requests_total{verb="add",result="ok"}'),$(metric 'colo_cni_requests_total{verb="del",result="ok"}')" == "1,1"
 

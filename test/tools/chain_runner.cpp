@@ -29,7 +29,9 @@ std::string findPlugin(const std::string& type, const std::string& cniPath) {
   return {};
 }
 
-// Executes one plugin with env and stdin; collects stdout. Stderr is inherited.
+}  // namespace
+
+// Stderr is inherited.
 PluginRun exec(const std::string& path, const std::vector<std::string>& env, const std::string& input) {
   PluginRun r;
   const auto t0 = std::chrono::steady_clock::now();
@@ -78,6 +80,8 @@ PluginRun exec(const std::string& path, const std::vector<std::string>& env, con
   r.millis = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
+
+namespace {
 
 json pluginConfig(const json& list, const json& plugin, const Request& req, const json& prev) {
   json c = plugin;

@@ -36,6 +36,8 @@ struct Outcome {
 };
 
 Expected<nlohmann::json> loadConflist(const std::string& path);
+// Executes one plugin binary with `env` and `input` on stdin; collects stdout and the time taken.
+PluginRun exec(const std::string& path, const std::vector<std::string>& env, const std::string& input);
 Outcome run(const nlohmann::json& conflist, const Request& request);
 
 }  // namespace colo::chain
