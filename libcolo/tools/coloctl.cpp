@@ -31,11 +31,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const nlohmann::json req = {{"v", colo::wire::kVersion}, {"id", 1}, {"op", op}};
-  // A refused connection gets one error message with id null and is closed: read it, whatever its id.
-  if (auto s = colo::wire::send(sock->get(), req); !s && s.error().errnum != EPIPE) {
+  if (auto s = colo::wire::send(sock->get(), req); !s) {
     std::fprintf(stderr, "coloctl: %s\n", s.error().message.c_str());
     return 2;
-  }  // on EPIPE the agent refused us at accept; its reason is still queued
+  }
   if (auto w = colo::wire::waitReadable(sock->get(), std::chrono::milliseconds(timeoutMs)); !w) {
     std::fprintf(stderr, "coloctl: %s\n", w.error().message.c_str());
     return 2;

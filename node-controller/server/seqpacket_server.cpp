@@ -127,7 +127,9 @@ bool SeqpacketServer::serveOne(Conn& conn) {
     return false;
   }
   nlohmann::json reply;
-  if (auto v = wire::validateRequest(msg->body); !v) {
+  if (conn.refused) {
+    reply = wire::errorReply(msg->body, conn.refused->code, conn.refused->message);
+  } else if (auto v = wire::validateRequest(msg->body); !v) {
     metrics_.add("colo_wire_errors_total", {{"socket", name_}, {"reason", v.error().code}});
     reply = wire::errorReply(msg->body, v.error().code, v.error().message);
   } else {
@@ -189,15 +191,15 @@ void SeqpacketServer::loop() {
         spdlog::warn("{}: {} connections open; refusing another", name_, conns_.size());
         continue;
       }
+      std::optional<Error> refused;
       if (check_) {
         if (auto s = check_(info); !s) {
           metrics_.add("colo_wire_connections_rejected_total", {{"socket", name_}, {"reason", s.error().code}});
           spdlog::warn("{}: refused pid {} uid {} on {}: {}", name_, info.cred.pid, info.cred.uid, l.address, s.error().message);
-          (void)wire::send(c.get(), wire::errorReply(nullptr, s.error().code, s.error().message));
-          continue;
+          refused = s.error();
         }
       }
-      conns_.push_back(Conn{std::move(c), std::move(info), now});
+      conns_.push_back(Conn{std::move(c), std::move(info), now, std::move(refused)});
     }
   }
 }

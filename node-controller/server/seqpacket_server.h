@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -36,7 +37,9 @@ struct ConnInfo {
 };
 
 using RequestHandler = std::function<nlohmann::json(wire::Message&, const ConnInfo&)>;
-// Called once per accepted connection; returning an error refuses it (the error is sent, then closed).
+// Called once per accepted connection; returning an error refuses it: every request on it is then
+// answered with that error (closing at once could lose the reply: a Unix socket closed with unread
+// data resets its peer).
 using AcceptCheck = std::function<Status(const ConnInfo&)>;
 
 class SeqpacketServer {
@@ -70,6 +73,7 @@ class SeqpacketServer {
     UniqueFd fd;
     ConnInfo info;
     std::chrono::steady_clock::time_point last;
+    std::optional<Error> refused;
   };
   struct Command {
     enum class Kind { Add, Remove } kind;

@@ -39,6 +39,12 @@ TEST(NodeConfig, ErrorsNameTheProblem) {
   c = Config{};
   c.httpAddress = "nocolon";
   EXPECT_FALSE(validate(c).ok());
+  c = Config{};
+  c.hugepagesBudget = "a lot";
+  EXPECT_NE(validate(c).error().message.find("'a lot'"), std::string::npos);
+  c = Config{};
+  c.endpointName = "a/b";
+  EXPECT_FALSE(validate(c).ok());
 }
 
 }  // namespace
