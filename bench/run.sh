@@ -57,3 +57,7 @@ kill -TERM "$AGENT" && wait "$AGENT" || true
 start_agent
 "$BIN/colo-bench-endpoint" probe --pods "$EP_PODS" --netns-prefix "cbe$$-" --json "$OUT/endpoint_restart.json"
 grep -o 'endpoints back in .*' "$WORK/agent.log" | tail -n1 | sed 's/^/colo-node says: /'
+
+echo
+echo "== Datapath: iperf3 and sockperf between two pods, without and with colo"
+bash "$HERE/datapath.sh" "$BUILD"

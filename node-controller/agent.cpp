@@ -41,11 +41,15 @@ Status Agent::start() {
       [this](const ConnInfo& c) { return podApi_->admit(c); });
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
+  datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir}, metrics_);
+  datapath_->start();
+  hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
 
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = registry_.load();
   if (!loaded) return loaded.error();
   reconcileRestored();
+  datapath_->sync(registry_.list());
   const double restoreSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics_.set("colo_restore_seconds", {}, restoreSeconds);
   spdlog::info("registry: {} pods restored from {}, {} still alive, endpoints back in {:.1f} ms", *loaded, config_.stateDir,
@@ -53,7 +57,7 @@ Status Agent::start() {
 
   auto host = netns::current();
   if (!host) return host.error();
-  cni_ = std::make_unique<CniHandler>(registry_, *endpoints_, metrics_, *host);
+  cni_ = std::make_unique<CniHandler>(registry_, *hooks_, metrics_, *host);
   cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) {
     const std::string op = m.body.value("op", "");
     if (CniHandler::handles(op)) return cni_->handle(m);
@@ -64,7 +68,12 @@ Status Agent::start() {
 
   if (!config_.httpAddress.empty()) {
     http_ = std::make_unique<HttpServer>(HttpSources{
-        [this] { return readiness(); }, [this] { return metrics_.render(); }, [this] { return debugPods(); }});
+        [this] { return readiness(); },
+        [this] {
+          (void)datapath_->stats();  // refreshes the datapath counters
+          return metrics_.render();
+        },
+        [this] { return debugPods(); }});
     if (auto s = http_->start(config_.httpAddress); !s) return s;
   }
   spdlog::info("colo-node {} ready on node {} (mode {})", COLO_VERSION, config_.nodeName, config_.mode);
@@ -114,13 +123,18 @@ nlohmann::json Agent::readiness() const {
       {"podEndpoints", podServer_ && podServer_->running() ? "ok" : "not serving"},
       {"registry", "ok"},
       {"hugepages", hugepagesStatus_},
+      {"datapath", datapath_ ? datapath_->status() : nlohmann::json("not started")},
   };
   return {{"ready", cniUp && socketPresent}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
 }
 
 nlohmann::json Agent::debugPods() const {
   nlohmann::json pods = nlohmann::json::array();
-  for (const auto& p : registry_.list()) pods.push_back(toJson(p));
+  for (const auto& p : registry_.list()) {
+    auto j = toJson(p);
+    j["spliced"] = datapath_ && datapath_->podAddressesPresent(p);
+    pods.push_back(std::move(j));
+  }
   return {{"node", config_.nodeName},
           {"pods", pods},
           {"hugepages", {{"pageSize", hugepages_->pageSize()}, {"budget", hugepages_->budget()}, {"reserved", hugepages_->used()}}}};

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "config.h"
+#include "datapath/datapath.h"
 #include "endpoints/endpoint_manager.h"
 #include "endpoints/pod_api.h"
 #include "http/http_server.h"
@@ -35,6 +36,8 @@ class Agent {
   std::unique_ptr<PodApi> podApi_;
   std::unique_ptr<SeqpacketServer> podServer_;
   std::unique_ptr<EndpointManager> endpoints_;
+  std::unique_ptr<Datapath> datapath_;
+  std::unique_ptr<CompositeHooks> hooks_;
   std::unique_ptr<CniHandler> cni_;
   std::unique_ptr<SeqpacketServer> cniServer_;
   std::unique_ptr<HttpServer> http_;

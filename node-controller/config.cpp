@@ -19,7 +19,8 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"stateDir", &Config::stateDir},   {"httpAddress", &Config::httpAddress}, {"logFormat", &Config::logFormat},
       {"logLevel", &Config::logLevel},   {"logFile", &Config::logFile},     {"mode", &Config::mode},
       {"endpointName", &Config::endpointName}, {"hugepageSize", &Config::hugepageSize},
-      {"hugepagesBudget", &Config::hugepagesBudget},
+      {"hugepagesBudget", &Config::hugepagesBudget}, {"datapath", &Config::datapath},
+      {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir},
   };
   return m;
 }
@@ -76,6 +77,10 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
       out.showVersion = true;
       continue;
     }
+    if (a == "uninstall" && i == 0) {
+      out.uninstall = true;
+      continue;
+    }
     if (a == "--help" || a == "-h") {
       out.showHelp = true;
       continue;
@@ -110,10 +115,12 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
 }
 
 std::string usage() {
-  return "usage: colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
+  return "usage: colo-node uninstall [--bpf-pin-dir D]     remove everything colo pinned and attached\n"
+         "       colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
          "                 [--mode standalone] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
-         "                 [--hugepages-budget 1Gi] [--version]\n";
+         "                 [--hugepages-budget 1Gi] [--datapath auto|on|off] [--cgroup-path D]\n"
+         "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--version]\n";
 }
 
 Status validate(const Config& c) {
@@ -126,6 +133,10 @@ Status validate(const Config& c) {
   for (const auto* q : {&c.hugepageSize, &c.hugepagesBudget}) {
     if (auto b = quantity::parseBytes(*q); !b) return Error::make("invalid_argument", b.error().message);
   }
+  if (c.datapath != "auto" && c.datapath != "on" && c.datapath != "off") {
+    return Error::make("invalid_argument", "datapath must be auto, on or off, not '" + c.datapath + "'");
+  }
+  if (c.bpfPinDir.empty() || c.bpfPinDir.find("/sys/fs/bpf/") != 0) return Error::make("invalid_argument", "bpfPinDir must be under /sys/fs/bpf/");
   if (!c.httpAddress.empty() && c.httpAddress.rfind(':') == std::string::npos) {
     return Error::make("invalid_argument", "httpAddress must be HOST:PORT, not '" + c.httpAddress + "'");
   }

@@ -21,12 +21,16 @@ struct Config {
   std::string endpointName = "colo";            // abstract socket @<endpointName> in every pod
   std::string hugepageSize = "2Mi";             // 2Mi, or 1Gi where the kernel has it
   std::string hugepagesBudget = "1Gi";          // all pods' hugetlbfs mounts together, never exceeded
+  std::string datapath = "auto";                // sockmap splice: auto (on if the self-test passes), on, off
+  std::string cgroupPath;                       // where sock_ops attaches; empty: the detected cgroup v2 root
+  std::string bpfPinDir = "/sys/fs/bpf/colo";   // pinned maps and links
 };
 
 struct ParsedArgs {
   Config config;
   bool showVersion = false;
   bool showHelp = false;
+  bool uninstall = false;  // `colo-node uninstall`: remove everything colo pinned and attached
 };
 
 // Loads YAML text over `base`. Unknown keys and wrong types are errors that name the key.

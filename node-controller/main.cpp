@@ -23,6 +23,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   const Config& config = parsed->config;
+  if (parsed->uninstall) {
+    if (auto s = Datapath::uninstall(config.bpfPinDir); !s) {
+      std::fprintf(stderr, "colo-node uninstall: %s\n", s.error().message.c_str());
+      return 1;
+    }
+    std::printf("colo-node: removed %s (maps, links and the programs they held)\n", config.bpfPinDir.c_str());
+    return 0;
+  }
   if (auto v = validate(config); !v) {
     std::fprintf(stderr, "colo-node: %s\n", v.error().message.c_str());
     return 2;

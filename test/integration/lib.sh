@@ -25,8 +25,13 @@ reserve_hugepages() {
   echo "$1" >/proc/sys/vm/nr_hugepages
 }
 
+EXIT_HOOKS=()
+# on_exit FN: FN runs at exit, before the common teardown, whatever the outcome.
+on_exit() { EXIT_HOOKS+=("$1"); }
+
 cleanup() {
   local rc=$?
+  for hook in "${EXIT_HOOKS[@]}"; do "$hook" || true; done
   stop_agent || true
   grep -o "${WORK}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   [[ -n $HUGEPAGES_SAVED ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
@@ -78,7 +83,7 @@ start_agent() {
   local before
   before=$(grep -c "ready on node" "$WORK/agent.log" 2>/dev/null || true)
   "$COLO_BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
-    --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" "$@" >>"$WORK/agent.log" 2>&1 &
+    --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" --datapath off "$@" >>"$WORK/agent.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 1 200); do
     (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) && break

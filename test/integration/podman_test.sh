@@ -34,7 +34,7 @@ CONF
 export CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_STORAGE_CONF=$WORK/storage.conf
 pm() { podman --cgroup-manager cgroupfs "$@"; }
 podman_cleanup() { pm rm -fa >/dev/null 2>&1 || true; pm rmi -fa >/dev/null 2>&1 || true; }
-trap 'podman_cleanup; cleanup' EXIT
+on_exit podman_cleanup
 
 write_conflist "$WORK/net.d/$NET.conflist" "$NET" "$BR" 198.18.2.0/24 closed true
 

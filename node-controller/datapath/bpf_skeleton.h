@@ -1,0 +1,35 @@
+// The libbpf skeleton as an RAII type: opened with the pin directory (maps pinned by name are
+// reused), configured through rodata, loaded, destroyed with the object.
+#pragma once
+
+#include <string>
+
+#include "colo.skel.h"
+#include "colo/common/error.h"
+#include "colo_types.h"
+
+namespace colo::node {
+
+// The C++ view of the shared structs must match the BPF one byte for byte.
+static_assert(sizeof(colo_addr) == 20);
+static_assert(sizeof(colo_sock_key) == 44);
+static_assert(sizeof(colo_pod_info) == 8);
+
+class ColoBpf {
+ public:
+  ColoBpf() = default;
+  ColoBpf(const ColoBpf&) = delete;
+  ColoBpf& operator=(const ColoBpf&) = delete;
+  ~ColoBpf() {
+    if (skel_) colo_bpf__destroy(skel_);
+  }
+
+  Status openAndLoad(const std::string& pinDir, bool ipv6);
+  colo_bpf* get() const { return skel_; }
+  colo_bpf* operator->() const { return skel_; }
+
+ private:
+  colo_bpf* skel_ = nullptr;
+};
+
+}  // namespace colo::node

@@ -1,0 +1,277 @@
+#include "datapath/datapath.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "colo/common/files.h"
+#include "colo/common/unique_fd.h"
+
+namespace colo::node {
+namespace {
+
+bool isFs(const std::string& path, unsigned long magic) {
+  struct statfs fs{};
+  return ::statfs(path.c_str(), &fs) == 0 && static_cast<unsigned long>(fs.f_type) == magic;
+}
+
+Expected<colo_addr> parseAddress(const std::string& cidr) {
+  const std::string ip = cidr.substr(0, cidr.find('/'));
+  colo_addr a{};
+  if (::inet_pton(AF_INET, ip.c_str(), &a.addr[0]) == 1) {
+    a.family = AF_INET;
+    return a;
+  }
+  if (::inet_pton(AF_INET6, ip.c_str(), a.addr) == 1) {
+    a.family = AF_INET6;
+    return a;
+  }
+  return Error::make("invalid_argument", "'" + cidr + "' is not an IP address");
+}
+
+const char* kLinkPin = "/sockops_link";
+
+// libbpf prints to stderr by default; its messages belong in our log, at debug (our own errors
+// carry what matters).
+int libbpfPrint(enum libbpf_print_level, const char* fmt, va_list args) {
+  char buf[1024];
+  const int n = std::vsnprintf(buf, sizeof(buf), fmt, args);
+  if (n > 0) spdlog::debug("libbpf: {}", std::string(buf, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buf) - 1)));
+  return 0;
+}
+
+}  // namespace
+
+Datapath::Datapath(DatapathConfig config, Metrics& metrics) : config_(std::move(config)), metrics_(metrics) {
+  metrics_.describe("colo_datapath_active", "gauge", "1 when the sockmap splice is on for this node.");
+  metrics_.describe("colo_datapath_selftest", "gauge", "Datapath self-test result per check (1 pass, 0 fail).");
+  metrics_.describe("colo_datapath_sockets_inserted_total", "counter", "Sockets placed in the sockhash (both ends opted-in pods).");
+  metrics_.describe("colo_datapath_insert_failed_total", "counter", "Sockhash insertions that failed.");
+  metrics_.describe("colo_datapath_skipped_total", "counter", "Established sockets left alone: an end is not an opted-in pod.");
+  metrics_.describe("colo_datapath_messages_redirected_total", "counter", "Messages moved socket to socket.");
+  metrics_.describe("colo_datapath_bytes_redirected_total", "counter", "Bytes moved socket to socket.");
+  metrics_.describe("colo_datapath_fallbacks_total", "counter", "Messages that took the normal path (peer not in the sockhash).");
+  metrics_.set("colo_datapath_active", {}, 0);
+}
+
+Datapath::~Datapath() = default;
+
+Expected<std::string> Datapath::detectCgroupRoot() {
+  for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+    if (isFs(p, CGROUP2_SUPER_MAGIC)) return std::string(p);
+  }
+  return Error::make("unavailable", "no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup");
+}
+
+Status Datapath::load() {
+  libbpf_set_print(libbpfPrint);
+  cgroup_ = config_.cgroupPath;
+  if (cgroup_.empty()) {
+    auto root = detectCgroupRoot();
+    if (!root) return root.error();
+    cgroup_ = *root;
+  } else if (!isFs(cgroup_, CGROUP2_SUPER_MAGIC)) {
+    return Error::make("invalid_argument", "cgroupPath " + cgroup_ + " is not in a cgroup v2 hierarchy");
+  }
+  const std::string bpffs = std::filesystem::path(config_.pinDir).parent_path().string();
+  if (!isFs(bpffs, BPF_FS_MAGIC)) {
+    if (::mount("bpf", bpffs.c_str(), "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") != 0) {
+      return Error::fromErrno("mount(bpf, " + bpffs + ")");
+    }
+    spdlog::info("datapath: mounted bpffs at {}", bpffs);
+  }
+  if (auto s = files::makeDirs(config_.pinDir, 0700); !s) return s;
+
+  bpf_ = std::make_unique<ColoBpf>();
+  if (auto s = bpf_->openAndLoad(config_.pinDir, true); !s) return s;
+
+  // sk_msg on the sockhash: re-attaching replaces the previous program, sockets stay in the map.
+  const int sockhash = bpf_map__fd((*bpf_)->maps.colo_socks);
+  if (::bpf_prog_attach(bpf_program__fd((*bpf_)->progs.colo_sk_msg), sockhash, BPF_SK_MSG_VERDICT, 0) != 0) {
+    return Error::fromErrno("bpf_prog_attach(sk_msg, colo_socks)");
+  }
+  // sock_ops at the cgroup: a pinned link from an earlier run is updated in place (atomic
+  // program replace); otherwise a new link is made and pinned.
+  const std::string linkPath = config_.pinDir + kLinkPin;
+  if (bpf_link* old = bpf_link__open(linkPath.c_str())) {
+    const int err = bpf_link__update_program(old, (*bpf_)->progs.colo_sockops);
+    bpf_link__disconnect(old);  // keep the pinned link when this handle goes
+    bpf_link__destroy(old);
+    if (err != 0) return Error::fromErrno("bpf_link__update_program(" + linkPath + ")", -err);
+    spdlog::info("datapath: reused pinned maps and link in {}", config_.pinDir);
+  } else {
+    UniqueFd cg(::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cg) return Error::fromErrno("open(" + cgroup_ + ")");
+    bpf_link* link = bpf_program__attach_cgroup((*bpf_)->progs.colo_sockops, cg.get());
+    if (!link) return Error::fromErrno("attach sock_ops to " + cgroup_);
+    const int err = bpf_link__pin(link, linkPath.c_str());
+    bpf_link__disconnect(link);
+    bpf_link__destroy(link);
+    if (err != 0) return Error::fromErrno("bpf_link__pin(" + linkPath + ")", -err);
+    spdlog::info("datapath: sock_ops attached at {}, pinned in {}", cgroup_, config_.pinDir);
+  }
+  return {};
+}
+
+void Datapath::start() {
+  if (config_.mode == "off") {
+    state_ = "off";
+    reason_ = "disabled by configuration (datapath: off)";
+    spdlog::info("datapath: {}", reason_);
+    publish();
+    return;
+  }
+  if (auto s = load(); !s) {
+    state_ = "off";
+    reason_ = "cannot load: " + s.error().message;
+    spdlog::warn("datapath: off: {}; endpoints and everything else keep working", reason_);
+    publish();
+    return;
+  }
+  active_ = true;  // the self-test needs the maps live
+  selftest_ = runSelfTest(SelfTestHooks{
+      [this](const std::string& ip) { return setAddress(ip, true); },
+      [this](const std::string& ip) { (void)setAddress(ip, false); },
+      [this] { return stats().msgsRedirected; },
+  });
+  for (const auto& [name, result] : selftest_.checks) {
+    metrics_.set("colo_datapath_selftest", {{"check", name}}, result == "ok" ? 1 : 0);
+  }
+  if (!selftest_.passed() && config_.mode != "on") {
+    active_ = false;
+    state_ = "off";
+    reason_ = "self-test failed: " + selftest_.failures();
+    spdlog::warn("datapath: off: {}. Set datapath: on to force it.", reason_);
+    // The sockops program stays attached but finds no pod addresses: nothing is spliced.
+  } else {
+    state_ = "on";
+    reason_ = selftest_.passed() ? "self-test passed" : "forced on despite the self-test: " + selftest_.failures();
+    spdlog::info("datapath: on ({})", reason_);
+  }
+  publish();
+}
+
+void Datapath::publish() { metrics_.set("colo_datapath_active", {}, active_ ? 1 : 0); }
+
+nlohmann::json Datapath::status() const {
+  nlohmann::json checks = nlohmann::json::object();
+  for (const auto& [k, v] : selftest_.checks) checks[k] = v;
+  return {{"state", state_}, {"reason", reason_}, {"mode", config_.mode}, {"cgroup", cgroup_},
+          {"pinDir", config_.pinDir}, {"selftest", checks}};
+}
+
+DatapathStats Datapath::stats() const {
+  DatapathStats out;
+  if (!bpf_) return out;
+  const int fd = bpf_map__fd((*bpf_)->maps.colo_stats);
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<std::uint64_t> values(static_cast<std::size_t>(cpus > 0 ? cpus : 1));
+  std::uint64_t* fields[] = {&out.socketsInserted, &out.insertFailed, &out.skippedNotPod, &out.msgsRedirected, &out.bytesRedirected, &out.fallbacks};
+  for (std::uint32_t k = 0; k < COLO_STAT_MAX; ++k) {
+    if (::bpf_map_lookup_elem(fd, &k, values.data()) != 0) continue;
+    for (auto v : values) *fields[k] += v;
+  }
+  metrics_.set("colo_datapath_sockets_inserted_total", {}, static_cast<double>(out.socketsInserted));
+  metrics_.set("colo_datapath_insert_failed_total", {}, static_cast<double>(out.insertFailed));
+  metrics_.set("colo_datapath_skipped_total", {}, static_cast<double>(out.skippedNotPod));
+  metrics_.set("colo_datapath_messages_redirected_total", {}, static_cast<double>(out.msgsRedirected));
+  metrics_.set("colo_datapath_bytes_redirected_total", {}, static_cast<double>(out.bytesRedirected));
+  metrics_.set("colo_datapath_fallbacks_total", {}, static_cast<double>(out.fallbacks));
+  return out;
+}
+
+Status Datapath::setAddress(const std::string& cidr, bool present) {
+  if (!bpf_) return Error::make("unavailable", "datapath not loaded");
+  auto a = parseAddress(cidr);
+  if (!a) return a.error();
+  const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
+  if (present) {
+    colo_pod_info info{};
+    if (::bpf_map_update_elem(fd, &a.value(), &info, BPF_ANY) != 0) return Error::fromErrno("bpf_map_update_elem(colo_pods)");
+  } else {
+    ::bpf_map_delete_elem(fd, &a.value());
+  }
+  return {};
+}
+
+Status Datapath::attach(Pod& pod, int, bool, std::vector<std::string>&) {
+  std::lock_guard lock(mu_);
+  if (!active_) return {};
+  for (const auto& ip : pod.ips) {
+    if (auto s = setAddress(ip, true); !s) spdlog::warn("datapath: pod {}: {}", pod.key, s.error().message);
+  }
+  return {};
+}
+
+void Datapath::detach(const Pod& pod) {
+  std::lock_guard lock(mu_);
+  if (!bpf_) return;
+  for (const auto& ip : pod.ips) (void)setAddress(ip, false);
+}
+
+bool Datapath::podAddressesPresent(const Pod& pod) const {
+  std::lock_guard lock(mu_);
+  if (!bpf_ || !active_ || pod.ips.empty()) return false;
+  const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
+  for (const auto& ip : pod.ips) {
+    auto a = parseAddress(ip);
+    colo_pod_info info{};
+    if (!a || ::bpf_map_lookup_elem(fd, &a.value(), &info) != 0) return false;
+  }
+  return true;
+}
+
+void Datapath::sync(const std::vector<Pod>& pods) {
+  std::lock_guard lock(mu_);
+  if (!bpf_) return;
+  const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
+  std::set<std::vector<std::uint32_t>> want;
+  if (active_) {
+    for (const auto& p : pods) {
+      for (const auto& ip : p.ips) {
+        if (auto a = parseAddress(ip)) want.insert({a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]});
+      }
+    }
+  }
+  std::vector<colo_addr> stale;
+  colo_addr key{}, next{};
+  const void* prev = nullptr;
+  while (::bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (!want.count({next.family, next.addr[0], next.addr[1], next.addr[2], next.addr[3]})) stale.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (auto& s : stale) ::bpf_map_delete_elem(fd, &s);
+  colo_pod_info info{};
+  for (const auto& w : want) {
+    colo_addr a{w[0], {w[1], w[2], w[3], w[4]}};
+    ::bpf_map_update_elem(fd, &a, &info, BPF_ANY);
+  }
+  spdlog::info("datapath: pod map holds {} addresses ({} stale removed)", want.size(), stale.size());
+}
+
+Status Datapath::uninstall(const std::string& pinDir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(pinDir, ec)) return {};
+  // Unpinning the link detaches sock_ops; unpinning the maps frees them (and the sockhash's
+  // sk_msg attachment) once nothing else holds them.
+  for (const auto& e : std::filesystem::directory_iterator(pinDir, ec)) {
+    if (::unlink(e.path().c_str()) != 0) return Error::fromErrno("unlink(" + e.path().string() + ")");
+  }
+  if (::rmdir(pinDir.c_str()) != 0 && errno != ENOENT) return Error::fromErrno("rmdir(" + pinDir + ")");
+  return {};
+}
+
+}  // namespace colo::node

@@ -1,0 +1,342 @@
+#include "datapath/selftest.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "colo/common/unique_fd.h"
+
+namespace colo::node {
+namespace {
+
+constexpr const char* kClientIp = "198.18.255.1";
+constexpr const char* kServerIp = "198.18.255.2";
+
+Status fail(const std::string& why) { return Error::make("selftest", why); }
+
+Status addAlias(const char* ifname, const char* ip) {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+  auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+  sin->sin_family = AF_INET;
+  ::inet_pton(AF_INET, ip, &sin->sin_addr);
+  if (::ioctl(s.get(), SIOCSIFADDR, &ifr) != 0) return Error::fromErrno(std::string("SIOCSIFADDR ") + ifname);
+  ifr.ifr_flags = IFF_UP | IFF_RUNNING;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Error::fromErrno(std::string("SIOCSIFFLAGS ") + ifname);
+  return {};
+}
+
+Status bringUpLoopback() {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Error::fromErrno("SIOCSIFFLAGS lo");
+  if (auto st = addAlias("lo:1", kClientIp); !st) return st;
+  return addAlias("lo:2", kServerIp);
+}
+
+sockaddr_in addr(const char* ip, std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+
+struct Pair {
+  UniqueFd client, server;
+};
+
+Expected<Pair> connectPair() {
+  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto sa = addr(kServerIp, 0);
+  if (::bind(l.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return Error::fromErrno("bind");
+  if (::listen(l.get(), 16) != 0) return Error::fromErrno("listen");
+  socklen_t len = sizeof(sa);
+  ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  Pair p;
+  p.client.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto ca = addr(kClientIp, 0);
+  if (::bind(p.client.get(), reinterpret_cast<sockaddr*>(&ca), sizeof(ca)) != 0) return Error::fromErrno("bind client");
+  if (::connect(p.client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return Error::fromErrno("connect");
+  p.server.reset(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!p.server) return Error::fromErrno("accept");
+  return p;
+}
+
+bool writeAll(int fd, const char* data, std::size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// Reads exactly n bytes with a deadline; "" on success, else what went wrong.
+std::string readExactly(int fd, char* out, std::size_t n, int timeoutMs = 2000) {
+  std::size_t got = 0;
+  while (got < n) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeoutMs) <= 0) return "timed out after " + std::to_string(got) + " of " + std::to_string(n) + " bytes";
+    const ssize_t r = ::read(fd, out + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return std::string("read: ") + std::strerror(errno);
+    if (r == 0) return "EOF after " + std::to_string(got) + " bytes";
+    got += static_cast<std::size_t>(r);
+  }
+  return "";
+}
+
+std::vector<char> pattern(std::size_t n, unsigned seed) {
+  std::vector<char> v(n);
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : v) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return v;
+}
+
+Status integrity(std::uint64_t& redirectedBefore, const SelfTestHooks& hooks) {
+  auto p = connectPair();
+  if (!p) return p.error();
+  const std::size_t n = 4 << 20;
+  for (int dir = 0; dir < 2; ++dir) {
+    const int from = dir == 0 ? p->client.get() : p->server.get();
+    const int to = dir == 0 ? p->server.get() : p->client.get();
+    auto data = pattern(n, static_cast<unsigned>(dir + 1));
+    std::vector<char> got(n);
+    std::string err;
+    std::thread reader([&] { err = readExactly(to, got.data(), n); });
+    const bool wrote = writeAll(from, data.data(), n);
+    reader.join();
+    if (!wrote) return fail("write failed: " + std::string(std::strerror(errno)));
+    if (!err.empty()) return fail(err);
+    if (got != data) return fail("data corrupted in direction " + std::to_string(dir));
+  }
+  const auto after = hooks.redirectedMessages();
+  if (after <= redirectedBefore) return fail("no message was redirected: sockets were not spliced (is colo-node inside the attached cgroup?)");
+  return {};
+}
+
+Status fionread() {
+  auto p = connectPair();
+  if (!p) return p.error();
+  const std::string msg(1000, 'x');
+  if (!writeAll(p->client.get(), msg.data(), msg.size())) return fail("write");
+  pollfd pf{p->server.get(), POLLIN, 0};
+  if (::poll(&pf, 1, 1000) <= 0) return fail("no POLLIN after write");
+  int avail = -1;
+  for (int i = 0; i < 100 && avail != 1000; ++i) {
+    if (::ioctl(p->server.get(), FIONREAD, &avail) != 0) return Error::fromErrno("ioctl(FIONREAD)");
+    if (avail != 1000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (avail != 1000) return fail("FIONREAD says " + std::to_string(avail) + " of 1000 bytes");
+  return {};
+}
+
+Status wakeup(bool useEpoll) {
+  auto p = connectPair();
+  if (!p) return p.error();
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    (void)writeAll(p->client.get(), "ping", 4);
+  });
+  int ready = 0;
+  if (useEpoll) {
+    UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, p->server.get(), &ev);
+    ready = ::epoll_wait(ep.get(), &ev, 1, 1000);
+  } else {
+    pollfd pf{p->server.get(), POLLIN, 0};
+    ready = ::poll(&pf, 1, 1000);
+  }
+  writer.join();
+  if (ready != 1) return fail(std::string(useEpoll ? "epoll" : "poll") + " did not wake up within 1 s of a write");
+  return {};
+}
+
+// The request/reply pattern of many clients: write, shutdown(SHUT_WR), then a blocking read of
+// the reply. The server answers a little later, so the client is asleep in read() when the ACK of
+// its FIN arrives. Kernels whose tcp_bpf_recvmsg turns that wake-up into EAGAIN fail here.
+Status blockingRead() {
+  for (int i = 0; i < 40; ++i) {
+    auto p = connectPair();
+    if (!p) return p.error();
+    timeval tv{2, 0};
+    ::setsockopt(p->client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string serverErr;
+    std::thread server([&] {
+      char buf[64];
+      std::size_t got = 0;
+      for (;;) {
+        const ssize_t r = ::read(p->server.get(), buf, sizeof(buf));
+        if (r > 0) got += static_cast<std::size_t>(r);
+        if (r == 0) break;
+        if (r < 0 && errno != EINTR) {
+          serverErr = std::string("server read: ") + std::strerror(errno);
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      (void)writeAll(p->server.get(), "reply", 5);
+      p->server.reset();
+    });
+    if (!writeAll(p->client.get(), "0123456789", 10)) {
+      server.join();
+      return fail("write");
+    }
+    ::shutdown(p->client.get(), SHUT_WR);
+    char buf[16];
+    std::size_t got = 0;
+    std::string err;
+    for (;;) {
+      const ssize_t r = ::read(p->client.get(), buf, sizeof(buf));
+      if (r > 0) {
+        got += static_cast<std::size_t>(r);
+        continue;
+      }
+      if (r == 0) break;
+      if (errno == EINTR) continue;
+      err = "blocking read() returned " + std::string(std::strerror(errno)) + " after write/shutdown, with " + std::to_string(got) +
+            " of 5 reply bytes (round " + std::to_string(i + 1) + ")";
+      break;
+    }
+    server.join();
+    if (!serverErr.empty()) return fail(serverErr);
+    if (!err.empty()) return fail(err);
+    if (got != 5) return fail("blocking read got " + std::to_string(got) + " of 5 reply bytes");
+  }
+  return {};
+}
+
+Status halfClose() {
+  auto p = connectPair();
+  if (!p) return p.error();
+  ::shutdown(p->client.get(), SHUT_WR);
+  char c;
+  pollfd pf{p->server.get(), POLLIN, 0};
+  if (::poll(&pf, 1, 1000) != 1 || ::read(p->server.get(), &c, 1) != 0) return fail("server did not see EOF after client shutdown");
+  if (!writeAll(p->server.get(), "still here", 10)) return fail("server cannot write after the client's half-close");
+  char buf[10];
+  if (auto e = readExactly(p->client.get(), buf, 10); !e.empty()) return fail("client after half-close: " + e);
+  return {};
+}
+
+Status reset() {
+  auto p = connectPair();
+  if (!p) return p.error();
+  linger lg{1, 0};
+  ::setsockopt(p->client.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  p->client.reset();  // RST
+  pollfd pf{p->server.get(), POLLIN, 0};
+  if (::poll(&pf, 1, 1000) != 1) return fail("peer did not notice the RST within 1 s");
+  char c;
+  const ssize_t r = ::read(p->server.get(), &c, 1);
+  if (r > 0) return fail("read returned data after RST");
+  return {};
+}
+
+Status sendfileInto() {
+  auto p = connectPair();
+  if (!p) return p.error();
+  const std::size_t n = 1 << 20;
+  auto data = pattern(n, 7);
+  UniqueFd mem(::memfd_create("colo-selftest", MFD_CLOEXEC));
+  if (!mem || !writeAll(mem.get(), data.data(), n)) return fail("memfd");
+  std::vector<char> got(n);
+  std::string err;
+  std::thread reader([&] { err = readExactly(p->server.get(), got.data(), n); });
+  off_t off = 0;
+  while (static_cast<std::size_t>(off) < n) {
+    if (::sendfile(p->client.get(), mem.get(), &off, n - static_cast<std::size_t>(off)) <= 0) break;
+  }
+  reader.join();
+  if (!err.empty()) return fail("sendfile: " + err);
+  if (got != data) return fail("sendfile: data corrupted");
+  return {};
+}
+
+}  // namespace
+
+bool SelfTestResult::passed() const {
+  for (const auto& [k, v] : checks) {
+    if (v != "ok") return false;
+  }
+  return !checks.empty();
+}
+
+std::string SelfTestResult::failures() const {
+  std::string out;
+  for (const auto& [k, v] : checks) {
+    if (v == "ok") continue;
+    if (!out.empty()) out += "; ";
+    out += k + ": " + v;
+  }
+  return out;
+}
+
+SelfTestResult runSelfTest(const SelfTestHooks& hooks) {
+  SelfTestResult result;
+  std::thread t([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      result.checks["setup"] = Error::fromErrno("unshare(CLONE_NEWNET)").message;
+      return;
+    }
+    if (auto s = bringUpLoopback(); !s) {
+      result.checks["setup"] = s.error().message;
+      return;
+    }
+    for (const char* ip : {kClientIp, kServerIp}) {
+      if (auto s = hooks.addPodAddress(ip); !s) {
+        result.checks["setup"] = s.error().message;
+        return;
+      }
+    }
+    std::uint64_t before = hooks.redirectedMessages();
+    const std::vector<std::pair<const char*, std::function<Status()>>> checks = {
+        {"integrity", [&] { return integrity(before, hooks); }},
+        {"fionread", fionread},
+        {"poll", [] { return wakeup(false); }},
+        {"epoll", [] { return wakeup(true); }},
+        {"blocking_read", blockingRead},
+        {"half_close", halfClose},
+        {"rst", reset},
+        {"sendfile", sendfileInto},
+    };
+    for (const auto& [name, fn] : checks) {
+      auto s = fn();
+      result.checks[name] = s ? "ok" : s.error().message;
+    }
+    for (const char* ip : {kClientIp, kServerIp}) hooks.removePodAddress(ip);
+  });
+  t.join();
+  return result;
+}
+
+}  // namespace colo::node
