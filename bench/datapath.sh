@@ -25,6 +25,8 @@ AGENT=""
 cleanup() {
   set +e
   echo $$ >"$CG_ROOT/cgroup.procs"
+  [[ -n $AGENT ]] && kill -TERM "$AGENT" && wait "$AGENT"
+  AGENT=""
   # Whatever is still in the bench cgroup (servers) goes, so the cgroup can be removed.
   for _ in 1 2 3; do
     xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null

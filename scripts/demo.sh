@@ -12,6 +12,7 @@ REF=/usr/lib/cni
 WORK=$(mktemp -d /tmp/colo-demo.XXXXXX)
 BR=colo-demo0
 HTTP=127.0.0.1:9756
+DATAPATH=${COLO_DATAPATH:-auto}  # COLO_DATAPATH=on forces the splice on a kernel that fails the self-test
 PODS=(frontend cart payments batch)
 AGENT=""
 HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
@@ -25,6 +26,7 @@ cleanup() {
     ip netns del "demo-$p" 2>/dev/null
   done
   [[ -n $AGENT ]] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null
+  "$BIN/colo-node" uninstall >/dev/null  # unpin maps and links: leave the node as it was
   ip link del "$BR" 2>/dev/null
   echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   rm -rf "$WORK"
@@ -46,10 +48,12 @@ CONF
 
 echo 16 >/proc/sys/vm/nr_hugepages  # 32 MiB of 2 MiB pages for the demo; restored at exit
 say "colo-node, standalone, on its defaults (/run/colo/cni.sock, state in /run/colo/state, http $HTTP)"
-"$BIN/colo-node" --http-address "$HTTP" --hugepages-budget 32Mi >"$WORK/colo-node.log" 2>&1 &
+"$BIN/colo-node" --http-address "$HTTP" --hugepages-budget 32Mi --datapath "$DATAPATH" >"$WORK/colo-node.log" 2>&1 &
 AGENT=$!
 for _ in $(seq 1 100); do [[ -S /run/colo/cni.sock ]] && curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.05; done
-curl -sf "http://$HTTP/readyz"
+curl -sf "http://$HTTP/readyz" | jq -c '{ready, node, mode}'
+say "the transparent splice (datapath: $DATAPATH) and its self-test"
+curl -sf "http://$HTTP/readyz" | jq -r '.checks.datapath | "  state: \(.state) (\(.reason))\n  cgroup: \(.cgroup)", (.selftest | to_entries[] | "  self-test \(.key): \(.value)")'
 
 ip link add "$BR" type bridge && ip link set "$BR" address 02:c0:10:de:00:01 && ip link set "$BR" up
 say "kubelet's runtime creates ${#PODS[@]} pods: bridge + host-local, then colo-cni (batch has not opted in)"
@@ -69,7 +73,7 @@ done
 
 say "what colo-node knows (GET /debug/pods)"
 curl -sf "http://$HTTP/debug/pods" |
-  jq -r '.pods[] | "  \(.namespace)/\(.name)\tuid \(.uid[0:8])…\tips \(.ips | join(","))\tnetns inode \(.netnsInode)\thugepages \(.hugepageBytes)\topt-in by \(.optInSource)"'
+  jq -r '.pods[] | "  \(.namespace)/\(.name)\tuid \(.uid[0:8])…\tips \(.ips | join(","))\thugepages \(.hugepageBytes)\tspliced \(.spliced)\topt-in by \(.optInSource)"'
 
 say "inside each pod, @colo tells it who it is (coloctl hello); batch has no endpoint"
 for p in "${PODS[@]}"; do
@@ -90,7 +94,7 @@ ip netns exec demo-frontend timeout 10 iperf3 -c "$(ip_of cart)" -t 2 -f g | gre
 wait "$server" || true
 
 say "metrics (GET /metrics, excerpt)"
-curl -sf "http://$HTTP/metrics" | grep -E '^colo_(pods|cni_requests_total|endpoints|hugepages_reserved_bytes|pod_requests_total)'
+curl -sf "http://$HTTP/metrics" | grep -E '^colo_(pods|cni_requests_total|endpoints|hugepages_reserved_bytes|pod_requests_total|datapath_active|datapath_sockets_inserted_total|datapath_bytes_redirected_total)'
 
 say "the runtime deletes the pods; colo-node forgets them"
 for p in "${PODS[@]}"; do

@@ -75,8 +75,27 @@ Expected<std::string> Datapath::detectCgroupRoot() {
   return Error::make("unavailable", "no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup");
 }
 
+// What the kernel must offer, asked before loading so that the reason for "off" is plain.
+Status probeKernel() {
+  struct Need {
+    const char* what;
+    int ok;
+  };
+  const Need needs[] = {
+      {"BPF_PROG_TYPE_SOCK_OPS", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr)},
+      {"BPF_PROG_TYPE_SK_MSG", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_MSG, nullptr)},
+      {"BPF_MAP_TYPE_SOCKHASH", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_SOCKHASH, nullptr)},
+      {"BPF_MAP_TYPE_PERCPU_ARRAY", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_PERCPU_ARRAY, nullptr)},
+  };
+  for (const auto& n : needs) {
+    if (n.ok != 1) return Error::make("unavailable", std::string("the kernel does not offer ") + n.what);
+  }
+  return {};
+}
+
 Status Datapath::load() {
   libbpf_set_print(libbpfPrint);
+  if (auto s = probeKernel(); !s) return s;
   cgroup_ = config_.cgroupPath;
   if (cgroup_.empty()) {
     auto root = detectCgroupRoot();
@@ -107,8 +126,7 @@ Status Datapath::load() {
   const std::string linkPath = config_.pinDir + kLinkPin;
   if (bpf_link* old = bpf_link__open(linkPath.c_str())) {
     const int err = bpf_link__update_program(old, (*bpf_)->progs.colo_sockops);
-    bpf_link__disconnect(old);  // keep the pinned link when this handle goes
-    bpf_link__destroy(old);
+    bpf_link__destroy(old);  // closes our fd only: the pin keeps the link attached
     if (err != 0) return Error::fromErrno("bpf_link__update_program(" + linkPath + ")", -err);
     spdlog::info("datapath: reused pinned maps and link in {}", config_.pinDir);
   } else {
@@ -117,8 +135,7 @@ Status Datapath::load() {
     bpf_link* link = bpf_program__attach_cgroup((*bpf_)->progs.colo_sockops, cg.get());
     if (!link) return Error::fromErrno("attach sock_ops to " + cgroup_);
     const int err = bpf_link__pin(link, linkPath.c_str());
-    bpf_link__disconnect(link);
-    bpf_link__destroy(link);
+    bpf_link__destroy(link);  // closes our fd only: the pin keeps the link attached
     if (err != 0) return Error::fromErrno("bpf_link__pin(" + linkPath + ")", -err);
     spdlog::info("datapath: sock_ops attached at {}, pinned in {}", cgroup_, config_.pinDir);
   }
@@ -154,7 +171,10 @@ void Datapath::start() {
     state_ = "off";
     reason_ = "self-test failed: " + selftest_.failures();
     spdlog::warn("datapath: off: {}. Set datapath: on to force it.", reason_);
-    // The sockops program stays attached but finds no pod addresses: nothing is spliced.
+    // Detach sock_ops so that nothing new is spliced. The maps stay pinned: connections spliced
+    // by an earlier run keep their path until they close.
+    ::unlink((config_.pinDir + kLinkPin).c_str());
+    bpf_.reset();
   } else {
     state_ = "on";
     reason_ = selftest_.passed() ? "self-test passed" : "forced on despite the self-test: " + selftest_.failures();

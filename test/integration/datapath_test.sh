@@ -35,6 +35,7 @@ if [[ -n $FAILED_CHECKS ]]; then
   check "auto: /readyz names the failed check ($FAILED_CHECKS)" grep -q "${FAILED_CHECKS%%,*}" <<<"$(jq -r .reason <<<"$STATUS")"
   check "auto: the metric says which check failed" test "$(metric "colo_datapath_selftest{check=\"${FAILED_CHECKS%%,*}\"}")" == 0
   check "auto: colo-node is still ready (everything else works)" test "$(agent_get /readyz | jq .ready)" == true
+  check "auto: sock_ops is detached when the datapath is off" bash -c "! bpftool cgroup show '$CG' | grep -q colo"
 else
   check "auto: every self-test check passed and the datapath is on" test "$(jq -r .state <<<"$STATUS")" == on
 fi
