@@ -27,6 +27,7 @@ class AgentTest : public ::testing::Test {
     config.stateDir = dir.path() + "/state";
     config.httpAddress = "";
     config.nodeName = "unit";
+    config.datapath = "off";  // unit tests never touch the machine's cgroups or bpffs
     agent = std::make_unique<Agent>(config);
     ASSERT_TRUE(agent->start().ok());
   }

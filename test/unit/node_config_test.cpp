@@ -21,6 +21,14 @@ TEST(NodeConfig, YamlThenFlags) {
   EXPECT_TRUE(validate(p->config).ok());
 }
 
+TEST(NodeConfig, UninstallSubcommand) {
+  auto p = parseArgs({"uninstall", "--bpf-pin-dir", "/sys/fs/bpf/x"});
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->uninstall);
+  EXPECT_EQ(p->config.bpfPinDir, "/sys/fs/bpf/x");
+  EXPECT_FALSE(parseArgs({"--log-level", "info", "uninstall"}).ok());
+}
+
 TEST(NodeConfig, ErrorsNameTheProblem) {
   EXPECT_NE(parseArgs({"--bogus", "1"}).error().message.find("--bogus"), std::string::npos);
   EXPECT_FALSE(parseArgs({"--cni-socket"}).ok());
@@ -44,6 +52,12 @@ TEST(NodeConfig, ErrorsNameTheProblem) {
   EXPECT_NE(validate(c).error().message.find("'a lot'"), std::string::npos);
   c = Config{};
   c.endpointName = "a/b";
+  EXPECT_FALSE(validate(c).ok());
+  c = Config{};
+  c.datapath = "maybe";
+  EXPECT_NE(validate(c).error().message.find("'maybe'"), std::string::npos);
+  c = Config{};
+  c.bpfPinDir = "/tmp/colo";
   EXPECT_FALSE(validate(c).ok());
 }
 
