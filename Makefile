@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test unit integration lint bench demo clean
+.PHONY: all deps configure build test unit integration lint fuzz bench demo clean
 
 all: build
 
@@ -31,6 +31,11 @@ integration: deps build
 
 lint: build
 	cd $(BUILD) && ctest -L lint --output-on-failure
+
+# A longer fuzzing session than the 20 s ctest gives it.
+fuzz: build
+	mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/bin/colo-fuzz -max_total_time=$${FUZZ_SECONDS:-300} -max_len=8192 $(BUILD)/fuzz-corpus test/fuzz/corpus
 
 bench: deps build
 	bash bench/run.sh $(BUILD)
