@@ -38,7 +38,8 @@ Status Agent::start() {
   podApi_ = std::make_unique<PodApi>(config_, registry_, metrics_);
   podServer_ = std::make_unique<SeqpacketServer>(
       "pods", metrics_, [this](wire::Message& m, const ConnInfo& c) { return podApi_->handle(m, c); },
-      [this](const ConnInfo& c) { return podApi_->admit(c); });
+      [this](const ConnInfo& c) { return podApi_->admit(c); }, [this](const ConnInfo& c) { podApi_->connectionClosed(c); });
+  podServer_->setIdleTimeout(std::chrono::seconds(0));  // a listener waits quietly; connections go with their pod
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
   datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir}, metrics_);
@@ -58,7 +59,7 @@ Status Agent::start() {
   auto host = netns::current();
   if (!host) return host.error();
   cni_ = std::make_unique<CniHandler>(registry_, *hooks_, metrics_, *host);
-  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) {
+  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) -> Reply {
     const std::string op = m.body.value("op", "");
     if (CniHandler::handles(op)) return cni_->handle(m);
     return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");

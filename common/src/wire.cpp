@@ -26,7 +26,7 @@ Expected<sockaddr_un> makeAddress(const std::string& path, socklen_t& len) {
 
 }  // namespace
 
-Status send(int sock, const json& body, std::span<const int> fds) {
+Status send(int sock, const json& body, std::span<const int> fds, bool nonBlocking) {
   const std::string data = body.dump(-1, ' ', false, json::error_handler_t::replace);
   if (data.size() > kMaxMessage) return Error::make(code::kTooLarge, "message of " + std::to_string(data.size()) + " bytes exceeds 64 KiB");
   if (fds.size() > kMaxFds) return Error::make(code::kTooLarge, "too many descriptors");
@@ -46,7 +46,7 @@ Status send(int sock, const json& body, std::span<const int> fds) {
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t n;
-  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | (nonBlocking ? MSG_DONTWAIT : 0));
   while (n < 0 && errno == EINTR);
   if (n < 0) return Error::fromErrno("sendmsg");
   return {};

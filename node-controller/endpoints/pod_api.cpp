@@ -8,7 +8,8 @@ namespace colo::node {
 
 using nlohmann::json;
 
-PodApi::PodApi(const Config& config, Registry& registry, Metrics& metrics) : config_(config), registry_(registry), metrics_(metrics) {
+PodApi::PodApi(const Config& config, Registry& registry, Metrics& metrics)
+    : config_(config), registry_(registry), metrics_(metrics), broker_(registry, metrics) {
   metrics_.describe("colo_pod_requests_total", "counter", "Requests from pods on their endpoints, by op and result.");
 }
 
@@ -29,15 +30,18 @@ Status PodApi::admit(const ConnInfo& conn) const {
   return {};
 }
 
-json PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
+Reply PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
   const json& req = msg.body;
   const std::string op = req.value("op", "");
-  json reply;
+  Reply reply(nullptr);
   auto pod = registry_.get(conn.tag);
   if (!pod) reply = wire::errorReply(req, wire::code::kNotFound, "this endpoint's pod is no longer held by colo-node");
   else if (op == "hello") reply = hello(req, *pod, conn);
-  else reply = wire::errorReply(req, wire::code::kUnknownOp, "unknown op '" + op + "' (this agent offers: hello)");
-  metrics_.add("colo_pod_requests_total", {{"op", op == "hello" ? op : "other"}, {"result", reply.value("ok", false) ? "ok" : "error"}});
+  else if (op == "listen") reply = broker_.listen(req, *pod, conn);
+  else if (op == "dial") reply = broker_.dial(req, *pod, conn);
+  else reply = wire::errorReply(req, wire::code::kUnknownOp, "unknown op '" + op + "' (this agent offers: hello, listen, dial)");
+  const bool known = op == "hello" || op == "listen" || op == "dial";
+  metrics_.add("colo_pod_requests_total", {{"op", known ? op : "other"}, {"result", reply.body.value("ok", false) ? "ok" : "error"}});
   return reply;
 }
 

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "broker/broker.h"
 #include "config.h"
 #include "metrics.h"
 #include "pods/registry.h"
@@ -11,12 +12,13 @@
 
 namespace colo::node {
 
-inline constexpr const char* kAgentCapabilities[] = {"hello"};
+inline constexpr const char* kAgentCapabilities[] = {"hello", "listen", "dial"};
 
 class PodApi {
  public:
   PodApi(const Config& config, Registry& registry, Metrics& metrics);
-  nlohmann::json handle(wire::Message& msg, const ConnInfo& conn);
+  Reply handle(wire::Message& msg, const ConnInfo& conn);
+  void connectionClosed(const ConnInfo& conn) { broker_.connectionClosed(conn); }
   // The filesystem socket can be reached by anything that sees the path; only a process inside
   // the pod's own network namespace is that pod.
   Status admit(const ConnInfo& conn) const;
@@ -26,6 +28,7 @@ class PodApi {
   const Config& config_;
   Registry& registry_;
   Metrics& metrics_;
+  Broker broker_;
 };
 
 }  // namespace colo::node

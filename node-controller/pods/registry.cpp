@@ -1,6 +1,7 @@
 #include "pods/registry.h"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -88,6 +89,15 @@ std::vector<Pod> Registry::list() const {
   out.reserve(pods_.size());
   for (const auto& [k, p] : pods_) out.push_back(p);
   return out;
+}
+
+Expected<UniqueFd> Registry::netnsOf(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = netns_.find(key);
+  if (it == netns_.end() || !it->second) return Error::make("not_found", "no network namespace held for pod " + key);
+  UniqueFd dup(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+  if (!dup) return Error::fromErrno("dup(netns of " + key + ")");
+  return dup;
 }
 
 std::size_t Registry::size() const {

@@ -29,6 +29,8 @@ class Registry {
   // Removes and returns the pod, deleting its state file.
   std::optional<Pod> remove(const std::string& key);
   std::vector<Pod> list() const;
+  // A new descriptor for the pod's netns, while the pod is held.
+  Expected<UniqueFd> netnsOf(const std::string& key) const;
   std::size_t size() const;
 
  private:

@@ -13,8 +13,8 @@ namespace colo::node {
 namespace code = wire::code;
 using Clock = std::chrono::steady_clock;
 
-SeqpacketServer::SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check)
-    : name_(std::move(name)), metrics_(metrics), handler_(std::move(handler)), check_(std::move(check)) {
+SeqpacketServer::SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check, CloseHook onClose)
+    : name_(std::move(name)), metrics_(metrics), handler_(std::move(handler)), check_(std::move(check)), onClose_(std::move(onClose)) {
   metrics_.describe("colo_wire_errors_total", "counter", "Malformed or refused wire protocol messages, by socket and reason.");
   metrics_.describe("colo_wire_connections_rejected_total", "counter", "Connections refused at accept, by socket and reason.");
 }
@@ -102,7 +102,11 @@ void SeqpacketServer::applyCommands() {
         if (!l.address.empty() && l.address[0] == '/') ::unlink(l.address.c_str());
         return true;
       });
-      std::erase_if(conns_, [&](const Conn& conn) { return conn.info.tag == c.tag; });
+      std::erase_if(conns_, [&](const Conn& conn) {
+        if (conn.info.tag != c.tag) return false;
+        if (onClose_) onClose_(conn.info);
+        return true;
+      });
     }
   }
   {
@@ -126,7 +130,7 @@ bool SeqpacketServer::serveOne(Conn& conn) {
     }
     return false;
   }
-  nlohmann::json reply;
+  Reply reply(nullptr);
   if (conn.refused) {
     reply = wire::errorReply(msg->body, conn.refused->code, conn.refused->message);
   } else if (auto v = wire::validateRequest(msg->body); !v) {
@@ -139,7 +143,9 @@ bool SeqpacketServer::serveOne(Conn& conn) {
       reply = wire::errorReply(msg->body, code::kInternal, ex.what());
     }
   }
-  if (auto s = wire::send(fd, reply); !s) {
+  std::vector<int> fds;
+  for (const auto& f : reply.fds) fds.push_back(f.get());
+  if (auto s = wire::send(fd, reply.body, fds); !s) {
     spdlog::debug("{}: reply to pid {} not delivered: {}", name_, conn.info.cred.pid, s.error().message);
     return false;
   }
@@ -175,7 +181,10 @@ void SeqpacketServer::loop() {
       else drop[i] = true;
     }
     for (std::size_t i = nConns; i-- > 0;) {
-      if (drop[i] || now - conns_[i].last > kIdleTimeout) conns_.erase(conns_.begin() + static_cast<long>(i));
+      if (drop[i] || (idleTimeout_.count() > 0 && now - conns_[i].last > idleTimeout_)) {
+        if (onClose_) onClose_(conns_[i].info);
+        conns_.erase(conns_.begin() + static_cast<long>(i));
+      }
     }
     for (std::size_t i = 0; i < nListeners; ++i) {
       if (!(fds[1 + i].revents & POLLIN)) continue;
@@ -185,7 +194,7 @@ void SeqpacketServer::loop() {
       ucred uc{};
       socklen_t len = sizeof(uc);
       ::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len);
-      ConnInfo info{l.tag, l.address, PeerCred{uc.pid, uc.uid, uc.gid}};
+      ConnInfo info{l.tag, l.address, PeerCred{uc.pid, uc.uid, uc.gid}, nextConnId_++, c.get()};
       if (conns_.size() >= kMaxConnections) {
         metrics_.add("colo_wire_connections_rejected_total", {{"socket", name_}, {"reason", "too_many"}});
         spdlog::warn("{}: {} connections open; refusing another", name_, conns_.size());

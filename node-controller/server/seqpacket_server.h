@@ -34,17 +34,30 @@ struct ConnInfo {
   std::string tag;       // the accepting listener's tag
   std::string listener;  // its address, for logs and checks ("@colo", a path)
   PeerCred cred;         // SO_PEERCRED at accept
+  std::uint64_t id = 0;  // unique per connection for the server's life
+  int fd = -1;           // the connection; valid until onClose. Owned by the server.
 };
 
-using RequestHandler = std::function<nlohmann::json(wire::Message&, const ConnInfo&)>;
+// A reply, and descriptors to pass with it (SCM_RIGHTS).
+struct Reply {
+  Reply(nlohmann::json b) : body(std::move(b)) {}  // NOLINT: implicit, most replies carry no fds
+  Reply(nlohmann::json b, std::vector<UniqueFd> f) : body(std::move(b)), fds(std::move(f)) {}
+  nlohmann::json body;
+  std::vector<UniqueFd> fds;
+};
+
+using RequestHandler = std::function<Reply(wire::Message&, const ConnInfo&)>;
 // Called once per accepted connection; returning an error refuses it: every request on it is then
 // answered with that error (closing at once could lose the reply: a Unix socket closed with unread
 // data resets its peer).
 using AcceptCheck = std::function<Status(const ConnInfo&)>;
+// Called on the loop thread when a connection goes, for whatever reason.
+using CloseHook = std::function<void(const ConnInfo&)>;
 
 class SeqpacketServer {
  public:
-  SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check = nullptr);
+  SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check = nullptr,
+                  CloseHook onClose = nullptr);
   ~SeqpacketServer();
   SeqpacketServer(const SeqpacketServer&) = delete;
   SeqpacketServer& operator=(const SeqpacketServer&) = delete;
@@ -62,7 +75,8 @@ class SeqpacketServer {
   std::size_t listenerCount() const;
 
   static constexpr std::size_t kMaxConnections = 4096;
-  static constexpr std::chrono::seconds kIdleTimeout{300};
+  // Connections idle longer are closed; 0 keeps them (pod endpoints: a listener waits quietly).
+  void setIdleTimeout(std::chrono::seconds t) { idleTimeout_ = t; }
 
  private:
   struct Listener {
@@ -90,6 +104,9 @@ class SeqpacketServer {
   Metrics& metrics_;
   RequestHandler handler_;
   AcceptCheck check_;
+  CloseHook onClose_;
+  std::uint64_t nextConnId_ = 1;
+  std::chrono::seconds idleTimeout_{300};
   UniqueFd wake_;
   std::thread thread_;
   std::atomic<bool> running_{false};

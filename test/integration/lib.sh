@@ -118,7 +118,7 @@ chain() {
   shift 4
   [[ $# -gt 0 ]] && shift
   local args=(--conflist "$conf" --id "$id" --netns "$ns" --cni-path "$COLO_BIN:$REF_PLUGINS" --cache "$WORK/cache"
-    --args "K8S_POD_INFRA_CONTAINER_ID=$id;K8S_POD_UID=uid-$id;IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-$id")
+    --args "K8S_POD_INFRA_CONTAINER_ID=$id;K8S_POD_UID=uid-$id;IgnoreUnknown=1;K8S_POD_NAMESPACE=${POD_NS:-default};K8S_POD_NAME=pod-$id")
   [[ -n $ann ]] && args+=(--annotations "$ann")
   "$COLO_BIN/colo-chain" "$verb" "${args[@]}" "$@"
 }

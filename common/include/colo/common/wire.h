@@ -38,8 +38,9 @@ struct Message {
   std::vector<UniqueFd> fds;
 };
 
-// Sends one message. Never raises SIGPIPE.
-Status send(int sock, const json& body, std::span<const int> fds = {});
+// Sends one message. Never raises SIGPIPE. With `nonBlocking`, a full peer fails with "timeout"
+// instead of waiting (the agent never lets one slow pod stall its loop).
+Status send(int sock, const json& body, std::span<const int> fds = {}, bool nonBlocking = false);
 
 // Receives one message. Errors: "closed" (peer hung up), "too_large", "bad_request"
 // (not a JSON object), "io". Any descriptors that came with a bad message are closed.

@@ -1,0 +1,74 @@
+/* libcolo: talk to colo-node from inside a pod. Stable C ABI; nothing is thrown across it.
+ *
+ * The agent is found at the abstract socket @colo in the pod's network namespace, or at the path
+ * in $COLO_SOCKET. Every call returns COLO_OK (0) or a negative colo_status; colo_last_error()
+ * gives the agent's message for the calling thread's last failure.
+ *
+ *   colo_client* c;  colo_open(&c);
+ *   colo_conn conn;  colo_dial(c, "shop/cart", 2000, &conn);   // conn.fd is a connected socket
+ *   ...              close(conn.fd);  colo_close(c);
+ */
+#ifndef COLO_COLO_H
+#define COLO_COLO_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COLO_API_VERSION 1
+
+typedef enum colo_status {
+  COLO_OK = 0,
+  COLO_E_UNREACHABLE = -1, /* no agent at @colo / $COLO_SOCKET */
+  COLO_E_PROTOCOL = -2,    /* the agent said something this library does not understand */
+  COLO_E_NOT_FOUND = -3,   /* nothing listens on that name on this node */
+  COLO_E_DENIED = -4,      /* policy refused the dial, or this process is not the pod */
+  COLO_E_REFUSED = -5,     /* TCP connection refused */
+  COLO_E_TIMEOUT = -6,
+  COLO_E_INVALID = -7,     /* bad argument */
+  COLO_E_EXISTS = -8,      /* the name is already registered */
+  COLO_E_UNAVAILABLE = -9, /* the listener went away or is not accepting */
+  COLO_E_INTERNAL = -10
+} colo_status;
+
+typedef enum colo_transport { COLO_TRANSPORT_UNIX = 1, COLO_TRANSPORT_TCP = 2 } colo_transport;
+
+typedef struct colo_identity {
+  char ns[64];    /* Kubernetes namespace */
+  char name[254]; /* pod name */
+  char uid[65];   /* pod UID (may be empty: podman) */
+  char node[254]; /* whoami only */
+} colo_identity;
+
+typedef struct colo_conn {
+  int fd;                  /* connected stream socket; the caller owns and closes it */
+  colo_transport transport;
+  colo_identity peer;      /* the other pod (unix); empty for tcp */
+  char address[128];       /* host:port for tcp */
+} colo_conn;
+
+typedef struct colo_client colo_client;
+typedef struct colo_listener colo_listener;
+
+int colo_open(colo_client** out);
+void colo_close(colo_client* c);
+int colo_whoami(colo_client* c, colo_identity* out);
+
+/* target: "namespace/name" or "name" (a name registered on this node; own namespace if not
+ * qualified), or "ip:port" / "[ipv6]:port" (TCP, connected from this pod's network namespace). */
+int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out);
+
+/* Registers `name` (in this pod's namespace) on its own connection to the agent. */
+int colo_listen(const char* name, colo_listener** out);
+/* Waits up to timeout_ms (-1: forever) for the next incoming connection. */
+int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out);
+int colo_listener_fd(const colo_listener* l); /* readable when a connection is waiting */
+void colo_listener_close(colo_listener* l);   /* releases the name */
+
+const char* colo_strerror(int status);
+const char* colo_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
