@@ -21,13 +21,18 @@ struct colo_listener {
 };
 
 namespace {
-
 thread_local std::string g_lastError;
+}
 
+namespace colo::detail {
 int fail(int status, std::string message) {
   g_lastError = std::move(message);
   return status;
 }
+}  // namespace colo::detail
+
+namespace {
+using colo::detail::fail;
 
 int statusFor(const std::string& code) {
   if (code == "not_found") return COLO_E_NOT_FOUND;
@@ -79,6 +84,12 @@ int connectAgent(colo::UniqueFd& out) {
 }
 
 }  // namespace
+
+namespace colo::detail {
+int clientRoundTrip(colo_client* c, nlohmann::json req, int timeoutMs, wire::Message& out) {
+  return roundTrip(c->sock.get(), c->nextId++, std::move(req), timeoutMs, out);
+}
+}  // namespace colo::detail
 
 extern "C" {
 

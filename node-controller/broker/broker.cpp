@@ -5,12 +5,16 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
+#include "colo/channel_layout.h"
 #include "colo/common/netns.h"
 
 namespace colo::node {
@@ -60,6 +64,7 @@ Broker::Broker(Registry& registry, Metrics& metrics) : registry_(registry), metr
   metrics_.describe("colo_broker_denials_total", "counter", "Dials refused by policy.");
   metrics_.set("colo_broker_listeners", {}, 0);
   metrics_.add("colo_broker_denials_total", {}, 0);
+  metrics_.describe("colo_broker_channels_total", "counter", "Shared-memory channels set up, by memory kind.");
 }
 
 json Broker::identityOf(const Pod& pod) {
@@ -196,6 +201,57 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
   std::vector<UniqueFd> out;
   out.push_back(std::move(sock));
   return Reply(r, std::move(out));
+}
+
+}  // namespace colo::node
+
+namespace colo::node {
+
+Reply Broker::channel(const json& req, const Pod& pod) {
+  constexpr std::uint64_t kMin = 64 * 1024, kMax = 1ULL << 30, kHuge = 2ULL << 20;
+  if (!req.contains("bytes") || !req["bytes"].is_number_unsigned()) return wire::errorReply(req, code::kInvalidArgument, "channel: missing 'bytes'");
+  const std::uint64_t asked = req["bytes"].get<std::uint64_t>();
+  if (asked < kMin || asked > kMax) return wire::errorReply(req, code::kInvalidArgument, "channel: bytes must be between 64Ki and 1Gi");
+  UniqueFd mem;
+  std::string memory = "memfd", note;
+  std::uint64_t size = asked;
+  if (pod.hugepageBytes > 0) {
+    size = (asked + kHuge - 1) / kHuge * kHuge;
+    const std::string path = pod.endpointDir + "/hugepages/.colo-channel-" + std::to_string(++channelSeq_);
+    UniqueFd f(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (f && ::ftruncate(f.get(), static_cast<off_t>(size)) == 0) {
+      mem = std::move(f);
+      memory = "hugepages";
+    } else {
+      note = "the pod's hugepages have no room for " + std::to_string(size) + " bytes; ordinary memory instead";
+    }
+    ::unlink(path.c_str());  // the descriptors keep it; nothing is left in the pod's mount
+  } else {
+    note = "the pod has no hugepages (annotation colo.dev/hugepages); ordinary memory instead";
+  }
+  if (!mem) {
+    size = asked;
+    mem.reset(::memfd_create("colo-channel", MFD_CLOEXEC));
+    if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(size)) != 0) return wire::errorReply(req, code::kInternal, "channel: memfd failed");
+  }
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
+  if (base == MAP_FAILED) return wire::errorReply(req, code::kInternal, std::string("channel: mmap: ") + std::strerror(errno));
+  const std::uint64_t capacity = colo_channel_layout_init(base, size);
+  ::munmap(base, size);
+  if (capacity == 0) return wire::errorReply(req, code::kInvalidArgument, "channel: too small");
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(mem));
+  fds.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  fds.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fds[1] || !fds[2]) return wire::errorReply(req, code::kInternal, "channel: eventfd failed");
+  metrics_.add("colo_broker_channels_total", {{"memory", memory}});
+  if (!note.empty()) spdlog::info("broker: channel for pod {}: {}", pod.key, note);
+  json r = wire::okReply(req);
+  r["memory"] = memory;
+  r["bytes"] = size;
+  r["ringCapacity"] = capacity;
+  if (!note.empty()) r["note"] = note;
+  return Reply(r, std::move(fds));
 }
 
 }  // namespace colo::node

@@ -23,6 +23,9 @@ class Broker {
 
   Reply listen(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn);
   Reply dial(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn);
+  // Memory for a shared-memory channel, laid out, with two eventfds (see colo/channel_layout.h):
+  // from the caller's hugepages when it has room there, else ordinary memory (memfd).
+  Reply channel(const nlohmann::json& req, const Pod& pod);
   // A connection went away: the names it listened on go with it.
   void connectionClosed(const ConnInfo& conn);
 
@@ -45,6 +48,7 @@ class Broker {
   Registry& registry_;
   Metrics& metrics_;
   std::map<std::string, Listener> names_;  // loop thread only
+  std::uint64_t channelSeq_ = 0;
 };
 
 }  // namespace colo::node

@@ -12,7 +12,7 @@
 
 namespace colo::node {
 
-inline constexpr const char* kAgentCapabilities[] = {"hello", "listen", "dial"};
+inline constexpr const char* kAgentCapabilities[] = {"hello", "listen", "dial", "channel"};
 
 class PodApi {
  public:

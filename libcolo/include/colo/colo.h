@@ -65,6 +65,27 @@ int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out);
 int colo_listener_fd(const colo_listener* l); /* readable when a connection is waiting */
 void colo_listener_close(colo_listener* l);   /* releases the name */
 
+/* Shared-memory channels on a dialed pair (tier 3). Two single-producer single-consumer rings,
+ * one each way, in memory both sides map: messages are written in place, nothing is copied by
+ * the kernel. Side 0 asks colo-node for the memory (from its pod's hugepages when it has them,
+ * else ordinary memory through memfd) and passes it to side 1 over the pair, so set a channel up
+ * right after dial/accept, before other bytes flow on the pair. The pair stays open: when it
+ * closes the peer is gone, and calls fail with COLO_E_UNAVAILABLE instead of hanging. */
+typedef struct colo_channel colo_channel;
+int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, colo_channel** out);
+int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out);
+/* The same rings between two threads of one process (the monolith reference, and tests). */
+int colo_channel_local_pair(unsigned long long bytes, colo_channel** side0, colo_channel** side1);
+/* Producer: space for `len` bytes, written in place, then committed. */
+int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, void** buf);
+int colo_channel_commit(colo_channel* ch, unsigned long len);
+/* Consumer: the next message, read in place, then released. */
+int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsigned long* len);
+int colo_channel_release(colo_channel* ch);
+unsigned long colo_channel_max_message(const colo_channel* ch);
+const char* colo_channel_memory(const colo_channel* ch); /* "hugepages" or "memfd" */
+void colo_channel_close(colo_channel* ch);
+
 const char* colo_strerror(int status);
 const char* colo_last_error(void);
 

@@ -1,0 +1,291 @@
+// Shared-memory channels: mapping, waiting (short busy-poll, then eventfd), peer-death detection.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "colo/colo.h"
+#include "colo/common/unique_fd.h"
+#include "colo/common/wire.h"
+#include "ring.h"
+
+struct colo_client;  // defined in client.cpp
+
+namespace colo::detail {
+int fail(int status, std::string message);
+int clientRoundTrip(colo_client* c, nlohmann::json req, int timeoutMs, wire::Message& out);
+}  // namespace colo::detail
+
+struct colo_channel {
+  colo::UniqueFd mem, myBell, peerBell, pair;
+  void* base = nullptr;
+  std::size_t size = 0;
+  colo::ring::View tx, rx;
+  std::uint64_t pendingHead = 0;
+  std::uint64_t pendingLen = 0, readLen = 0;
+  std::uint32_t expectSeq = 1;
+  std::string memory;
+  ~colo_channel() {
+    if (base) ::munmap(base, size);
+  }
+};
+
+namespace {
+
+using colo::detail::fail;
+constexpr int kSpins = 4000;  // a few microseconds of busy-poll before sleeping
+
+int mapChannel(colo_channel* ch, int side) {
+  struct stat st{};
+  if (::fstat(ch->mem.get(), &st) != 0) return fail(COLO_E_INTERNAL, "fstat(channel memory)");
+  ch->size = static_cast<std::size_t>(st.st_size);
+  ch->base = ::mmap(nullptr, ch->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ch->mem.get(), 0);
+  if (ch->base == MAP_FAILED) {
+    ch->base = nullptr;
+    return fail(COLO_E_INTERNAL, std::string("mmap(channel): ") + std::strerror(errno));
+  }
+  auto* h = static_cast<colo_segment_header*>(ch->base);
+  if (h->magic != COLO_CHANNEL_MAGIC || h->version != COLO_CHANNEL_VERSION || h->ring_count != 2) {
+    return fail(COLO_E_PROTOCOL, "channel memory has no colo segment header");
+  }
+  auto view = [&](int i) {
+    colo::ring::View v;
+    v.h = reinterpret_cast<colo_ring_header*>(static_cast<unsigned char*>(ch->base) + h->ring_offset[i]);
+    v.data = reinterpret_cast<unsigned char*>(v.h + 1);
+    v.capacity = h->ring_capacity;
+    return v;
+  };
+  ch->tx = view(side);
+  ch->rx = view(1 - side);
+  return COLO_OK;
+}
+
+void ring(int bell) {
+  const std::uint64_t one = 1;
+  (void)!::write(bell, &one, sizeof(one));
+}
+
+// Sleeps on our doorbell until it rings, the peer hangs up, or the deadline passes.
+int sleepOnBell(colo_channel* ch, int timeoutMs) {
+  pollfd p[2] = {{ch->myBell.get(), POLLIN, 0}, {ch->pair.get(), POLLRDHUP, 0}};
+  const int r = ::poll(p, ch->pair ? 2 : 1, timeoutMs);
+  if (r == 0) return COLO_E_TIMEOUT;
+  if (r < 0) return errno == EINTR ? COLO_OK : COLO_E_INTERNAL;
+  if (p[0].revents & POLLIN) {
+    std::uint64_t v;
+    (void)!::read(ch->myBell.get(), &v, sizeof(v));
+  }
+  if (ch->pair && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) return COLO_E_UNAVAILABLE;
+  return COLO_OK;
+}
+
+int remainingMs(std::chrono::steady_clock::time_point deadline, int timeoutMs) {
+  if (timeoutMs < 0) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  return left > 0 ? static_cast<int>(left) : 0;
+}
+
+int sendFds(int sock, const int* fds, int n, std::uint64_t bytes) {
+  char tag[9] = {'C'};
+  std::memcpy(tag + 1, &bytes, 8);
+  iovec iov{tag, sizeof(tag)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<unsigned>(n));
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(n));
+  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<unsigned>(n));
+  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof(tag)) ? COLO_OK : COLO_E_UNAVAILABLE;
+}
+
+}  // namespace
+
+extern "C" {
+
+int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, colo_channel** out) try {
+  if (!c || pair_fd < 0 || !out) return fail(COLO_E_INVALID, "NULL argument");
+  colo::wire::Message m;
+  if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
+  if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two eventfds");
+  const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
+  if (int rc = sendFds(pair_fd, fds, 3, bytes); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
+  auto* ch = new colo_channel;
+  ch->mem = std::move(m.fds[0]);
+  ch->myBell = std::move(m.fds[1]);
+  ch->peerBell = std::move(m.fds[2]);
+  ch->pair.reset(::fcntl(pair_fd, F_DUPFD_CLOEXEC, 0));
+  ch->memory = m.body.value("memory", "memfd");
+  if (int rc = mapChannel(ch, 0); rc != COLO_OK) {
+    delete ch;
+    return rc;
+  }
+  *out = ch;
+  return COLO_OK;
+} catch (...) {
+  return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_open");
+}
+
+int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
+  if (pair_fd < 0 || !out) return fail(COLO_E_INVALID, "bad argument");
+  pollfd p{pair_fd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return fail(COLO_E_TIMEOUT, "no channel offered within the timeout");
+  char tag[9];
+  iovec iov{tag, sizeof(tag)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  const ssize_t n = ::recvmsg(pair_fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  std::vector<colo::UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    for (std::size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.emplace_back(fd);
+    }
+  }
+  if (n != static_cast<ssize_t>(sizeof(tag)) || tag[0] != 'C' || fds.size() != 3) return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
+  auto* ch = new colo_channel;
+  ch->mem = std::move(fds[0]);
+  ch->peerBell = std::move(fds[1]);  // side 0's bell
+  ch->myBell = std::move(fds[2]);
+  ch->pair.reset(::fcntl(pair_fd, F_DUPFD_CLOEXEC, 0));
+  ch->memory = "shared";
+  if (int rc = mapChannel(ch, 1); rc != COLO_OK) {
+    delete ch;
+    return rc;
+  }
+  *out = ch;
+  return COLO_OK;
+} catch (...) {
+  return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_accept");
+}
+
+int colo_channel_local_pair(unsigned long long bytes, colo_channel** side0, colo_channel** side1) try {
+  if (!side0 || !side1 || bytes < 65536) return fail(COLO_E_INVALID, "bad argument (at least 64 KiB)");
+  colo::UniqueFd mem(::memfd_create("colo-channel", MFD_CLOEXEC));
+  if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) return fail(COLO_E_INTERNAL, "memfd");
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
+  if (base == MAP_FAILED) return fail(COLO_E_INTERNAL, "mmap");
+  const bool ok = colo_channel_layout_init(base, bytes) != 0;
+  ::munmap(base, bytes);
+  if (!ok) return fail(COLO_E_INVALID, "too small");
+  auto* a = new colo_channel;
+  auto* b = new colo_channel;
+  a->mem = std::move(mem);
+  b->mem.reset(::fcntl(a->mem.get(), F_DUPFD_CLOEXEC, 0));
+  a->myBell.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  b->myBell.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  a->peerBell.reset(::fcntl(b->myBell.get(), F_DUPFD_CLOEXEC, 0));
+  b->peerBell.reset(::fcntl(a->myBell.get(), F_DUPFD_CLOEXEC, 0));
+  a->memory = b->memory = "memfd";
+  if (mapChannel(a, 0) != COLO_OK || mapChannel(b, 1) != COLO_OK) {
+    delete a;
+    delete b;
+    return COLO_E_INTERNAL;
+  }
+  *side0 = a;
+  *side1 = b;
+  return COLO_OK;
+} catch (...) {
+  return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_local_pair");
+}
+
+int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, void** buf) {
+  if (!ch || !buf || len > ch->tx.maxMessage()) return fail(COLO_E_INVALID, "message larger than the channel allows");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  auto& sleeping = ch->tx.h->producer_sleeping;
+  for (;;) {
+    for (int i = 0; i < kSpins; ++i) {
+      if ((*buf = colo::ring::reserve(ch->tx, len, ch->pendingHead))) {
+        ch->pendingLen = len;
+        return COLO_OK;
+      }
+      __builtin_ia32_pause();
+    }
+    colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
+    if ((*buf = colo::ring::reserve(ch->tx, len, ch->pendingHead))) {
+      colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
+      ch->pendingLen = len;
+      return COLO_OK;
+    }
+    const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
+    colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
+    if (rc == COLO_E_UNAVAILABLE) return fail(rc, "the peer went away");
+    if (rc != COLO_OK) return fail(rc, "channel full");
+  }
+}
+
+int colo_channel_commit(colo_channel* ch, unsigned long len) {
+  if (!ch || len > ch->pendingLen) return fail(COLO_E_INVALID, "commit larger than the reservation");
+  colo::ring::commit(ch->tx, ch->pendingHead, len);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (colo::ring::at(ch->tx.h->consumer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  return COLO_OK;
+}
+
+int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsigned long* len) {
+  if (!ch || !buf || !len) return fail(COLO_E_INVALID, "NULL argument");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  auto& sleeping = ch->rx.h->consumer_sleeping;
+  std::uint64_t l = 0;
+  std::uint32_t seq = 0;
+  for (;;) {
+    for (int i = 0; i < kSpins; ++i) {
+      if ((*buf = colo::ring::peek(ch->rx, l, seq))) break;
+      __builtin_ia32_pause();
+    }
+    if (!*buf) {
+      colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
+      *buf = colo::ring::peek(ch->rx, l, seq);
+      if (!*buf) {
+        const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
+        colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
+        if (rc == COLO_E_UNAVAILABLE) {
+          if ((*buf = colo::ring::peek(ch->rx, l, seq))) break;  // what it sent before it died is still ours
+          return fail(rc, "the peer went away");
+        }
+        if (rc != COLO_OK) return fail(rc, "no message");
+        continue;
+      }
+      colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
+    }
+    break;
+  }
+  if (seq != ch->expectSeq) return fail(COLO_E_PROTOCOL, "channel sequence broken: expected " + std::to_string(ch->expectSeq) + ", got " + std::to_string(seq));
+  ch->readLen = l;
+  *len = static_cast<unsigned long>(l);
+  return COLO_OK;
+}
+
+int colo_channel_release(colo_channel* ch) {
+  if (!ch) return fail(COLO_E_INVALID, "NULL argument");
+  colo::ring::release(ch->rx, ch->readLen);
+  ++ch->expectSeq;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (colo::ring::at(ch->rx.h->producer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  return COLO_OK;
+}
+
+unsigned long colo_channel_max_message(const colo_channel* ch) { return ch ? static_cast<unsigned long>(ch->tx.maxMessage()) : 0; }
+const char* colo_channel_memory(const colo_channel* ch) { return ch ? ch->memory.c_str() : ""; }
+void colo_channel_close(colo_channel* ch) { delete ch; }
+
+}  // extern "C"

@@ -1,0 +1,120 @@
+// libcolo's shared-memory rings between two threads: ordering, integrity, wrap-around, backpressure.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "colo/colo.h"
+
+namespace {
+
+struct Channels {
+  colo_channel* a = nullptr;
+  colo_channel* b = nullptr;
+  explicit Channels(unsigned long long bytes) { EXPECT_EQ(colo_channel_local_pair(bytes, &a, &b), COLO_OK); }
+  ~Channels() {
+    colo_channel_close(a);
+    colo_channel_close(b);
+  }
+};
+
+std::uint64_t next(std::uint64_t& x) {
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return x;
+}
+
+// Mostly small messages, some up to 4 KiB: the mix a service sees.
+unsigned long sizeFor(std::uint64_t& rng) {
+  const auto r = next(rng);
+  return (r % 100 < 90) ? 9 + r % 120 : 9 + r % 4088;  // 8 bytes of index, then at least one pattern byte
+}
+
+TEST(Channel, TenMillionMixedMessagesArriveInOrderAndIntact) {
+  constexpr std::uint64_t kMessages = 10'000'000;
+  Channels ch(4 << 20);
+  std::uint64_t sentSum = 0, gotSum = 0;
+  std::thread producer([&] {
+    std::uint64_t rng = 42;
+    for (std::uint64_t i = 1; i <= kMessages; ++i) {
+      const unsigned long len = sizeFor(rng);
+      void* buf = nullptr;
+      ASSERT_EQ(colo_channel_reserve(ch.a, len, 5000, &buf), COLO_OK) << colo_last_error();
+      std::memcpy(buf, &i, 8);
+      std::memset(static_cast<char*>(buf) + 8, static_cast<int>(i & 0xff), len - 8);
+      ASSERT_EQ(colo_channel_commit(ch.a, len), COLO_OK);
+      sentSum += i * 31 + len;
+    }
+  });
+  std::uint64_t rng = 42;
+  for (std::uint64_t i = 1; i <= kMessages; ++i) {
+    const void* buf = nullptr;
+    unsigned long len = 0;
+    ASSERT_EQ(colo_channel_read(ch.b, 5000, &buf, &len), COLO_OK) << colo_last_error();
+    ASSERT_EQ(len, sizeFor(rng)) << "message " << i;
+    std::uint64_t idx;
+    std::memcpy(&idx, buf, 8);
+    ASSERT_EQ(idx, i);
+    const auto* p = static_cast<const unsigned char*>(buf);
+    ASSERT_EQ(p[len - 1], i & 0xff);
+    if (i % 4096 == 0) {
+      for (unsigned long k = 8; k < len; ++k) ASSERT_EQ(p[k], i & 0xff);
+    }
+    gotSum += idx * 31 + len;
+    ASSERT_EQ(colo_channel_release(ch.b), COLO_OK);
+  }
+  producer.join();
+  EXPECT_EQ(sentSum, gotSum);
+}
+
+TEST(Channel, BothDirectionsAndLargestMessages) {
+  Channels ch(512 << 10);  // rings of 128 KiB: messages up to 64 KiB
+  const unsigned long max = colo_channel_max_message(ch.a);
+  ASSERT_GT(max, 60000u);
+  std::thread echo([&] {
+    for (int i = 0; i < 200; ++i) {
+      const void* in = nullptr;
+      unsigned long len = 0;
+      ASSERT_EQ(colo_channel_read(ch.b, 5000, &in, &len), COLO_OK);
+      void* out = nullptr;
+      ASSERT_EQ(colo_channel_reserve(ch.b, len, 5000, &out), COLO_OK);
+      std::memcpy(out, in, len);
+      ASSERT_EQ(colo_channel_release(ch.b), COLO_OK);
+      ASSERT_EQ(colo_channel_commit(ch.b, len), COLO_OK);
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    const unsigned long len = (i % 2) ? max : 1 + static_cast<unsigned long>(i) * 97 % 5000;
+    void* out = nullptr;
+    ASSERT_EQ(colo_channel_reserve(ch.a, len, 5000, &out), COLO_OK);
+    std::memset(out, i, len);
+    ASSERT_EQ(colo_channel_commit(ch.a, len), COLO_OK);
+    const void* in = nullptr;
+    unsigned long got = 0;
+    ASSERT_EQ(colo_channel_read(ch.a, 5000, &in, &got), COLO_OK);
+    ASSERT_EQ(got, len);
+    ASSERT_EQ(static_cast<const unsigned char*>(in)[len - 1], static_cast<unsigned char>(i));
+    ASSERT_EQ(colo_channel_release(ch.a), COLO_OK);
+  }
+  echo.join();
+}
+
+TEST(Channel, FullRingTimesOutAndEmptyRingTimesOut) {
+  Channels ch(64 << 10);
+  void* buf = nullptr;
+  int rc = COLO_OK;
+  int sent = 0;
+  while ((rc = colo_channel_reserve(ch.a, 1000, 20, &buf)) == COLO_OK) {
+    colo_channel_commit(ch.a, 1000);
+    ++sent;
+  }
+  EXPECT_EQ(rc, COLO_E_TIMEOUT);
+  EXPECT_GT(sent, 10);
+  const void* in = nullptr;
+  unsigned long len = 0;
+  EXPECT_EQ(colo_channel_read(ch.a, 20, &in, &len), COLO_E_TIMEOUT);  // nothing came the other way
+  EXPECT_EQ(colo_channel_reserve(ch.a, colo_channel_max_message(ch.a) + 1, 20, &buf), COLO_E_INVALID);
+}
+
+}  // namespace
