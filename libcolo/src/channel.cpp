@@ -144,6 +144,8 @@ int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
   pollfd p{pair_fd, POLLIN, 0};
   if (::poll(&p, 1, timeout_ms) <= 0) return fail(COLO_E_TIMEOUT, "no channel offered within the timeout");
   char tag[9];
+  // Only a channel offer is consumed; anything else stays on the pair for the application.
+  if (::recv(pair_fd, tag, 1, MSG_PEEK | MSG_DONTWAIT) != 1 || tag[0] != 'C') return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
   iovec iov{tag, sizeof(tag)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)]{};
   msghdr msg{};
@@ -151,7 +153,7 @@ int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
-  const ssize_t n = ::recvmsg(pair_fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  const ssize_t n = ::recvmsg(pair_fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   std::vector<colo::UniqueFd> fds;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;

@@ -39,13 +39,14 @@ serve a echo 7100
 check "a pod registers a name" grep -q "listening on colo name echo" "$WORK/server-a.log"
 OUT=$(client b echo)
 check "a pod on the node dials it by name and gets a Unix socket" grep -q "transport unix, peer default/pod-ctra" <<<"$OUT"
+check "and upgrades it to a shared-memory channel" grep -q "then channel (memory memfd)" <<<"$OUT"
 check "the echo works" grep -q "echo ok" <<<"$OUT"
 check "the listener is told who called: pod b" grep -q "accepted unix from default/pod-ctrb" "$WORK/server-a.log"
 check "the namespace-qualified name works too" grep -q "echo ok" <<<"$(client b default/echo)"
 
 # --- identity cannot be spoofed ---
 OUT=$(in_pod c python3 "$(dirname "$0")/spoof_dial.py" echo pod-ctrb)
-check "a raw client claiming to be pod b still gets through" grep -q "echo: spoof" <<<"$OUT"
+check "a raw client claiming to be pod b still gets through" grep -q '"fds": 1' <<<"$OUT"
 check "but the listener is told the truth: pod c" grep -q "accepted unix from default/pod-ctrc" "$WORK/server-a.log"
 check "and never that it was pod b twice" test "$(grep -c 'accepted unix from default/pod-ctrb' "$WORK/server-a.log")" -eq 2
 

@@ -43,6 +43,25 @@ struct Result {
   explicit operator bool() const { return value.has_value(); }
 };
 
+// A shared-memory channel on a dialed pair (see colo.h).
+class Channel {
+ public:
+  explicit Channel(colo_channel* ch) : ch_(ch) {}
+  Channel(Channel&& o) noexcept : ch_(std::exchange(o.ch_, nullptr)) {}
+  ~Channel() { colo_channel_close(ch_); }
+  colo_channel* get() const { return ch_; }
+  const char* memory() const { return colo_channel_memory(ch_); }
+  static Result<Channel> accept(int pairFd, int timeoutMs) {
+    colo_channel* ch = nullptr;
+    const int rc = colo_channel_accept(pairFd, timeoutMs, &ch);
+    if (rc != COLO_OK) return {std::nullopt, {rc, colo_last_error()}};
+    return {Channel(ch), {}};
+  }
+
+ private:
+  colo_channel* ch_;
+};
+
 class Client {
  public:
   static Result<Client> open() {
@@ -58,6 +77,12 @@ class Client {
     const int rc = colo_whoami(c_, &id);
     if (rc != COLO_OK) return {std::nullopt, {rc, colo_last_error()}};
     return {id, {}};
+  }
+  Result<Channel> channel(const Connection& conn, unsigned long long bytes) {
+    colo_channel* ch = nullptr;
+    const int rc = colo_channel_open(c_, conn.fd(), bytes, &ch);
+    if (rc != COLO_OK) return {std::nullopt, {rc, colo_last_error()}};
+    return {Channel(ch), {}};
   }
   Result<Connection> dial(const std::string& target, int timeoutMs = 2000) {
     colo_conn conn{};
