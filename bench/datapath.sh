@@ -4,68 +4,17 @@
 # with colo (opted in, spliced), with loopback and a plain Unix socket as references. Medians of
 # RUNS runs, interleaved; latency endpoints pinned to CPU 0. Private cgroup and pin directory;
 # addresses from 198.18.0.0/15; everything removed at exit.
-set -euo pipefail
-BUILD=${1:-build}
-BIN=$(cd "$BUILD/bin" && pwd)
-HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=$BUILD/bench
+export BUILD=${1:-build}
 RUNS=${COLO_BENCH_RUNS:-5}
 SECS=${COLO_BENCH_SECONDS:-2}
-[[ $(id -u) -eq 0 ]] || { echo "bench: needs root" >&2; exit 1; }
-mkdir -p "$OUT"
-
-WORK=$(mktemp -d /tmp/colo-bench-dp.XXXXXX)
-TAG=$$
-CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
-CG=$CG_ROOT/colo-bench-$TAG
-PIN=/sys/fs/bpf/colo-bench-$TAG
-BR=cbd$TAG
-BR=${BR:0:15}
-AGENT=""
-cleanup() {
-  set +e
-  echo $$ >"$CG_ROOT/cgroup.procs"
-  [[ -n $AGENT ]] && kill -TERM "$AGENT" && wait "$AGENT"
-  AGENT=""
-  # Whatever is still in the bench cgroup (servers) goes, so the cgroup can be removed.
-  for _ in 1 2 3; do
-    xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null
-    [[ -s $CG/cgroup.procs ]] || break
-    sleep 0.1
-  done
-  [[ -n $AGENT ]] && kill -TERM "$AGENT" && wait "$AGENT"
-  for p in a b c d; do ip netns del "cbd$TAG-$p" 2>/dev/null; done
-  ip link del "$BR" 2>/dev/null
-  "$BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null
-  rmdir "$CG"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir "$CG"
-echo $$ >"$CG/cgroup.procs"
-
-ip link add "$BR" type bridge && ip link set "$BR" address 02:c0:10:bd:00:01 && ip link set "$BR" up
-"$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" --http-address "" \
-  --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN" >"$WORK/agent.log" 2>&1 &
-AGENT=$!
-for _ in $(seq 1 200); do grep -q "ready on node" "$WORK/agent.log" && break; sleep 0.05; done
-grep -o 'datapath: on.*' "$WORK/agent.log" | sed 's/^/colo-node: /'
-
-sed -e "s#@NETWORK@#colo-bench-dp#; s#@BRIDGE@#$BR#; s#@SUBNET@#198.18.8.0/24#; s#@IPAM_DIR@#$WORK/ipam#" \
-    -e "s#@SOCKET@#$WORK/run/cni/cni.sock#; s#@POLICY@#closed#; s#@ENABLE_ALL@#false#; s#@LOG@#$WORK/colo-cni.log#" \
-    "$HERE/../test/fixtures/bridge-colo.conflist.in" >"$WORK/net.conflist"
-declare -A IP
+# shellcheck source=node_lib.sh
+source "$(dirname "$0")/node_lib.sh"
+node_start 198.18.8.0/24
 for p in a b c d; do
-  ip netns add "cbd$TAG-$p"
-  ip -n "cbd$TAG-$p" link set lo up
   enabled=false
   [[ $p == a || $p == b ]] && enabled=true
-  IP[$p]=$("$BIN/colo-chain" ADD --conflist "$WORK/net.conflist" --id "bd$p" --netns "/var/run/netns/cbd$TAG-$p" \
-    --cni-path "$BIN:/usr/lib/cni" --cache "$WORK/cache" --args "IgnoreUnknown=1;K8S_POD_UID=uid-bd$p" \
-    --annotations "{\"colo.dev/enabled\":\"$enabled\"}" | tee -a "$WORK/add.log" | jq -r '.ips[0].address' | cut -d/ -f1 || true)
-  [[ ${IP[$p]} != null ]] || { echo "ADD of pod $p failed: $(tail -n1 "$WORK/add.log")" >&2; exit 1; }
+  add_pod "$p" "$enabled"
 done
-in_pod() { local p=$1; shift; ip netns exec "cbd$TAG-$p" "$@"; }
 
 # iperf3_run FROM_POD TO_POD TO_IP -> Gbit/s
 iperf3_run() {
@@ -85,7 +34,6 @@ sockperf_run() {
   pkill -f "sockperf server --tcp -i $3 -p 11111"
   wait "$srv" 2>/dev/null || true
 }
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 : >"$WORK/r"
 for run in $(seq 1 "$RUNS"); do
@@ -104,7 +52,7 @@ TP=$(col tput_plain 2) TC=$(col tput_colo 2) TL=$(col tput_lo 2) TU=$(col tput_u
 LP=$(col lat_plain 2) LC=$(col lat_colo 2) LL=$(col lat_lo 2) LU=$(col lat_unix 2)
 LP99=$(col lat_plain 3) LC99=$(col lat_colo 3) LL99=$(col lat_lo 3) LU99=$(col lat_unix 3)
 SPLICED=$(bpftool -j map dump pinned "$PIN/colo_stats" | jq '[.[].formatted | select(.key == 0) | .values[].value] | add // 0')
-r() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+r() { ratio "$@"; }
 
 echo
 echo "pod to pod over veth + bridge, medians of $RUNS runs of ${SECS}s (sockets spliced by colo during the run: $SPLICED)"

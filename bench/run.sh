@@ -61,3 +61,7 @@ grep -o 'endpoints back in .*' "$WORK/agent.log" | tail -n1 | sed 's/^/colo-node
 echo
 echo "== Datapath: iperf3 and sockperf between two pods, without and with colo"
 bash "$HERE/datapath.sh" "$BUILD"
+
+echo
+echo "== IPC: TCP, spliced TCP, Unix pair, shared-memory channel and the in-process rings"
+bash "$HERE/ipc.sh" "$BUILD"

@@ -1,0 +1,290 @@
+// colo-bench-ipc: ping-pong latency and streaming throughput over every transport colo offers.
+//   serve NAME PORT                                 in a pod: a colo name and a TCP port
+//   ping   --to TARGET --via tcp|unix|channel --size S --iters N     -> "p50_us p99_us" (round trip)
+//   stream --to TARGET --via tcp|unix|channel --size S --seconds T   -> "Gbit/s"
+//   local  ping|stream --size S (--iters N | --seconds T)            the same rings between two threads
+// A connection starts with a control record: 'E' + u32 size (echo), 'A' (echo, every byte copied)
+// or 'S' (sink); on a channel the first message carries it. On a channel, messages are written in
+// place: by default only their first 8 bytes are touched (the transport copies nothing; the
+// application builds its message where it lies); --copy all copies every byte, like a stream.
+// Stream transports run both ends on CPU 0 (as sockperf does: a cross-core wake-up in a VM costs
+// tens of microseconds); channel ends busy-poll, so they run on CPUs 0 and 1.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "colo/colo.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void pin(int cpu) {
+  cpu_set_t s;
+  CPU_ZERO(&s);
+  CPU_SET(cpu, &s);
+  ::sched_setaffinity(0, sizeof(s), &s);
+}
+
+bool readFull(int fd, void* p, std::size_t n) {
+  auto* c = static_cast<char*>(p);
+  while (n) {
+    const ssize_t r = ::read(fd, c, n);
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool writeFull(int fd, const void* p, std::size_t n) {
+  const auto* c = static_cast<const char*>(p);
+  while (n) {
+    const ssize_t w = ::write(fd, c, n);
+    if (w <= 0) return false;
+    c += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// ---- server side ----
+void serveStream(int fd) {
+  char mode;
+  if (!readFull(fd, &mode, 1)) return;
+  std::vector<char> buf(1 << 20);
+  if (mode == 'E') {
+    std::uint32_t size;
+    if (!readFull(fd, &size, 4)) return;
+    buf.resize(size);
+    while (readFull(fd, buf.data(), size) && writeFull(fd, buf.data(), size)) {
+    }
+  } else {
+    while (::read(fd, buf.data(), buf.size()) > 0) {
+    }
+  }
+}
+
+void serveChannel(colo_channel* ch) {
+  const void* in;
+  unsigned long len;
+  if (colo_channel_read(ch, 5000, &in, &len) != COLO_OK || len < 1) return;
+  const char mode = *static_cast<const char*>(in);
+  colo_channel_release(ch);
+  for (;;) {
+    if (colo_channel_read(ch, -1, &in, &len) != COLO_OK) return;
+    if (mode == 'E' || mode == 'A') {
+      void* out;
+      if (colo_channel_reserve(ch, len, -1, &out) != COLO_OK) return;
+      std::memcpy(out, in, mode == 'A' ? len : std::min<unsigned long>(len, 8));
+      colo_channel_release(ch);
+      colo_channel_commit(ch, len);
+    } else {
+      colo_channel_release(ch);
+    }
+  }
+}
+
+int serve(const std::string& name, int port) {
+  pin(1);
+  auto l = colo::Listener::listen(name);
+  if (!l) return std::fprintf(stderr, "listen: %s\n", l.failure.message.c_str()), 1;
+  int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(tcp, 16) != 0) return std::perror("tcp"), 1;
+  std::printf("serving\n");
+  std::fflush(stdout);
+  for (;;) {
+    pollfd fds[2] = {{l.value->fd(), POLLIN, 0}, {tcp, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) continue;
+    if (fds[0].revents & (POLLHUP | POLLERR)) return 1;
+    if (fds[0].revents & POLLIN) {
+      auto c = l.value->accept(0);
+      if (!c) continue;
+      std::thread([conn = std::move(*c.value)]() mutable {
+        char first;
+        if (::recv(conn.fd(), &first, 1, MSG_PEEK) != 1) return;
+        pin(first == 'C' ? 1 : 0);
+        if (first == 'C') {
+          auto ch = colo::Channel::accept(conn.fd(), 2000);
+          if (ch) serveChannel(ch.value->get());
+        } else {
+          serveStream(conn.fd());
+        }
+      }).detach();
+    }
+    if (fds[1].revents & POLLIN) {
+      const int c = ::accept4(tcp, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      std::thread([c] {
+        pin(0);
+        serveStream(c);
+        ::close(c);
+      }).detach();
+    }
+  }
+}
+
+// ---- client side ----
+struct Endpoint {
+  std::optional<colo::Client> client;
+  std::optional<colo::Connection> conn;
+  std::optional<colo::Channel> channel;
+  colo_channel* ch = nullptr;  // set for channels (also for local pairs)
+  int fd = -1;
+};
+
+bool sendControl(Endpoint& e, char mode, std::uint32_t size) {
+  char ctl[5] = {mode};
+  std::memcpy(ctl + 1, &size, 4);
+  if (!e.ch) return writeFull(e.fd, ctl, mode == 'E' ? 5 : 1);
+  void* out;
+  if (colo_channel_reserve(e.ch, 1, 1000, &out) != COLO_OK) return false;
+  *static_cast<char*>(out) = mode;
+  return colo_channel_commit(e.ch, 1) == COLO_OK;
+}
+
+bool g_copyAll = false;
+
+std::vector<double> pingPong(Endpoint& e, std::size_t size, long iters) {
+  std::vector<char> buf(size, 'x');
+  std::vector<double> rtt;
+  rtt.reserve(static_cast<std::size_t>(iters));
+  for (long i = 0; i < iters + 1000; ++i) {
+    const auto t0 = Clock::now();
+    if (e.ch) {
+      void* out;
+      if (colo_channel_reserve(e.ch, size, 5000, &out) != COLO_OK) break;
+      std::memcpy(out, buf.data(), g_copyAll ? size : std::min<std::size_t>(size, 8));
+      colo_channel_commit(e.ch, size);
+      const void* in;
+      unsigned long len;
+      if (colo_channel_read(e.ch, 5000, &in, &len) != COLO_OK) break;
+      std::memcpy(buf.data(), in, g_copyAll ? len : std::min<unsigned long>(len, 8));
+      colo_channel_release(e.ch);
+    } else {
+      if (!writeFull(e.fd, buf.data(), size) || !readFull(e.fd, buf.data(), size)) break;
+    }
+    if (i >= 1000) rtt.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());  // after warm-up
+  }
+  std::sort(rtt.begin(), rtt.end());
+  return rtt;
+}
+
+double stream(Endpoint& e, std::size_t size, double seconds) {
+  std::vector<char> buf(size, 'y');
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  const auto t0 = Clock::now();
+  std::uint64_t bytes = 0;
+  while (Clock::now() < end) {
+    for (int k = 0; k < 64; ++k) {
+      if (e.ch) {
+        void* out;
+        if (colo_channel_reserve(e.ch, size, 5000, &out) != COLO_OK) return 0;
+        std::memcpy(out, buf.data(), g_copyAll ? size : std::min<std::size_t>(size, 8));
+        colo_channel_commit(e.ch, size);
+      } else if (!writeFull(e.fd, buf.data(), size)) {
+        return 0;
+      }
+      bytes += size;
+    }
+  }
+  return static_cast<double>(bytes) * 8 / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+}
+
+void report(const std::string& what, const std::vector<double>& rtt, double gbps) {
+  if (!rtt.empty()) std::printf("%.3f %.3f\n", rtt[rtt.size() / 2], rtt[rtt.size() * 99 / 100]);
+  else if (what == "stream") std::printf("%.2f\n", gbps);
+  else std::printf("nan nan\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  const std::string cmd = argv[1];
+  std::map<std::string, std::string> o;
+  for (int i = 2; i + 1 < argc; i += 2) o[argv[i]] = argv[i + 1];
+  if (cmd == "serve") return serve(argv[2], std::stoi(argv[3]));
+  const std::size_t size = std::stoul(o.count("--size") ? o["--size"] : "64");
+  const long iters = std::stol(o.count("--iters") ? o["--iters"] : "20000");
+  const double seconds = std::stod(o.count("--seconds") ? o["--seconds"] : "2");
+  if (cmd == "local") {
+    // Two threads of one process on the same rings: the monolith reference.
+    const std::string what = argv[2];
+    std::map<std::string, std::string> lo;
+    for (int i = 3; i + 1 < argc; i += 2) lo[argv[i]] = argv[i + 1];
+    const std::size_t lsize = std::stoul(lo.count("--size") ? lo["--size"] : "64");
+    g_copyAll = lo.count("--copy") && lo["--copy"] == "all";
+    colo_channel *a, *b;
+    if (colo_channel_local_pair(8 << 20, &a, &b) != COLO_OK) return 1;
+    std::thread server([&] {
+      pin(1);
+      serveChannel(b);
+    });
+    pin(0);
+    Endpoint e;
+    e.ch = a;
+    sendControl(e, what == "ping" ? (g_copyAll ? 'A' : 'E') : 'S', static_cast<std::uint32_t>(lsize));
+    if (what == "ping") report("ping", pingPong(e, lsize, std::stol(lo.count("--iters") ? lo["--iters"] : "20000")), 0);
+    else report("stream", {}, stream(e, lsize, std::stod(lo.count("--seconds") ? lo["--seconds"] : "2")));
+    std::fflush(stdout);
+    std::_Exit(0);  // the server thread blocks forever by design
+  }
+  pin(0);
+  Endpoint e;
+  const std::string via = o["--via"];
+  if (via == "tcp-direct") {  // plain TCP, no colo at all: the baseline
+    const std::string to = o["--to"];
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(to.substr(to.rfind(':') + 1))));
+    ::inet_pton(AF_INET, to.substr(0, to.rfind(':')).c_str(), &a.sin_addr);
+    e.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::connect(e.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return std::perror("connect"), 1;
+    int one = 1;
+    ::setsockopt(e.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!sendControl(e, cmd == "ping" ? 'E' : 'S', static_cast<std::uint32_t>(size))) return 1;
+    if (cmd == "ping") report("ping", pingPong(e, size, iters), 0);
+    else report("stream", {}, stream(e, size, seconds));
+    return 0;
+  }
+  auto client = colo::Client::open();
+  if (!client) return std::fprintf(stderr, "%s\n", client.failure.message.c_str()), 2;
+  e.client.emplace(std::move(*client.value));
+  auto conn = e.client->dial(o["--to"]);
+  if (!conn) return std::fprintf(stderr, "dial: %s\n", conn.failure.message.c_str()), 1;
+  e.conn.emplace(std::move(*conn.value));
+  e.fd = e.conn->fd();
+  int one = 1;
+  if (via == "tcp") ::setsockopt(e.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (via == "channel") {
+    auto ch = e.client->channel(*e.conn, 8 << 20);
+    if (!ch) return std::fprintf(stderr, "channel: %s\n", ch.failure.message.c_str()), 1;
+    e.channel.emplace(std::move(*ch.value));
+    e.ch = e.channel->get();
+  }
+  g_copyAll = o.count("--copy") && o["--copy"] == "all";
+  if (!sendControl(e, cmd == "ping" ? (g_copyAll && e.ch ? 'A' : 'E') : 'S', static_cast<std::uint32_t>(size))) return 1;
+  if (cmd == "ping") report("ping", pingPong(e, size, iters), 0);
+  else report("stream", {}, stream(e, size, seconds));
+  return 0;
+}
