@@ -1,7 +1,9 @@
 // Shared-memory channels: mapping, waiting (short busy-poll, then eventfd), peer-death detection.
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -112,6 +114,23 @@ int sendFds(int sock, const int* fds, int n, std::uint64_t bytes) {
   return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof(tag)) ? COLO_OK : COLO_E_UNAVAILABLE;
 }
 
+// A channel from the segment and both bells; side s sleeps on bell s.
+int adopt(colo::UniqueFd mem, colo::UniqueFd bell0, colo::UniqueFd bell1, int pairFd, int side, colo_channel** out) {
+  auto* ch = new colo_channel;
+  ch->mem = std::move(mem);
+  ch->myBell = side == 0 ? std::move(bell0) : std::move(bell1);
+  ch->peerBell = side == 0 ? std::move(bell1) : std::move(bell0);
+  ch->pair.reset(::fcntl(pairFd, F_DUPFD_CLOEXEC, 0));
+  struct statfs fs{};
+  ch->memory = ::fstatfs(ch->mem.get(), &fs) == 0 && static_cast<unsigned long>(fs.f_type) == HUGETLBFS_MAGIC ? "hugepages" : "memfd";
+  if (int rc = mapChannel(ch, side); rc != COLO_OK) {
+    delete ch;
+    return rc;
+  }
+  *out = ch;
+  return COLO_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -123,18 +142,7 @@ int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, col
   if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two eventfds");
   const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
   if (int rc = sendFds(pair_fd, fds, 3, bytes); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
-  auto* ch = new colo_channel;
-  ch->mem = std::move(m.fds[0]);
-  ch->myBell = std::move(m.fds[1]);
-  ch->peerBell = std::move(m.fds[2]);
-  ch->pair.reset(::fcntl(pair_fd, F_DUPFD_CLOEXEC, 0));
-  ch->memory = m.body.value("memory", "memfd");
-  if (int rc = mapChannel(ch, 0); rc != COLO_OK) {
-    delete ch;
-    return rc;
-  }
-  *out = ch;
-  return COLO_OK;
+  return adopt(std::move(m.fds[0]), std::move(m.fds[1]), std::move(m.fds[2]), pair_fd, 0, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_open");
 }
@@ -164,18 +172,7 @@ int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
     }
   }
   if (n != static_cast<ssize_t>(sizeof(tag)) || tag[0] != 'C' || fds.size() != 3) return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
-  auto* ch = new colo_channel;
-  ch->mem = std::move(fds[0]);
-  ch->peerBell = std::move(fds[1]);  // side 0's bell
-  ch->myBell = std::move(fds[2]);
-  ch->pair.reset(::fcntl(pair_fd, F_DUPFD_CLOEXEC, 0));
-  ch->memory = "shared";
-  if (int rc = mapChannel(ch, 1); rc != COLO_OK) {
-    delete ch;
-    return rc;
-  }
-  *out = ch;
-  return COLO_OK;
+  return adopt(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), pair_fd, 1, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_accept");
 }

@@ -38,6 +38,7 @@ check "colo-node logged why it used ordinary memory" grep -q "channel for pod ui
 OUT=$(client huge echo --count 1000 --channel-bytes 4194304 "$(head -c 30000 /dev/zero | tr '\0' x)")
 check "a dialer with hugepages gets its channel from them" grep -q "then channel (memory hugepages)" <<<"$OUT"
 check "30 KB messages echo intact" grep -q "(x1000)" <<<"$OUT"
+check "the listener maps the same hugepage-backed memory" grep -q "channel from default/huge (memory hugepages)" "$WORK/server.log"
 check "channels are counted by memory kind" \
   test "$(metric 'colo_broker_channels_total{memory="hugepages"}'),$(metric 'colo_broker_channels_total{memory="memfd"}')" == "1,1"
 check "the hugepage file is not left in the pod's mount" test -z "$(ls -A "$WORK/run/pods/uid-chhuge/hugepages")"
