@@ -15,10 +15,14 @@ class UnixAgentClient final : public AgentClient {
 
   Expected<nlohmann::json, AgentFailure> call(nlohmann::json request, int fd) override {
     using Kind = AgentFailure::Kind;
-    auto sock = wire::connectUnix(path_);
+    // Non-blocking all the way: a hung agent must never hold up pod creation past the timeout.
+    auto sock = wire::connectUnix(path_, /*nonBlocking=*/true);
     if (!sock) return AgentFailure{Kind::Unreachable, sock.error().code, sock.error().message};
     request["v"] = wire::kVersion;
     request["id"] = static_cast<unsigned>(::getpid());
+    // After this the answer no longer matters to us: the agent must not apply the request late.
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    request["deadlineUnixMs"] = std::chrono::duration_cast<std::chrono::milliseconds>(now + timeout_).count();
     const int fds[1] = {fd};
     auto reply = wire::call(sock->get(), request, fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>(), timeout_);
     if (!reply) {

@@ -103,13 +103,14 @@ Status waitReadable(int sock, std::chrono::milliseconds timeout) {
   }
 }
 
-Expected<UniqueFd> connectUnix(const std::string& path) {
+Expected<UniqueFd> connectUnix(const std::string& path, bool nonBlocking) {
   socklen_t len = 0;
   auto addr = makeAddress(path, len);
   if (!addr) return addr.error();
-  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0));
   if (!fd) return Error::fromErrno("socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr.value()), len) != 0) {
+    if (errno == EAGAIN) return Error{"unavailable", "connect(" + path + "): the agent's backlog is full (is it hung?)", EAGAIN};
     return Error::fromErrno("connect(" + path + ")");
   }
   return fd;

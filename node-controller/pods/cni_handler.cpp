@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include "colo/common/names.h"
@@ -77,6 +78,18 @@ json CniHandler::handle(wire::Message& msg) {
   const std::string verb = op.substr(4);
   json reply;
   try {
+    // A request whose sender has given up (a hung or slow agent) is not applied late: the runtime
+    // has already been told the outcome. DEL and GC only ever clean up, so they always run.
+    if ((op == "cni.add" || op == "cni.check") && req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      const auto late = now - req["deadlineUnixMs"].get<long long>();
+      if (late > 0) {
+        reply = wire::errorReply(req, "timeout", op + ": arrived " + std::to_string(late) + " ms after colo-cni stopped waiting; not applied");
+        metrics_.add("colo_cni_requests_total", {{"verb", verb}, {"result", "late"}});
+        spdlog::warn("{}", reply["error"]["message"].get<std::string>());
+        return reply;
+      }
+    }
     if (op == "cni.add") reply = add(req, msg);
     else if (op == "cni.del") reply = del(req);
     else if (op == "cni.check") reply = check(req, msg);

@@ -98,6 +98,45 @@ GC=$(jq -c '."cni.dev/valid-attachments"=[{"containerID":"gc1","ifname":"eth0"}]
 check "GC succeeds" cni_direct GC "$GC"
 check "GC released only the attachment not listed" test "$(pod_keys)" == "uid-gc1 "
 
+# --- a hung colo-node never holds up a pod, and late requests are not applied ---
+kill -STOP "$AGENT_PID"
+HUNG_OPEN=$(jq -c '.failurePolicy="open" | .timeoutMs=300' <<<"$ADD11")
+T0=$(date +%s%N)
+check "hung agent, failurePolicy open: ADD succeeds" cni_direct ADD "$HUNG_OPEN" CNI_CONTAINERID=hung1 CNI_NETNS="$(ns gc1)" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-hung1"
+ELAPSED=$((($(date +%s%N) - T0) / 1000000))
+check "within its 300 ms budget (took $ELAPSED ms)" test "$ELAPSED" -lt 1000
+out=$(cni_direct ADD "$(jq -c '.timeoutMs=300' <<<"$ADD11")" CNI_CONTAINERID=hung2 CNI_NETNS="$(ns gc1)" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-hung2" || true)
+check "hung agent, failurePolicy closed: code 11, saying it did not answer" grep -q "did not answer within 300 ms" <<<"$(jq -r .msg <<<"$out")"
+# Fill the stopped agent's listen backlog: a blocking connect would now hang colo-cni.
+python3 -c '
+import socket, sys, time
+held = []
+for _ in range(1000):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        break
+    held.append(s)
+print(len(held), flush=True)
+time.sleep(3)
+' "$WORK/run/cni/cni.sock" >"$WORK/backlog.txt" &
+FILLER=$!
+for _ in $(seq 1 100); do [[ -s $WORK/backlog.txt ]] && break; sleep 0.02; done
+T0=$(date +%s%N)
+check "backlog full ($(cat "$WORK/backlog.txt") held), failurePolicy open: ADD still succeeds" \
+  cni_direct ADD "$HUNG_OPEN" CNI_CONTAINERID=hung3 CNI_NETNS="$(ns gc1)" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-hung3"
+ELAPSED=$((($(date +%s%N) - T0) / 1000000))
+check "at once (took $ELAPSED ms)" test "$ELAPSED" -lt 1000
+check "and says why in its log" grep -q "backlog is full" "$WORK/colo-cni.log"
+kill "$FILLER" 2>/dev/null || true
+wait "$FILLER" 2>/dev/null || true
+kill -CONT "$AGENT_PID"
+sleep 0.5
+check "the resumed agent did not apply the requests colo-cni gave up on" test "$(pod_keys)" == "uid-gc1 "
+check "and counted them as late" test "$(metric 'colo_cni_requests_total{verb="add",result="late"}')" == 2
+
 # --- bad input from a runtime ---
 out=$(cni_direct ADD "$ADD11" CNI_CONTAINERID=x1 CNI_NETNS=/etc/hostname CNI_IFNAME=eth0 || true)
 check "a netns path that is not a netns: code 4 (closed)" test "$(jq .code <<<"$out")" -eq 4

@@ -49,8 +49,10 @@ Expected<Message> recv(int sock);
 // Waits up to `timeout` for the socket to become readable; "timeout" error otherwise.
 Status waitReadable(int sock, std::chrono::milliseconds timeout);
 
-// Connects a SOCK_SEQPACKET socket. A path starting with '@' names an abstract socket.
-Expected<UniqueFd> connectUnix(const std::string& path);
+// Connects a SOCK_SEQPACKET socket. A path starting with '@' names an abstract socket. With
+// `nonBlocking`, a listener whose backlog is full (a hung agent) fails at once with "unavailable"
+// instead of blocking the caller; the socket is returned non-blocking.
+Expected<UniqueFd> connectUnix(const std::string& path, bool nonBlocking = false);
 
 // Binds and listens; removes a stale socket file first and sets `mode` on the file.
 Expected<UniqueFd> listenUnix(const std::string& path, unsigned mode);
