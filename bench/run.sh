@@ -31,7 +31,7 @@ for i in $(seq 0 $((NS_COUNT - 1))); do ip netns add "cbn$$-$i"; done
 
 start_agent() {
   "$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
-    --http-address "" --log-level info >>"$WORK/agent.log" 2>&1 &
+    --http-address "" --log-level info --datapath off >>"$WORK/agent.log" 2>&1 &
   AGENT=$!
 }
 start_agent
