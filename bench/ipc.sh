@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# IPC benchmark, side by side in one run: 64 B and 64 KiB ping-pong round trips and 64 KiB
-# streaming throughput over TCP through veth + bridge, the spliced TCP path, the colo Unix pair, a
+# IPC benchmark, side by side in one run: 64 B and 64 KiB ping-pong round trips, 64 B streaming
+# message rate and 64 KiB streaming throughput over TCP through veth + bridge, the spliced TCP path, the colo Unix pair, a
 # colo shared-memory channel between two pods, and the same rings between two threads of one
 # process (the monolith). Stream transports: both ends on CPU 0 (as sockperf); channels busy-poll,
 # so their ends run on CPUs 0 and 1. Medians of RUNS runs.
@@ -42,6 +42,7 @@ for run in $(seq 1 "$RUNS"); do
     # In place, a stream writes nothing: only the copying variants have a meaningful stream figure.
     [[ $k == channel || $k == local ]] && continue
     echo "$k stream64k $(run "$k" stream --size 65536 --seconds 1)" >>"$WORK/r"
+    echo "$k stream64 $(run "$k" stream --size 64 --seconds 1)" >>"$WORK/r"
   done
 done
 col() { awk -v k="$1" -v t="$2" -v c="$3" '$1 == k && $2 == t {print $c}' "$WORK/r" | median; }
@@ -50,16 +51,22 @@ declare -A NAME=([tcp]="TCP, veth + bridge" [spliced]="TCP, spliced by colo" [un
   [local_copy]="same rings, one process, bytes copied")
 echo
 echo "pod to pod IPC, medians of $RUNS runs; round trips in microseconds (p50 / p99)"
-printf '%-38s %16s %16s %14s %14s\n' "" "64 B RTT" "64 KiB RTT" "64 B rate" "64 KiB stream"
+printf '%-38s %16s %16s %12s %14s %14s\n' "" "64 B RTT" "64 KiB RTT" "64 B RTT/s" "64 B msgs/s" "64 KiB stream"
 for k in "${KINDS[@]}"; do
-  p50=$(col "$k" ping64 3) p99=$(col "$k" ping64 4) k50=$(col "$k" ping64k 3) k99=$(col "$k" ping64k 4) st=$(col "$k" stream64k 3)
-  printf '%-38s %7.2f / %6.2f %7.2f / %6.2f %9.0f k/s %12s\n' "${NAME[$k]}" "$p50" "$p99" "$k50" "$k99" \
-    "$(awk -v r="$p50" 'BEGIN {print 1000 / r}')" "$([[ -n $st ]] && printf '%.2f Gb' "$st" || echo -)"
+  p50=$(col "$k" ping64 3) p99=$(col "$k" ping64 4) k50=$(col "$k" ping64k 3) k99=$(col "$k" ping64k 4)
+  st=$(col "$k" stream64k 3) mr=$(col "$k" stream64 4)
+  printf '%-38s %7.2f / %6.2f %7.2f / %6.2f %8.0f k %12s %14s\n' "${NAME[$k]}" "$p50" "$p99" "$k50" "$k99" \
+    "$(awk -v r="$p50" 'BEGIN {print 1000 / r}')" "$([[ -n $mr ]] && awk -v m="$mr" 'BEGIN {printf "%.0f k", m / 1000}' || echo -)" \
+    "$([[ -n $st ]] && printf '%.2f Gb' "$st" || echo -)"
 done
 CH=$(col channel ping64 3) CH64K=$(col channel ping64k 3) LO=$(col local ping64 3) TCP=$(col tcp ping64 3) UX=$(col unix ping64 3)
+TCPM=$(col tcp stream64 4) UXM=$(col unix stream64 4)
 echo
 echo "headline: channel between two pods / same rings in one process, 64 B round trip: $(ratio "$CH" "$LO") ($CH us vs $LO us)"
-echo "targets: channel 64 B RTT p50 < 1 us -> $CH us; 64 KiB <= 2x 64 B -> $(ratio "$CH64K" "$CH"); Unix pair message rate >= 2x TCP over veth -> $(ratio "$TCP" "$UX")"
+echo "targets: channel 64 B RTT p50 < 1 us -> $CH us; 64 KiB <= 2x 64 B -> $(ratio "$CH64K" "$CH")"
+echo "         Unix pair message rate >= 2x TCP over veth -> streaming 64 B: $(ratio "$UXM" "$TCPM"); ping-pong round trips: $(ratio "$TCP" "$UX")"
 jq -n --argjson ch "$CH" --argjson ch64k "$CH64K" --argjson lo "$LO" --argjson tcp "$TCP" --argjson ux "$UX" --argjson runs "$RUNS" \
+  --argjson tcpm "$TCPM" --argjson uxm "$UXM" \
   '{runs: $runs, rttP50us: {channel64: $ch, channel64k: $ch64k, inProcess64: $lo, tcpVeth64: $tcp, unix64: $ux},
-    channelVsMonolith: ($ch / $lo), unixRateVsTcp: ($tcp / $ux)}' >"$OUT/ipc.json"
+    stream64MessagesPerSecond: {tcpVeth: $tcpm, unix: $uxm},
+    channelVsMonolith: ($ch / $lo), unixPingPongRateVsTcp: ($tcp / $ux), unixStreamRateVsTcp: ($uxm / $tcpm)}' >"$OUT/ipc.json"

@@ -1,7 +1,7 @@
 // colo-bench-ipc: ping-pong latency and streaming throughput over every transport colo offers.
 //   serve NAME PORT                                 in a pod: a colo name and a TCP port
 //   ping   --to TARGET --via tcp|unix|channel --size S --iters N     -> "p50_us p99_us" (round trip)
-//   stream --to TARGET --via tcp|unix|channel --size S --seconds T   -> "Gbit/s"
+//   stream --to TARGET --via tcp|unix|channel --size S --seconds T   -> "Gbit/s messages/s"
 //   local  ping|stream --size S (--iters N | --seconds T)            the same rings between two threads
 // A connection starts with a control record: 'E' + u32 size (echo), 'A' (echo, every byte copied)
 // or 'S' (sink); on a channel the first message carries it. On a channel, messages are written in
@@ -189,6 +189,8 @@ std::vector<double> pingPong(Endpoint& e, std::size_t size, long iters) {
   return rtt;
 }
 
+double g_messagesPerSecond = 0;
+
 double stream(Endpoint& e, std::size_t size, double seconds) {
   std::vector<char> buf(size, 'y');
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
@@ -207,12 +209,14 @@ double stream(Endpoint& e, std::size_t size, double seconds) {
       bytes += size;
     }
   }
-  return static_cast<double>(bytes) * 8 / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  g_messagesPerSecond = static_cast<double>(bytes / size) / secs;
+  return static_cast<double>(bytes) * 8 / secs / 1e9;
 }
 
 void report(const std::string& what, const std::vector<double>& rtt, double gbps) {
   if (!rtt.empty()) std::printf("%.3f %.3f\n", rtt[rtt.size() / 2], rtt[rtt.size() * 99 / 100]);
-  else if (what == "stream") std::printf("%.2f\n", gbps);
+  else if (what == "stream") std::printf("%.2f %.0f\n", gbps, g_messagesPerSecond);
   else std::printf("nan nan\n");
 }
 
