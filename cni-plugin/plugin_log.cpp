@@ -39,10 +39,15 @@ void open(const std::string& file, Level level) {
   close();
   g_level = level;
   if (file.empty() || level == Level::Off) return;
-  if (const auto slash = file.rfind('/'); slash != std::string::npos && slash > 0) {
-    ::mkdir(file.substr(0, slash).c_str(), 0755);  // one level, e.g. /var/log/colo
+  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC;
+  g_fd = ::open(file.c_str(), flags, 0640);
+  // Runs on every pod's start: make the directory (one level, e.g. /var/log/colo) only when missing.
+  if (g_fd < 0 && errno == ENOENT) {
+    if (const auto slash = file.rfind('/'); slash != std::string::npos && slash > 0) {
+      ::mkdir(file.substr(0, slash).c_str(), 0755);
+      g_fd = ::open(file.c_str(), flags, 0640);
+    }
   }
-  g_fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
 void close() {

@@ -1,7 +1,5 @@
 #include "cni_conf.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,7 +7,6 @@
 #include <vector>
 
 #include "colo/common/files.h"
-#include "colo/common/unique_fd.h"
 
 namespace colo::installer {
 
@@ -70,22 +67,8 @@ namespace {
 
 Status writeJson(const std::string& path, const ojson& j) {
   // The temporary name has no CNI extension, so no runtime ever loads a half-written file.
-  const std::string tmp = fs::path(path).parent_path().string() + "/.colo-cni.tmp";
-  const std::string text = j.dump(2) + "\n";
-  colo::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return Error::fromErrno("open(" + tmp + ")");
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0) {
-    auto e = Error::fromErrno("write(" + tmp + ")");
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    auto e = Error::fromErrno("rename(" + tmp + ", " + path + ")");
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return {};
+  return files::writeAtomic(path, j.dump(2) + "\n", 0644,
+                            {.durable = true, .tmpPath = fs::path(path).parent_path().string() + "/.colo-cni.tmp"});
 }
 
 Expected<ojson> readJson(const std::string& path) {
@@ -181,23 +164,8 @@ Status unchain(const std::string& confDir) {
 Status installBinary(const std::string& source, const std::string& binDir) {
   auto data = files::read(source, 256 << 20);
   if (!data) return data.error();
-  const std::string tmp = binDir + "/.colo-cni.tmp";
-  colo::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755));
-  if (!fd) return Error::fromErrno("open(" + tmp + ")");
-  if (::write(fd.get(), data->data(), data->size()) != static_cast<ssize_t>(data->size()) || ::fsync(fd.get()) != 0) {
-    auto e = Error::fromErrno("write(" + tmp + ")");
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  ::fchmod(fd.get(), 0755);
-  fd.reset();
   // rename replaces the old binary even while a runtime is executing it (the old inode lives on).
-  if (::rename(tmp.c_str(), (binDir + "/" + kPluginType).c_str()) != 0) {
-    auto e = Error::fromErrno("rename(" + tmp + ")");
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return {};
+  return files::writeAtomic(binDir + "/" + kPluginType, *data, 0755, {.durable = true, .tmpPath = binDir + "/.colo-cni.tmp"});
 }
 
 Status removeBinary(const std::string& binDir) {

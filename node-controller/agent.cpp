@@ -42,6 +42,7 @@ Status Agent::start() {
   podServer_->setIdleTimeout(std::chrono::seconds(0));  // a listener waits quietly; connections go with their pod
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
+  if (auto s = endpoints_->prepare(); !s) return s;
   datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir}, metrics_);
   datapath_->start();
   hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});

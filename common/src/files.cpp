@@ -18,10 +18,11 @@ Status makeDirs(const std::string& path, unsigned mode) {
   return {};
 }
 
-Status writeAtomic(const std::string& path, const std::string& content, unsigned mode) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+Status writeAtomic(const std::string& path, const std::string& content, unsigned mode, const WriteOptions& options) {
+  const std::string tmp = options.tmpPath.empty() ? path + ".tmp." + std::to_string(::getpid()) : options.tmpPath;
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) return Error::fromErrno("open(" + tmp + ")");
+  ::fchmod(fd.get(), mode);
   std::size_t done = 0;
   while (done < content.size()) {
     const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
@@ -32,6 +33,11 @@ Status writeAtomic(const std::string& path, const std::string& content, unsigned
       return err;
     }
     done += static_cast<std::size_t>(n);
+  }
+  if (options.durable && ::fsync(fd.get()) != 0) {
+    auto err = Error::fromErrno("fsync(" + tmp + ")");
+    ::unlink(tmp.c_str());
+    return err;
   }
   fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) {

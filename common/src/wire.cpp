@@ -26,12 +26,9 @@ Expected<sockaddr_un> makeAddress(const std::string& path, socklen_t& len) {
 
 }  // namespace
 
-Status send(int sock, const json& body, std::span<const int> fds, bool nonBlocking) {
-  const std::string data = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (data.size() > kMaxMessage) return Error::make(code::kTooLarge, "message of " + std::to_string(data.size()) + " bytes exceeds 64 KiB");
+Status sendRaw(int sock, const void* data, std::size_t size, std::span<const int> fds, int flags) {
   if (fds.size() > kMaxFds) return Error::make(code::kTooLarge, "too many descriptors");
-
-  iovec iov{const_cast<char*>(data.data()), data.size()};
+  iovec iov{const_cast<void*>(data), size};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -46,44 +43,56 @@ Status send(int sock, const json& body, std::span<const int> fds, bool nonBlocki
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t n;
-  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | (nonBlocking ? MSG_DONTWAIT : 0));
+  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
   while (n < 0 && errno == EINTR);
   if (n < 0) return Error::fromErrno("sendmsg");
+  if (static_cast<std::size_t>(n) != size) return Error::make("io", "sendmsg sent part of a record");
   return {};
 }
 
-Expected<Message> recv(int sock) {
-  std::string buf(kMaxMessage + 1, '\0');
-  iovec iov{buf.data(), buf.size()};
+Expected<RawRecord> recvRaw(int sock, void* buf, std::size_t capacity, int flags) {
+  iovec iov{buf, capacity};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
-
   ssize_t n;
-  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
   while (n < 0 && errno == EINTR);
   if (n < 0) return Error::fromErrno("recvmsg");
-
-  Message out;
+  RawRecord out;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      out.fds.emplace_back(fd);  // owned from here, closed on any error below
+      out.fds.emplace_back(fd);
     }
   }
-  if (n == 0 && out.fds.empty()) return Error::make("closed", "peer closed the connection");
-  if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > kMaxMessage) {
-    return Error::make(code::kTooLarge, "message exceeds 64 KiB");
-  }
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) return Error::make(code::kTooLarge, "too many descriptors attached");
+  out.size = static_cast<std::size_t>(n);
+  out.flags = msg.msg_flags;
+  return out;
+}
 
-  buf.resize(static_cast<std::size_t>(n));
+Status send(int sock, const json& body, std::span<const int> fds, bool nonBlocking) {
+  const std::string data = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (data.size() > kMaxMessage) return Error::make(code::kTooLarge, "message of " + std::to_string(data.size()) + " bytes exceeds 64 KiB");
+  return sendRaw(sock, data.data(), data.size(), fds, nonBlocking ? MSG_DONTWAIT : 0);
+}
+
+Expected<Message> recv(int sock) {
+  std::string buf(kMaxMessage + 1, '\0');
+  auto raw = recvRaw(sock, buf.data(), buf.size());
+  if (!raw) return raw.error();
+  Message out;
+  out.fds = std::move(raw->fds);  // owned from here, closed on any error below
+  if (raw->size == 0 && out.fds.empty()) return Error::make("closed", "peer closed the connection");
+  if ((raw->flags & MSG_TRUNC) != 0 || raw->size > kMaxMessage) return Error::make(code::kTooLarge, "message exceeds 64 KiB");
+  if ((raw->flags & MSG_CTRUNC) != 0) return Error::make(code::kTooLarge, "too many descriptors attached");
+  buf.resize(raw->size);
   out.body = json::parse(buf, nullptr, /*allow_exceptions=*/false);
   if (out.body.is_discarded() || !out.body.is_object()) {
     return Error::make(code::kBadRequest, "message is not a JSON object");

@@ -96,22 +96,10 @@ int remainingMs(std::chrono::steady_clock::time_point deadline, int timeoutMs) {
   return left > 0 ? static_cast<int>(left) : 0;
 }
 
-int sendFds(int sock, const int* fds, int n, std::uint64_t bytes) {
+int sendOffer(int sock, const int* fds, std::uint64_t bytes) {
   char tag[9] = {'C'};
   std::memcpy(tag + 1, &bytes, 8);
-  iovec iov{tag, sizeof(tag)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<unsigned>(n));
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(n));
-  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<unsigned>(n));
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof(tag)) ? COLO_OK : COLO_E_UNAVAILABLE;
+  return colo::wire::sendRaw(sock, tag, sizeof(tag), std::span<const int>(fds, 3)) ? COLO_OK : COLO_E_UNAVAILABLE;
 }
 
 // A channel from the segment and both bells; side s sleeps on bell s.
@@ -141,7 +129,7 @@ int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, col
   if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
   if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two eventfds");
   const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
-  if (int rc = sendFds(pair_fd, fds, 3, bytes); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
+  if (int rc = sendOffer(pair_fd, fds, bytes); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
   return adopt(std::move(m.fds[0]), std::move(m.fds[1]), std::move(m.fds[2]), pair_fd, 0, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_open");
@@ -154,24 +142,10 @@ int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
   char tag[9];
   // Only a channel offer is consumed; anything else stays on the pair for the application.
   if (::recv(pair_fd, tag, 1, MSG_PEEK | MSG_DONTWAIT) != 1 || tag[0] != 'C') return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
-  iovec iov{tag, sizeof(tag)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  const ssize_t n = ::recvmsg(pair_fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  std::vector<colo::UniqueFd> fds;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    for (std::size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      fds.emplace_back(fd);
-    }
-  }
-  if (n != static_cast<ssize_t>(sizeof(tag)) || tag[0] != 'C' || fds.size() != 3) return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
+  auto rec = colo::wire::recvRaw(pair_fd, tag, sizeof(tag), MSG_DONTWAIT);
+  if (!rec) return fail(COLO_E_PROTOCOL, "reading the channel offer: " + rec.error().message);
+  auto& fds = rec->fds;
+  if (rec->size != sizeof(tag) || tag[0] != 'C' || fds.size() != 3) return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
   return adopt(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), pair_fd, 1, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_accept");

@@ -172,7 +172,7 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
   auto ns = registry_.netnsOf(caller.key);
   if (!ns) return wire::errorReply(req, code::kInternal, "dial: " + ns.error().message);
   UniqueFd sock;
-  std::string err, errCode = code::kUnavailable;
+  std::string errCode;
   // The socket is made inside the caller's netns: its source address and policy are the pod's own.
   auto s = netns::runIn(ns->get(), [&]() -> Status {
     sock.reset(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

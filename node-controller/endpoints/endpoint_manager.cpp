@@ -21,6 +21,8 @@ EndpointManager::EndpointManager(const Config& config, SeqpacketServer& server, 
   metrics_.describe("colo_endpoints", "gauge", "Pod endpoint listeners served (two per pod: abstract and filesystem).");
 }
 
+Status EndpointManager::prepare() { return files::makeDirs(podsDir_, 0755); }
+
 Status EndpointManager::hugepagesFor(Pod& pod, bool failOpen, std::vector<std::string>& warnings) {
   pod.hugepageBytes = 0;
   if (!pod.annotations.is_object() || !pod.annotations.contains(kHugepagesAnnotation)) return {};
@@ -54,8 +56,8 @@ Status EndpointManager::attach(Pod& pod, int netnsFd, bool failOpen, std::vector
   const std::string dir = dirFor(pod.key);
   // Root-owned and world-traversable: the pod's (possibly non-root) users reach colo.sock and
   // hugepages/ through their subPath mount; nobody but root can create anything here.
-  if (auto s = files::makeDirs(podsDir_, 0755); !s) return s;
-  if (auto s = files::makeDirs(dir, 0755); !s) return s;
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::fromErrno("mkdir(" + dir + ")");
+  ::chmod(dir.c_str(), 0755);  // whatever the umask
   auto undo = [&] { detach(pod); };
 
   if (auto s = hugepagesFor(pod, failOpen, warnings); !s) {

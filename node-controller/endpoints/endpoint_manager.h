@@ -18,6 +18,8 @@ class EndpointManager final : public PodHooks {
  public:
   EndpointManager(const Config& config, SeqpacketServer& server, HugepageManager& hugepages, Metrics& metrics);
 
+  // Creates the pods directory once, at start, so that attach (on every pod's start) need not.
+  Status prepare();
   Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) override;
   void detach(const Pod& pod) override;
 

@@ -38,6 +38,16 @@ struct Message {
   std::vector<UniqueFd> fds;
 };
 
+// The layer under send/recv: one record of raw bytes with descriptors (SCM_RIGHTS), for records
+// that are not JSON (the channel offer on a dialed pair). Never raises SIGPIPE.
+Status sendRaw(int sock, const void* data, std::size_t size, std::span<const int> fds, int flags = 0);
+struct RawRecord {
+  std::size_t size = 0;       // bytes received
+  int flags = 0;              // msg_flags (MSG_TRUNC, MSG_CTRUNC)
+  std::vector<UniqueFd> fds;  // owned: closed unless the caller keeps them
+};
+Expected<RawRecord> recvRaw(int sock, void* buf, std::size_t capacity, int flags = 0);
+
 // Sends one message. Never raises SIGPIPE. With `nonBlocking`, a full peer fails with "timeout"
 // instead of waiting (the agent never lets one slow pod stall its loop).
 Status send(int sock, const json& body, std::span<const int> fds = {}, bool nonBlocking = false);
