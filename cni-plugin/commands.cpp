@@ -97,29 +97,32 @@ Outcome cmdAdd(const Context& ctx) {
   if (auto r = requirePrevResult(ctx, "ADD"); !r) return r;
   const std::string out = passThrough(ctx.config);
   const Decision d = optIn(ctx.config);
-  if (d == Decision::No) {
-    plog::debug(std::string() + "ADD " + describe(ctx) + ": not opted in, agent not contacted");
-    return out;
-  }
+  // A pod that has not opted in is still reported: in Kubernetes mode the agent holds it dormant so
+  // that adding the annotation later turns colo on without restarting the pod. Nothing about
+  // such a pod may fail, whatever the failure policy.
+  auto fail = [&](const AgentFailure& f) -> Outcome {
+    if (d == Decision::No) {
+      plog::debug(std::string() + "ADD " + describe(ctx) + ": not opted in; colo-node not reached (" + f.message + ")");
+      return out;
+    }
+    return onFailure(ctx, "ADD", f, out, Code::TryAgainLater);
+  };
   auto ns = ctx.openNetns(ctx.inv.netns);
-  if (!ns) {
-    return onFailure(ctx, "ADD", {AgentFailure::Kind::Rejected, "bad_netns", "cannot open CNI_NETNS: " + ns.error().message}, out,
-                     Code::TryAgainLater);
-  }
+  if (!ns) return fail({AgentFailure::Kind::Rejected, "bad_netns", "cannot open CNI_NETNS: " + ns.error().message});
   json req = {{"op", "cni.add"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)},
               {"netnsPath", ctx.inv.netns}, {"ips", addressesOf(*ctx.config.prevResult)},
               {"annotations", ctx.config.annotations ? *ctx.config.annotations : json(nullptr)},
-              {"optIn", d == Decision::Yes ? json(true) : json(nullptr)},
+              {"optIn", d == Decision::Yes ? json(true) : d == Decision::No ? json(false) : json(nullptr)},
+              {"enableAll", ctx.config.enableAll},
               {"failurePolicy", ctx.config.failurePolicy == FailurePolicy::Closed ? "closed" : "open"}};
   auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
-  if (!reply) return onFailure(ctx, "ADD", reply.error(), out, Code::TryAgainLater);
+  if (!reply) return fail(reply.error());
   for (const auto& w : reply->value("warnings", json::array())) plog::warn("ADD " + describe(ctx) + ": " + w.get<std::string>());
   plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->value("optedIn", false) ? "accepted" : "did not opt in") + " the pod (key " + reply->value("key", std::string("-")) + ")");
   return out;
 }
 
 Outcome cmdDel(const Context& ctx) {
-  if (optIn(ctx.config) == Decision::No) return std::string();
   json req = {{"op", "cni.del"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)}};
   auto reply = ctx.agent(ctx.config)->call(std::move(req), -1);
   if (!reply) {

@@ -46,12 +46,18 @@ Status Agent::start() {
   datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir}, metrics_);
   datapath_->start();
   hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
+  lifecycle_ = std::make_unique<PodLifecycle>(registry_, *hooks_, metrics_);
 
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = registry_.load();
   if (!loaded) return loaded.error();
   reconcileRestored();
-  datapath_->sync(registry_.list());
+  std::vector<Pod> active;
+  for (auto& p : registry_.list()) {
+    if (p.active) active.push_back(std::move(p));
+  }
+  datapath_->sync(active);
+  lifecycle_->updateGauges();
   const double restoreSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics_.set("colo_restore_seconds", {}, restoreSeconds);
   spdlog::info("registry: {} pods restored from {}, {} still alive, endpoints back in {:.1f} ms", *loaded, config_.stateDir,
@@ -59,7 +65,8 @@ Status Agent::start() {
 
   auto host = netns::current();
   if (!host) return host.error();
-  cni_ = std::make_unique<CniHandler>(registry_, *hooks_, metrics_, *host);
+  if (auto s = startKubernetes(); !s) return s;
+  cni_ = std::make_unique<CniHandler>(registry_, *lifecycle_, metrics_, *host, cniOptions());
   cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) -> Reply {
     const std::string op = m.body.value("op", "");
     if (CniHandler::handles(op)) return cni_->handle(m);
@@ -101,6 +108,10 @@ void Agent::reconcileRestored() {
       continue;
     }
     std::vector<std::string> warnings;
+    if (!pod.active) {
+      (void)registry_.put(std::move(pod), std::move(fd.value()));  // dormant: only the netns is held
+      continue;
+    }
     if (auto s = endpoints_->attach(pod, fd->get(), true, warnings); !s) {
       spdlog::error("registry: pod {}: endpoint not restored: {}", pod.key, s.error().message);
     }
@@ -110,7 +121,36 @@ void Agent::reconcileRestored() {
   endpoints_->removeOrphans(held);
 }
 
+Status Agent::startKubernetes() {
+  lifecycle_->setDatapathNote([this]() -> std::string {
+    if (datapath_->active()) return {};
+    const auto st = datapath_->status();
+    return "colo's transparent splice is off on node " + config_.nodeName + " (" + st.value("reason", std::string("unknown")) +
+           "); the colo endpoint and channels work, TCP between pods takes the normal path";
+  });
+  if (config_.mode != "kubernetes") return {};
+  auto ep = kube::Kubernetes::endpointFrom(config_);
+  if (!ep) return Error{ep.error().code, "kubernetes mode: " + ep.error().message, ep.error().errnum};
+  kube_ = std::make_unique<kube::Kubernetes>(std::move(*ep), config_, *lifecycle_, metrics_);
+  lifecycle_->setEventSink([this](const Pod& p, const std::string& type, const std::string& reason, const std::string& msg) {
+    kube_->events().record(p, type, reason, msg);
+  });
+  kube_->start();
+  return {};
+}
+
+CniOptions Agent::cniOptions() {
+  CniOptions o;
+  if (!kube_) return o;
+  o.holdDormant = true;
+  o.lookup = [this](const std::string& ns, const std::string& name, const std::string& uid, std::chrono::steady_clock::time_point deadline) {
+    return kube_->watcher().lookup(ns, name, uid, deadline);
+  };
+  return o;
+}
+
 void Agent::stop() {
+  if (kube_) kube_->stop();
   if (http_) http_->stop();
   if (cniServer_) cniServer_->stop();
   if (podServer_) podServer_->stop();
@@ -127,6 +167,7 @@ nlohmann::json Agent::readiness() const {
       {"hugepages", hugepagesStatus_},
       {"datapath", datapath_ ? datapath_->status() : nlohmann::json("not started")},
   };
+  if (kube_) checks["kubernetes"] = kube_->status();
   return {{"ready", cniUp && socketPresent}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
 }
 

@@ -9,6 +9,7 @@
 #include "endpoints/endpoint_manager.h"
 #include "endpoints/pod_api.h"
 #include "http/http_server.h"
+#include "kube/kubernetes.h"
 #include "hugepages/hugepage_manager.h"
 #include "metrics.h"
 #include "pods/cni_handler.h"
@@ -29,6 +30,8 @@ class Agent {
 
  private:
   void reconcileRestored();
+  Status startKubernetes();
+  CniOptions cniOptions();
   Config config_;
   Metrics metrics_;
   Registry registry_;
@@ -38,6 +41,8 @@ class Agent {
   std::unique_ptr<EndpointManager> endpoints_;
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<CompositeHooks> hooks_;
+  std::unique_ptr<PodLifecycle> lifecycle_;
+  std::unique_ptr<kube::Kubernetes> kube_;
   std::unique_ptr<CniHandler> cni_;
   std::unique_ptr<SeqpacketServer> cniServer_;
   std::unique_ptr<HttpServer> http_;

@@ -3,7 +3,9 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <map>
+#include <tuple>
 
 #include "colo/common/files.h"
 #include "colo/common/log.h"
@@ -21,6 +23,8 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"endpointName", &Config::endpointName}, {"hugepageSize", &Config::hugepageSize},
       {"hugepagesBudget", &Config::hugepagesBudget}, {"datapath", &Config::datapath},
       {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir},
+      {"kubeconfig", &Config::kubeconfig}, {"serviceAccountDir", &Config::serviceAccountDir},
+      {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
   };
   return m;
 }
@@ -118,14 +122,26 @@ std::string usage() {
   return "usage: colo-node uninstall [--bpf-pin-dir D]     remove everything colo pinned and attached\n"
          "       colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
-         "                 [--mode standalone] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
+         "                 [--mode standalone|kubernetes] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
          "                 [--hugepages-budget 1Gi] [--datapath auto|on|off] [--cgroup-path D]\n"
-         "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--version]\n";
+         "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
+         "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--version]\n";
 }
 
 Status validate(const Config& c) {
   if (auto l = log::validate({.format = c.logFormat, .level = c.logLevel}); !l) return l;
-  if (c.mode != "standalone") return Error::make("invalid_argument", "mode must be 'standalone' (the Kubernetes mode is not built yet)");
+  if (c.mode != "standalone" && c.mode != "kubernetes") {
+    return Error::make("invalid_argument", "mode must be standalone or kubernetes, not '" + c.mode + "'");
+  }
+  for (auto [key, value, lo, hi] : {std::tuple{"watchTimeoutSeconds", &c.watchTimeoutSeconds, 1L, 3600L},
+                                    std::tuple{"listPageSize", &c.listPageSize, 1L, 5000L}}) {
+    char* end = nullptr;
+    const long v = std::strtol(value->c_str(), &end, 10);
+    if (value->empty() || *end != '\0' || v < lo || v > hi) {
+      return Error::make("invalid_argument", std::string(key) + " must be a whole number from " + std::to_string(lo) + " to " +
+                                                 std::to_string(hi) + ", not '" + *value + "'");
+    }
+  }
   if (c.cniSocket.empty() || c.stateDir.empty() || c.runDir.empty()) return Error::make("invalid_argument", "cniSocket, stateDir and runDir must be set");
   if (c.endpointName.empty() || c.endpointName.size() > 64 || c.endpointName.find('/') != std::string::npos) {
     return Error::make("invalid_argument", "endpointName must be 1..64 characters without '/'");

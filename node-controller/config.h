@@ -17,13 +17,18 @@ struct Config {
   std::string logFormat = "text";
   std::string logLevel = "info";
   std::string logFile;
-  std::string mode = "standalone";              // the only mode until the Kubernetes client lands
+  std::string mode = "standalone";              // standalone (CNI alone) or kubernetes (also watch the API)
   std::string endpointName = "colo";            // abstract socket @<endpointName> in every pod
   std::string hugepageSize = "2Mi";             // 2Mi, or 1Gi where the kernel has it
   std::string hugepagesBudget = "1Gi";          // all pods' hugetlbfs mounts together, never exceeded
   std::string datapath = "auto";                // sockmap splice: auto (on if the self-test passes), on, off
   std::string cgroupPath;                       // where sock_ops attaches; empty: the detected cgroup v2 root
   std::string bpfPinDir = "/sys/fs/bpf/colo";   // pinned maps and links
+  // Kubernetes mode
+  std::string kubeconfig;                       // empty: in-cluster (service account)
+  std::string serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
+  std::string watchTimeoutSeconds = "300";      // per watch request; silence past it (+5 s) restarts the watch
+  std::string listPageSize = "500";             // pods per list page (limit/continue)
 };
 
 struct ParsedArgs {

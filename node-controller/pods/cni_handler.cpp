@@ -58,19 +58,11 @@ std::vector<std::string> ipList(const json& req) {
 
 }  // namespace
 
-CniHandler::CniHandler(Registry& registry, PodHooks& hooks, Metrics& metrics, netns::Identity hostNetns)
-    : registry_(registry), hooks_(hooks), metrics_(metrics), hostNetns_(hostNetns) {
+CniHandler::CniHandler(Registry& registry, PodLifecycle& lifecycle, Metrics& metrics, netns::Identity hostNetns, CniOptions options)
+    : registry_(registry), lifecycle_(lifecycle), metrics_(metrics), hostNetns_(hostNetns), options_(std::move(options)) {
   metrics_.describe("colo_cni_requests_total", "counter", "CNI requests from colo-cni by verb and result.");
-  metrics_.describe("colo_pods", "gauge", "Pods colo-node holds on this node.");
-  updateGauges();
+  metrics_.describe("colo_cni_api_lookups_total", "counter", "ADDs without annotations decided from the Kubernetes API, by result.");
 }
-
-void CniHandler::release(const Pod& pod) {
-  hooks_.detach(pod);
-  registry_.remove(pod.key);
-}
-
-void CniHandler::updateGauges() { metrics_.set("colo_pods", {}, static_cast<double>(registry_.size())); }
 
 json CniHandler::handle(wire::Message& msg) {
   const json& req = msg.body;
@@ -105,7 +97,6 @@ json CniHandler::handle(wire::Message& msg) {
   const bool ok = reply.value("ok", false);
   metrics_.add("colo_cni_requests_total", {{"verb", verb}, {"result", ok ? "ok" : reply["error"].value("code", "error")}});
   if (!ok) spdlog::warn("{} refused: {}", op, reply["error"].value("message", ""));
-  updateGauges();
   return reply;
 }
 
@@ -125,17 +116,28 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   pod.ips = ipList(req);
   pod.key = pod.uid.empty() ? pod.containerId : pod.uid;
 
-  // Opt-in: an explicit annotation wins, then the plugin's enableAll; standalone knows nothing else.
+  // Opt-in: the colo.dev/enabled annotation wins, then colo-cni's enableAll. A runtime that passes
+  // no annotations leaves it to the API (Kubernetes mode), within colo-cni's deadline.
   pod.annotations = req.contains("annotations") && req["annotations"].is_object() ? req["annotations"] : json(nullptr);
-  bool optedIn = false;
-  if (pod.annotations.is_object() && pod.annotations.contains("colo.dev/enabled")) {
-    optedIn = pod.annotations["colo.dev/enabled"] == "true";
-    pod.optInSource = "annotation";
-  } else if (req.value("optIn", json(nullptr)) == true) {
-    optedIn = true;
-    pod.optInSource = "enableAll";
+  const bool annotatedEnable = pod.annotations.is_object() && pod.annotations.contains("colo.dev/enabled");
+  pod.enableAll = req.value("enableAll", false) || (!annotatedEnable && req.value("optIn", json(nullptr)) == true);
+  if (!pod.annotations.is_object() && options_.lookup && !pod.name.empty()) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
+    if (req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
+      const auto left = req["deadlineUnixMs"].get<long long>() - nowUnixMs() - 50;  // leave time for the reply
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(0LL, left));
+    }
+    auto meta = options_.lookup(pod.podNamespace, pod.name, pod.uid, deadline);
+    metrics_.add("colo_cni_api_lookups_total", {{"result", meta ? "found" : "unknown"}});
+    if (meta && (pod.uid.empty() || meta->uid == pod.uid)) {
+      PodLifecycle::merge(pod, *meta);
+    } else {
+      spdlog::info("cni.add {}: runtime passed no annotations and the API did not answer in time; held dormant until the watch "
+                   "delivers the pod", pod.key);
+    }
   }
-  if (!optedIn) {
+  const bool optedIn = wantsColo(pod);
+  if (!optedIn && !options_.holdDormant) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; not held", pod.key, pod.podNamespace, pod.name);
     json r = wire::okReply(req);
     r["optedIn"] = false;
@@ -151,20 +153,33 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   }
   pod.netns = *id;
   pod.addedAt = nowRfc3339();
+  pod.addedUnixMs = nowUnixMs();
 
+  std::lock_guard lock(lifecycle_.mutex());
   if (auto existing = registry_.get(pod.key)) {
     // A repeated ADD, or a sandbox replaced under the same pod UID: start from a clean slate.
     spdlog::info("cni.add {}: replaces what was held for container {}", pod.key, existing->containerId.substr(0, 12));
-    release(*existing);
+    lifecycle_.release(*existing);
   }
   const std::string policy = str(req, "failurePolicy", false);
   std::vector<std::string> warnings;
-  if (auto s = hooks_.attach(pod, msg.fds[0].get(), policy != "closed", warnings); !s) {
-    return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
+  pod.active = false;
+  if (optedIn) {
+    if (auto s = lifecycle_.activate(pod, msg.fds[0].get(), policy != "closed", warnings); !s) {
+      return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
+    }
   }
   if (auto s = registry_.put(pod, std::move(msg.fds[0])); !s) {
-    hooks_.detach(pod);
+    lifecycle_.deactivate(pod);
     throw std::runtime_error(s.error().message);
+  }
+  lifecycle_.updateGauges();
+  if (!optedIn) {
+    spdlog::info("cni.add {}: pod {}/{} has not opted in; held dormant (netns inode {})", pod.key, pod.podNamespace, pod.name, pod.netns.inode);
+    json r = wire::okReply(req);
+    r["optedIn"] = false;
+    r["key"] = pod.key;
+    return r;
   }
   spdlog::info("cni.add {}: holding pod {}/{} container {} ips [{}] netns inode {} (opt-in by {})", pod.key, pod.podNamespace,
                pod.name, pod.containerId.substr(0, 12), fmt::join(pod.ips, ","), pod.netns.inode, pod.optInSource);
@@ -180,10 +195,12 @@ json CniHandler::add(const json& req, wire::Message& msg) {
 json CniHandler::del(const json& req) {
   const AttachmentRef a = attachment(req);
   json r = wire::okReply(req);
+  std::lock_guard lock(lifecycle_.mutex());
   auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
   r["removed"] = false;
   if (pod) {
-    release(*pod);
+    lifecycle_.release(*pod);
+    lifecycle_.updateGauges();
     r["removed"] = true;
     r["key"] = pod->key;
     spdlog::info("cni.del {}: released pod {}/{}", pod->key, pod->podNamespace, pod->name);
@@ -229,13 +246,15 @@ json CniHandler::gc(const json& req) {
     valid.insert({str(v, "containerID", true, 256), str(v, "ifname", true, 15)});
   }
   json removed = json::array();
+  std::lock_guard lock(lifecycle_.mutex());
   for (const auto& pod : registry_.list()) {
     if (pod.network != network || valid.count({pod.containerId, pod.ifname})) continue;
-    release(pod);
+    lifecycle_.release(pod);
     removed.push_back(pod.key);
     spdlog::info("cni.gc {}: pod {}/{} container {} is not a valid attachment; released", pod.key, pod.podNamespace, pod.name,
                  pod.containerId.substr(0, 12));
   }
+  lifecycle_.updateGauges();
   json r = wire::okReply(req);
   r["removed"] = removed;
   return r;

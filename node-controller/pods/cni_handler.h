@@ -2,20 +2,34 @@
 // Pure logic over the registry; the socket server hands it decoded messages.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "colo/common/netns.h"
 #include "colo/common/wire.h"
 #include "metrics.h"
-#include "pods/pod_hooks.h"
+#include "pods/pod_lifecycle.h"
+#include "pods/pod_meta.h"
 #include "pods/registry.h"
 
 namespace colo::node {
 
+// How the handler learns what the runtime did not say (the Kubernetes mode fills these in).
+struct CniOptions {
+  // Keep pods that have not opted in (netns held, nothing applied), so that an annotation added
+  // later can turn colo on without restarting the pod.
+  bool holdDormant = false;
+  // The API's view of a pod whose runtime passed no annotations; must return by the deadline.
+  std::function<std::optional<PodMeta>(const std::string& ns, const std::string& name, const std::string& uid,
+                                       std::chrono::steady_clock::time_point deadline)> lookup;
+};
+
 class CniHandler {
  public:
   // `hostNetns` is the agent's own netns: a pod in it is a hostNetwork pod and is refused.
-  CniHandler(Registry& registry, PodHooks& hooks, Metrics& metrics, netns::Identity hostNetns);
+  CniHandler(Registry& registry, PodLifecycle& lifecycle, Metrics& metrics, netns::Identity hostNetns, CniOptions options = {});
 
   // Returns the reply for one request; never throws.
   nlohmann::json handle(wire::Message& request);
@@ -29,13 +43,11 @@ class CniHandler {
   json check(const json& req, wire::Message& msg);
   json status(const json& req);
   json gc(const json& req);
-  void updateGauges();
-
-  void release(const Pod& pod);
   Registry& registry_;
-  PodHooks& hooks_;
+  PodLifecycle& lifecycle_;
   Metrics& metrics_;
   netns::Identity hostNetns_;
+  CniOptions options_;
 };
 
 }  // namespace colo::node

@@ -23,8 +23,14 @@ json toJson(const Pod& p) {
           {"netnsDevice", p.netns.device},
           {"ips", p.ips},
           {"annotations", p.annotations},
+          {"enableAll", p.enableAll},
+          {"active", p.active},
           {"optInSource", p.optInSource},
           {"addedAt", p.addedAt},
+          {"addedUnixMs", p.addedUnixMs},
+          {"labels", p.labels},
+          {"serviceAccount", p.serviceAccount},
+          {"phase", p.phase},
           {"hugepageBytes", p.hugepageBytes},
           {"endpointDir", p.endpointDir}};
 }
@@ -46,14 +52,35 @@ std::optional<Pod> podFromJson(const json& j) {
     p.netns.device = j.at("netnsDevice").get<std::uint64_t>();
     p.ips = j.at("ips").get<std::vector<std::string>>();
     p.annotations = j.value("annotations", json(nullptr));
+    p.enableAll = j.value("enableAll", false);
+    p.active = j.value("active", true);
     p.optInSource = j.value("optInSource", std::string());
     p.addedAt = j.value("addedAt", std::string());
+    p.addedUnixMs = j.value("addedUnixMs", std::int64_t{0});
+    p.labels = j.value("labels", json(nullptr));
+    p.serviceAccount = j.value("serviceAccount", std::string());
+    p.phase = j.value("phase", std::string());
     p.hugepageBytes = j.value("hugepageBytes", std::uint64_t{0});
     p.endpointDir = j.value("endpointDir", std::string());
     return p;
   } catch (const json::exception&) {
     return std::nullopt;
   }
+}
+
+bool wantsColo(const json& annotations, bool enableAll) {
+  if (annotations.is_object() && annotations.contains("colo.dev/enabled")) return annotations["colo.dev/enabled"] == "true";
+  return enableAll;
+}
+
+std::string annotation(const json& annotations, const char* key) {
+  if (!annotations.is_object()) return {};
+  auto it = annotations.find(key);
+  return it != annotations.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::int64_t nowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string nowRfc3339() {

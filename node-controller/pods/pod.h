@@ -17,9 +17,15 @@ struct Pod {
   std::string netnsPath;
   netns::Identity netns;
   std::vector<std::string> ips;
-  nlohmann::json annotations;  // object, or null when the runtime passed none
-  std::string optInSource;     // "annotation", "enableAll"
+  nlohmann::json annotations;  // object, or null when unknown; the API's copy wins over the runtime's
+  bool enableAll = false;      // colo-cni's enableAll: on unless an annotation says otherwise
+  bool active = true;          // colo applied (endpoint, hugepages, datapath); false: held dormant
+  std::string optInSource;     // "annotation", "enableAll", "" when dormant
   std::string addedAt;         // RFC 3339
+  std::int64_t addedUnixMs = 0;
+  // From the Kubernetes API, when the agent watches it.
+  nlohmann::json labels;  // object or null
+  std::string serviceAccount, phase;
   std::uint64_t hugepageBytes = 0;  // size of the pod's hugetlbfs mount; 0: none
   std::string endpointDir;          // /run/colo/pods/<key>, empty when the pod has no endpoint
 
@@ -28,10 +34,17 @@ struct Pod {
   }
 };
 
+// Whether colo should be on for the pod: the colo.dev/enabled annotation when present, else enableAll.
+bool wantsColo(const nlohmann::json& annotations, bool enableAll);
+inline bool wantsColo(const Pod& p) { return wantsColo(p.annotations, p.enableAll); }
+// The value of one annotation, or "" when absent or not a string.
+std::string annotation(const nlohmann::json& annotations, const char* key);
+
 nlohmann::json toJson(const Pod& p);
 // Strict: a file that does not hold a pod (hand-edited, truncated) yields nullopt.
 std::optional<Pod> podFromJson(const nlohmann::json& j);
 
 std::string nowRfc3339();
+std::int64_t nowUnixMs();
 
 }  // namespace colo::node

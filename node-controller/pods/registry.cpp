@@ -54,6 +54,15 @@ Status Registry::put(Pod pod, UniqueFd netnsFd) {
   return {};
 }
 
+Status Registry::update(const Pod& pod) {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(pod.key);
+  if (it == pods_.end()) return Error::make("not_found", "pod " + pod.key + " is not held");
+  if (auto s = files::writeAtomic(fileFor(pod.key), toJson(pod).dump(2) + "\n", 0600); !s) return s;
+  it->second = pod;
+  return {};
+}
+
 std::optional<Pod> Registry::findByAttachment(const std::string& network, const std::string& containerId,
                                               const std::string& ifname) const {
   std::lock_guard lock(mu_);

@@ -24,6 +24,8 @@ class Registry {
 
   // Adds or replaces the pod under its key; keeps `netnsFd` open while the pod is held.
   Status put(Pod pod, UniqueFd netnsFd);
+  // Persists new fields of a held pod; its netns descriptor stays. Not held: not_found.
+  Status update(const Pod& pod);
   std::optional<Pod> findByAttachment(const std::string& network, const std::string& containerId, const std::string& ifname) const;
   std::optional<Pod> get(const std::string& key) const;
   // Removes and returns the pod, deleting its state file.

@@ -140,21 +140,30 @@ TEST_F(DispatchTest, AddWithoutPrevResultIsAnError) {
   EXPECT_TRUE(agent.requests.empty());
 }
 
-TEST_F(DispatchTest, PodNotOptedInNeverReachesAgent) {
+TEST_F(DispatchTest, PodNotOptedInIsReportedButNeverFails) {
+  // ADD and DEL reach the agent (which may hold the pod dormant); CHECK does not.
   for (const std::string verb : {"ADD", "CHECK", "DEL"}) {
     setVerb(verb);
     agent.requests.clear();
     json c = config("1.0.0", {{"enableAll", false}, {"runtimeConfig", {{kAnnotationsCapability, {{"other", "x"}}}}}});
     auto r = run(c);
     EXPECT_EQ(r.exitCode, 0) << verb << r.out;
-    EXPECT_TRUE(agent.requests.empty()) << verb;
+    EXPECT_EQ(agent.requests.size(), verb == "CHECK" ? 0u : 1u) << verb;
+    if (verb == "ADD") EXPECT_EQ(agent.requests[0]["optIn"], false);
   }
   // An explicit "false" wins over enableAll.
   setVerb("ADD");
   agent.requests.clear();
-  auto r = run(config("1.0.0", {{"runtimeConfig", {{kAnnotationsCapability, {{kEnabledAnnotation, "false"}}}}}}));
+  auto r = run(config("1.0.0", {{"enableAll", true}, {"runtimeConfig", {{kAnnotationsCapability, {{kEnabledAnnotation, "false"}}}}}}));
   EXPECT_EQ(r.exitCode, 0);
-  EXPECT_TRUE(agent.requests.empty());
+  ASSERT_EQ(agent.requests.size(), 1u);
+  EXPECT_EQ(agent.requests[0]["optIn"], false);
+  EXPECT_EQ(agent.requests[0]["enableAll"], true);
+  // The agent down or refusing never fails a pod that has not opted in, even under "closed".
+  agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "unavailable", "connect: No such file or directory"};
+  r = run(config("1.0.0", {{"failurePolicy", "closed"}, {"runtimeConfig", {{kAnnotationsCapability, {{kEnabledAnnotation, "false"}}}}}}));
+  EXPECT_EQ(r.exitCode, 0) << r.out;
+  EXPECT_EQ(parse(r), config("1.0.0")["prevResult"]);
 }
 
 TEST_F(DispatchTest, AnnotatedPodReachesAgentWithAnnotations) {

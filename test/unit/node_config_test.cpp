@@ -43,7 +43,15 @@ TEST(NodeConfig, ErrorsNameTheProblem) {
   EXPECT_FALSE(validate(c).ok());
   c = Config{};
   c.mode = "kubernetes";
-  EXPECT_FALSE(validate(c).ok());
+  EXPECT_TRUE(validate(c).ok());
+  c.mode = "cluster";
+  EXPECT_NE(validate(c).error().message.find("'cluster'"), std::string::npos);
+  c = Config{};
+  c.watchTimeoutSeconds = "0";
+  EXPECT_NE(validate(c).error().message.find("watchTimeoutSeconds"), std::string::npos);
+  c = Config{};
+  c.listPageSize = "12x";
+  EXPECT_NE(validate(c).error().message.find("listPageSize"), std::string::npos);
   c = Config{};
   c.httpAddress = "nocolon";
   EXPECT_FALSE(validate(c).ok());

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "colo/common/files.h"
 #include "pods/cni_handler.h"
@@ -73,8 +74,20 @@ class HandlerTest : public ::testing::Test {
   test::TempDir dir;
   Metrics metrics;
   std::unique_ptr<Registry> registry;
+  std::unique_ptr<PodLifecycle> lifecycle;
   std::unique_ptr<CniHandler> handler;
-  NoHooks hooks;
+  // Counts what was applied, so a test sees colo turned on and off.
+  struct CountingHooks final : PodHooks {
+    std::map<std::string, int> attached;
+    Status attach(Pod& pod, int, bool, std::vector<std::string>&) override {
+      ++attached[pod.key];
+      pod.endpointDir = "/run/colo/pods/" + pod.key;
+      return {};
+    }
+    void detach(const Pod& pod) override { --attached[pod.key]; }
+  } hooks;
+  std::vector<std::string> events;
+  CniOptions options;
   unsigned id = 0;
 
   void SetUp() override { restart(); }
@@ -82,7 +95,20 @@ class HandlerTest : public ::testing::Test {
     handler.reset();
     registry = std::make_unique<Registry>(dir.path());
     ASSERT_TRUE(registry->load().ok());
-    handler = std::make_unique<CniHandler>(*registry, hooks, metrics, netns::Identity{0, 0});  // this process's netns counts as a pod's
+    lifecycle = std::make_unique<PodLifecycle>(*registry, hooks, metrics);
+    lifecycle->setEventSink([this](const Pod& p, const std::string&, const std::string& reason, const std::string&) {
+      events.push_back(p.key + ":" + reason);
+    });
+    handler = std::make_unique<CniHandler>(*registry, *lifecycle, metrics, netns::Identity{0, 0}, options);  // this process's netns counts as a pod's
+  }
+  static PodMeta meta(const std::string& uid, json annotations) {
+    PodMeta m;
+    m.uid = uid;
+    m.podNamespace = "ns";
+    m.name = "web";
+    m.annotations = std::move(annotations);
+    m.serviceAccount = "sa-web";
+    return m;
   }
   json send(json body, const char* fdPath = nullptr) {
     wire::Message m;
@@ -172,6 +198,85 @@ TEST_F(HandlerTest, GcRemovesOnlyInvalidAttachmentsOfItsNetwork) {
   ASSERT_TRUE(r["ok"]) << r.dump();
   EXPECT_EQ(r["removed"], json({"u-2"}));
   EXPECT_EQ(registry->size(), 2u);
+}
+
+TEST_F(HandlerTest, KubernetesModeHoldsDormantPodsAndFollowsTheirAnnotation) {
+  options.holdDormant = true;
+  restart();
+  auto r = send(addReq("c1", "u-1", {{"colo.dev/enabled", "false"}}), "/proc/self/ns/net");
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["optedIn"], false);
+  ASSERT_EQ(registry->size(), 1u);
+  EXPECT_FALSE(registry->get("u-1")->active);
+  EXPECT_EQ(hooks.attached["u-1"], 0);
+  EXPECT_EQ(metrics.get("colo_pods_dormant"), 1);
+
+  // The annotation turns on: colo is applied to the running pod, with the netns held since ADD.
+  EXPECT_TRUE(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}})));
+  EXPECT_TRUE(registry->get("u-1")->active);
+  EXPECT_EQ(registry->get("u-1")->serviceAccount, "sa-web");
+  EXPECT_EQ(hooks.attached["u-1"], 1);
+  EXPECT_EQ(metrics.get("colo_pods"), 1);
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}}));  // the same again: nothing happens
+  EXPECT_EQ(hooks.attached["u-1"], 1);
+  // A new hugepage size sets the endpoint up again.
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}, {"colo.dev/hugepages", "4Mi"}}));
+  EXPECT_EQ(hooks.attached["u-1"], 1);
+  EXPECT_TRUE(registry->get("u-1")->active);
+  // Removed: off again, still held.
+  lifecycle->applyMeta(meta("u-1", json::object()));
+  EXPECT_FALSE(registry->get("u-1")->active);
+  EXPECT_EQ(hooks.attached["u-1"], 0);
+  EXPECT_EQ(events, (std::vector<std::string>{"u-1:ColoEnabled", "u-1:ColoDisabled"}));
+
+  restart();  // dormant state survives a restart
+  EXPECT_FALSE(registry->get("u-1")->active);
+  lifecycle->apiDeleted("u-1");
+  EXPECT_EQ(registry->size(), 0u);
+  EXPECT_EQ(send(ref("cni.del", "c1"))["removed"], false);  // the late DEL finds nothing to undo
+  EXPECT_FALSE(lifecycle->applyMeta(meta("u-9", {{"colo.dev/enabled", "true"}})));  // not held here
+}
+
+TEST_F(HandlerTest, ListSyncReleasesPodsTheApiNoLongerHas) {
+  options.holdDormant = true;
+  restart();
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  ASSERT_TRUE(send(addReq("c2", "u-2"), "/proc/self/ns/net")["ok"]);
+  auto podman = addReq("c3", "");  // no Kubernetes UID: not the API's business
+  ASSERT_TRUE(send(podman, "/proc/self/ns/net")["ok"]);
+  EXPECT_EQ(lifecycle->syncAll({meta("u-2", {{"colo.dev/enabled", "true"}})}, nowUnixMs() + 1), 1u);
+  EXPECT_FALSE(registry->get("u-1").has_value());
+  EXPECT_TRUE(registry->get("u-2").has_value());
+  EXPECT_TRUE(registry->get("c3").has_value());
+  EXPECT_EQ(hooks.attached["u-1"], 0);
+  // A pod added after the list began is kept even though the list does not have it.
+  ASSERT_TRUE(send(addReq("c4", "u-4"), "/proc/self/ns/net")["ok"]);
+  EXPECT_EQ(lifecycle->syncAll({}, nowUnixMs() - 60000), 0u);
+  EXPECT_TRUE(registry->get("u-4").has_value());
+}
+
+TEST_F(HandlerTest, AddWithoutAnnotationsAsksTheApi) {
+  options.holdDormant = true;
+  int asked = 0;
+  options.lookup = [&](const std::string& ns, const std::string& name, const std::string& uid, std::chrono::steady_clock::time_point deadline) -> std::optional<PodMeta> {
+    ++asked;
+    EXPECT_GT(deadline, std::chrono::steady_clock::now());
+    if (name != "web" || ns != "ns") return std::nullopt;
+    return meta(uid, {{"colo.dev/enabled", "true"}});
+  };
+  restart();
+  auto r = send(addReq("c1", "u-1", nullptr), "/proc/self/ns/net");
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["optedIn"], true);
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(registry->get("u-1")->serviceAccount, "sa-web");
+  send(addReq("c2", "u-2", {{"colo.dev/enabled", "false"}}), "/proc/self/ns/net");  // annotations given: no lookup
+  EXPECT_EQ(asked, 1);
+  auto unknown = addReq("c3", "u-3", nullptr);
+  unknown["pod"]["name"] = "other";
+  r = send(unknown, "/proc/self/ns/net");
+  EXPECT_EQ(r["optedIn"], false);  // the API did not know it: held dormant until the watch tells
+  EXPECT_FALSE(registry->get("u-3")->active);
 }
 
 }  // namespace

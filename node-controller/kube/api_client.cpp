@@ -1,0 +1,143 @@
+#include "kube/api_client.h"
+
+#include <httplib.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+namespace colo::node::kube {
+namespace {
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+
+BioPtr memBio(const std::string& pem) { return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))); }
+
+// Every certificate in a PEM bundle, as a store the TLS context takes over.
+Expected<X509_STORE*> storeFrom(const std::string& pem) {
+  auto bio = memBio(pem);
+  X509_STORE* store = X509_STORE_new();
+  int n = 0;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    X509_STORE_add_cert(store, cert);
+    X509_free(cert);
+    ++n;
+  }
+  if (n == 0) {
+    X509_STORE_free(store);
+    return Error::make("invalid_argument", "the CA bundle holds no PEM certificate");
+  }
+  return store;
+}
+
+std::string errorText(httplib::Error e) { return httplib::to_string(e); }
+
+}  // namespace
+
+ApiClient::ApiClient(ApiEndpoint endpoint) : endpoint_(std::move(endpoint)), tokens_(endpoint_) {}
+ApiClient::~ApiClient() { abortStreams(); }
+
+Expected<std::unique_ptr<httplib::ClientImpl>> ApiClient::connect() const {
+  std::unique_ptr<httplib::ClientImpl> cli;
+  if (!endpoint_.tls) {
+    cli = std::make_unique<httplib::ClientImpl>(endpoint_.host, endpoint_.port);
+  } else {
+    std::unique_ptr<httplib::SSLClient> ssl;
+    if (!endpoint_.clientCertPem.empty()) {
+      auto certBio = memBio(endpoint_.clientCertPem);
+      auto keyBio = memBio(endpoint_.clientKeyPem);
+      X509* cert = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr);
+      EVP_PKEY* key = PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr);
+      if (!cert || !key) {
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        return Error::make("invalid_argument", endpoint_.source + ": client certificate or key is not PEM");
+      }
+      ssl = std::make_unique<httplib::SSLClient>(endpoint_.host, endpoint_.port, cert, key);
+      X509_free(cert);  // the TLS context holds its own references
+      EVP_PKEY_free(key);
+    } else {
+      ssl = std::make_unique<httplib::SSLClient>(endpoint_.host, endpoint_.port);
+    }
+    if (!ssl->is_valid()) return Error::make("internal", "TLS client could not be set up");
+    if (!endpoint_.caPem.empty()) {
+      auto store = storeFrom(endpoint_.caPem);
+      if (!store) return Error::make("invalid_argument", endpoint_.source + ": " + store.error().message);
+      ssl->set_ca_cert_store(*store);
+    }
+    ssl->enable_server_certificate_verification(!endpoint_.insecureSkipVerify);
+    cli = std::move(ssl);
+  }
+  cli->set_keep_alive(false);
+  return cli;
+}
+
+Expected<ApiResult> ApiClient::request(const std::string& method, const std::string& path, const std::string& body,
+                                       std::chrono::milliseconds timeout) {
+  if (method != "GET" && method != "POST" && method != "PATCH") return Error::make("invalid_argument", "unsupported method " + method);
+  for (int attempt = 0;; ++attempt) {
+    auto cli = connect();
+    if (!cli) return cli.error();
+    const auto secs = timeout.count() / 1000, usecs = (timeout.count() % 1000) * 1000;
+    (*cli)->set_connection_timeout(secs, usecs);
+    (*cli)->set_read_timeout(secs, usecs);
+    (*cli)->set_write_timeout(secs, usecs);
+    httplib::Headers headers = {{"Accept", "application/json"}, {"User-Agent", "colo-node/" COLO_VERSION}};
+    if (auto tok = tokens_.current(); !tok.empty()) headers.emplace("Authorization", "Bearer " + tok);
+    httplib::Result res = method == "GET"    ? (*cli)->Get(path.c_str(), headers)
+                          : method == "POST" ? (*cli)->Post(path.c_str(), headers, body, "application/json")
+                                             : (*cli)->Patch(path.c_str(), headers, body, "application/merge-patch+json");
+    if (!res) return Error::make("unavailable", method + " " + endpoint_.host + ":" + std::to_string(endpoint_.port) + path + ": " + errorText(res.error()));
+    if (res->status == 401 && attempt == 0 && !endpoint_.tokenFile.empty()) {
+      tokens_.refresh();  // a rotated token: read it again and retry once
+      continue;
+    }
+    return ApiResult{res->status, std::move(res->body)};
+  }
+}
+
+StreamEnd ApiClient::stream(const std::string& path, std::chrono::seconds idle,
+                           const std::function<bool(const char*, std::size_t)>& onData, std::string& errorBody) {
+  auto cli = connect();
+  if (!cli) return StreamEnd{0, false, cli.error().message};
+  httplib::ClientImpl* raw = cli->get();
+  {
+    std::lock_guard lock(mu_);
+    if (aborted_) return StreamEnd{0, false, "client shut down"};
+    streams_.insert(raw);
+  }
+  raw->set_connection_timeout(5, 0);
+  raw->set_read_timeout(idle.count(), 0);
+  httplib::Headers headers = {{"Accept", "application/json"}, {"User-Agent", "colo-node/" COLO_VERSION}};
+  if (auto tok = tokens_.current(); !tok.empty()) headers.emplace("Authorization", "Bearer " + tok);
+  int status = 0;
+  auto res = raw->Get(
+      path.c_str(), headers,
+      [&](const httplib::Response& r) {
+        status = r.status;
+        return true;
+      },
+      [&](const char* data, std::size_t n) {
+        if (status != 200) {
+          if (errorBody.size() < 65536) errorBody.append(data, n);
+          return true;
+        }
+        return onData(data, n);
+      });
+  {
+    std::lock_guard lock(mu_);
+    streams_.erase(raw);
+  }
+  if (status == 401) tokens_.refresh();
+  if (res) return StreamEnd{status, true, {}};
+  return StreamEnd{status, false, endpoint_.host + ":" + std::to_string(endpoint_.port) + ": " + errorText(res.error())};
+}
+
+void ApiClient::abortStreams() {
+  std::lock_guard lock(mu_);
+  aborted_ = true;
+  for (auto* c : streams_) c->stop();
+}
+
+}  // namespace colo::node::kube

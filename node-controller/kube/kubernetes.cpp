@@ -1,0 +1,47 @@
+#include "kube/kubernetes.h"
+
+#include <spdlog/spdlog.h>
+
+namespace colo::node::kube {
+
+Expected<ApiEndpoint> Kubernetes::endpointFrom(const Config& config) {
+  if (!config.kubeconfig.empty()) return kubeconfigEndpoint(config.kubeconfig);
+  return inClusterEndpoint(config.serviceAccountDir);
+}
+
+Kubernetes::Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle& lifecycle, Metrics& metrics)
+    : lifecycle_(lifecycle), node_(config.nodeName), api_(std::make_unique<ApiClient>(std::move(endpoint))) {
+  WatcherSettings ws;
+  ws.nodeName = config.nodeName;
+  ws.pageSize = std::stoi(config.listPageSize);
+  ws.watchTimeoutSeconds = std::stoi(config.watchTimeoutSeconds);
+  watcher_ = std::make_unique<PodWatcher>(*api_, ws, *this, metrics);
+  events_ = std::make_unique<EventRecorder>(*api_, config.nodeName, metrics);
+}
+
+Kubernetes::~Kubernetes() { stop(); }
+
+void Kubernetes::start() {
+  events_->start();
+  watcher_->start();
+  spdlog::info("kube: watching pods of node {} at {}:{} ({})", node_, api_->endpoint().host, api_->endpoint().port, api_->endpoint().source);
+}
+
+void Kubernetes::stop() {
+  if (watcher_) watcher_->stop();
+  if (events_) events_->stop();
+}
+
+void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) {
+  const auto released = lifecycle_.syncAll(all, listStartUnixMs);
+  if (released) spdlog::info("kube: {} pods held here are gone from the API; released", released);
+}
+
+void Kubernetes::upserted(const PodMeta& pod) {
+  if (pod.nodeName != node_) return;  // the field selector's job; never trust it blindly
+  lifecycle_.applyMeta(pod);
+}
+
+void Kubernetes::deleted(const PodMeta& pod) { lifecycle_.apiDeleted(pod.uid); }
+
+}  // namespace colo::node::kube

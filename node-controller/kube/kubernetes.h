@@ -1,0 +1,40 @@
+// colo-node's Kubernetes mode: the API client, the watch of this node's pods, and Events, wired
+// to the pod lifecycle.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "config.h"
+#include "kube/api_client.h"
+#include "kube/event_recorder.h"
+#include "kube/pod_watcher.h"
+#include "pods/pod_lifecycle.h"
+
+namespace colo::node::kube {
+
+class Kubernetes final : public PodWatcherSink {
+ public:
+  Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle& lifecycle, Metrics& metrics);
+  ~Kubernetes() override;
+  void start();
+  void stop();
+  PodWatcher& watcher() { return *watcher_; }
+  EventRecorder& events() { return *events_; }
+  nlohmann::json status() const { return watcher_->status(); }
+  // The endpoint from config: kubeconfig when set, else in-cluster.
+  static Expected<ApiEndpoint> endpointFrom(const Config& config);
+
+  void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) override;
+  void upserted(const PodMeta& pod) override;
+  void deleted(const PodMeta& pod) override;
+
+ private:
+  PodLifecycle& lifecycle_;
+  std::string node_;
+  std::unique_ptr<ApiClient> api_;
+  std::unique_ptr<PodWatcher> watcher_;
+  std::unique_ptr<EventRecorder> events_;
+};
+
+}  // namespace colo::node::kube

@@ -1,0 +1,64 @@
+#include "kube/pod_parse.h"
+
+namespace colo::node::kube {
+
+using nlohmann::json;
+
+namespace {
+std::string strAt(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+// Annotations and labels are string maps; anything else in them is dropped, not trusted.
+json stringMap(const json& obj, const char* key) {
+  json out = json::object();
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_object()) return out;
+  for (const auto& [k, v] : it->items()) {
+    if (v.is_string()) out[k] = v;
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<PodMeta> podFromApi(const json& obj) {
+  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return std::nullopt;
+  const json& md = obj["metadata"];
+  PodMeta p;
+  p.uid = strAt(md, "uid");
+  p.name = strAt(md, "name");
+  p.podNamespace = strAt(md, "namespace");
+  if (p.uid.empty() || p.name.empty() || p.podNamespace.empty()) return std::nullopt;
+  p.resourceVersion = strAt(md, "resourceVersion");
+  p.annotations = stringMap(md, "annotations");
+  p.labels = stringMap(md, "labels");
+  p.terminating = md.contains("deletionTimestamp") && !md["deletionTimestamp"].is_null();
+  if (auto spec = obj.find("spec"); spec != obj.end() && spec->is_object()) {
+    p.nodeName = strAt(*spec, "nodeName");
+    p.serviceAccount = strAt(*spec, "serviceAccountName");
+    p.hostNetwork = spec->value("hostNetwork", false) == true;
+  }
+  if (auto status = obj.find("status"); status != obj.end() && status->is_object()) {
+    p.phase = strAt(*status, "phase");
+    if (auto ips = status->find("podIPs"); ips != status->end() && ips->is_array()) {
+      for (const auto& ip : *ips) {
+        if (ip.is_object() && ip.contains("ip") && ip["ip"].is_string()) p.ips.push_back(ip["ip"].get<std::string>());
+      }
+    }
+  }
+  return p;
+}
+
+std::optional<WatchEvent> parseWatchEvent(std::string_view line) {
+  auto j = json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) return std::nullopt;
+  return WatchEvent{j["type"].get<std::string>(), j.value("object", json(nullptr))};
+}
+
+int statusCode(const json& obj) {
+  if (!obj.is_object() || obj.value("kind", "") != "Status") return 0;
+  auto c = obj.find("code");
+  return c != obj.end() && c->is_number_integer() ? c->get<int>() : 0;
+}
+
+}  // namespace colo::node::kube

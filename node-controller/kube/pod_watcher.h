@@ -1,0 +1,87 @@
+// The pods of this node, from the API: a paged list, then a watch from the list's
+// resourceVersion, for as long as the agent runs. 410 Expired (as an HTTP status or an ERROR
+// event) means relist; a dropped stream reconnects after a jittered exponential backoff; a watch
+// that goes silent past its timeout is restarted.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kube/api_client.h"
+#include "metrics.h"
+#include "pods/pod_meta.h"
+
+namespace colo::node::kube {
+
+struct WatcherSettings {
+  std::string nodeName;
+  int pageSize = 500;
+  int watchTimeoutSeconds = 300;  // asked of the server; silence past this (+5 s) restarts the watch
+  std::chrono::milliseconds backoffBase{250};
+  std::chrono::milliseconds backoffMax{30000};
+  std::chrono::milliseconds requestTimeout{10000};
+};
+
+class PodWatcherSink {
+ public:
+  virtual ~PodWatcherSink() = default;
+  // A full list: every pod of this node, and when the list began (pods newer than that may be missing).
+  virtual void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) = 0;
+  virtual void upserted(const PodMeta& pod) = 0;
+  virtual void deleted(const PodMeta& pod) = 0;
+};
+
+class PodWatcher {
+ public:
+  PodWatcher(ApiClient& api, WatcherSettings settings, PodWatcherSink& sink, Metrics& metrics);
+  ~PodWatcher();
+  void start();
+  void stop();
+
+  // The API's view of a pod: from the watch's cache, else a GET bounded by the deadline.
+  std::optional<PodMeta> lookup(const std::string& ns, const std::string& name, const std::string& uid,
+                                std::chrono::steady_clock::time_point deadline);
+  bool synced() const { return synced_; }
+  nlohmann::json status() const;
+  std::size_t cachedPods() const;
+
+ private:
+  enum class End { Expired, Closed, Silent, Dropped, Refused, Stopped };
+  void run();
+  bool list();
+  End watch();
+  void handleEvent(std::string_view line, End& end, std::chrono::steady_clock::time_point arrival);
+  void sleepBackoff(int failures);
+  void recordApply(double seconds);
+  void setError(const std::string& e);
+  std::string selector() const;
+
+  ApiClient& api_;
+  WatcherSettings settings_;
+  PodWatcherSink& sink_;
+  Metrics& metrics_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> synced_{false};
+  std::mutex waitMu_;
+  std::condition_variable waitCv_;
+  std::mt19937 rng_{std::random_device{}()};
+
+  mutable std::mutex mu_;  // guards what follows
+  std::string resourceVersion_, lastError_;
+  std::map<std::string, PodMeta> byUid_;
+  std::map<std::string, std::string> uidByName_;  // "ns/name" -> uid
+  std::vector<double> applySamples_;
+  std::size_t applyNext_ = 0;
+};
+
+}  // namespace colo::node::kube
