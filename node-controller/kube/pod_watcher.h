@@ -27,7 +27,8 @@ struct WatcherSettings {
   int pageSize = 500;
   int watchTimeoutSeconds = 300;  // asked of the server; silence past this (+5 s) restarts the watch
   std::chrono::milliseconds backoffBase{250};
-  std::chrono::milliseconds backoffMax{30000};
+  // Capped low so that colo converges within seconds of the API returning; jitter spreads a fleet.
+  std::chrono::milliseconds backoffMax{4000};
   std::chrono::milliseconds requestTimeout{10000};
 };
 

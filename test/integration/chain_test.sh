@@ -28,7 +28,7 @@ check "ADD result is bridge's result (address from host-local in 198.18.1.0/24)"
   bash -c "[[ '$IP_A' == 198.18.1.*/24 && '$IP_B' == 198.18.1.*/24 ]]"
 check "ADD result keeps bridge's interfaces" test "$(jq '.interfaces | length' "$WORK/a.json")" -eq 3
 check "colo-node holds exactly the two opted-in pods" test "$(pod_keys)" == "uid-ctra uid-ctrb "
-check "pods not opted in never reached colo-node" test "$(metric 'colo_cni_requests_total{verb="add",result="ok"}')" == 2
+check "pods not opted in were reported and not held (standalone)" test "$(metric 'colo_cni_requests_total{verb="add",result="ok"}')" == 4
 check "/debug/pods has pod a's address and identity" \
   test "$(agent_get /debug/pods | jq -r '.pods[] | select(.key=="uid-ctra") | "\(.ips[0]) \(.namespace)/\(.name) \(.containerID)"')" \
   == "$IP_A default/pod-ctra ctra"
