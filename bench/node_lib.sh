@@ -40,17 +40,19 @@ node_cleanup() {
 }
 trap node_cleanup EXIT
 
-# node_start SUBNET: cgroup, bridge and colo-node (datapath on).
+# node_start SUBNET [colo-node flags...]: cgroup, bridge and colo-node (datapath on).
 node_start() {
+  local subnet=$1
+  shift
   mkdir "$CG"
   echo $$ >"$CG/cgroup.procs"
   ip link add "$BR" type bridge && ip link set "$BR" address 02:c0:10:bb:00:01 && ip link set "$BR" up
   "$BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" --http-address "" \
-    --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN" >"$WORK/agent.log" 2>&1 &
+    --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN" "$@" >"$WORK/agent.log" 2>&1 &
   AGENT=$!
   for _ in $(seq 1 200); do grep -q "ready on node" "$WORK/agent.log" && break; sleep 0.05; done
   grep -o 'datapath: on.*' "$WORK/agent.log" | sed 's/^/colo-node: /'
-  sed -e "s#@NETWORK@#colo-bench#; s#@BRIDGE@#$BR#; s#@SUBNET@#$1#; s#@IPAM_DIR@#$WORK/ipam#" \
+  sed -e "s#@NETWORK@#colo-bench#; s#@BRIDGE@#$BR#; s#@SUBNET@#$subnet#; s#@IPAM_DIR@#$WORK/ipam#" \
       -e "s#@SOCKET@#$WORK/run/cni/cni.sock#; s#@POLICY@#closed#; s#@ENABLE_ALL@#false#; s#@LOG@#$WORK/colo-cni.log#" \
       "$HERE/../test/fixtures/bridge-colo.conflist.in" >"$WORK/net.conflist"
 }

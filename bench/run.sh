@@ -65,3 +65,7 @@ bash "$HERE/datapath.sh" "$BUILD"
 echo
 echo "== IPC: TCP, spliced TCP, Unix pair, shared-memory channel and the in-process rings"
 bash "$HERE/ipc.sh" "$BUILD"
+
+echo
+echo "== Kubernetes: 5000 pods in the cluster, 100 on this node; watch event to applied, and RSS"
+bash "$HERE/kube.sh" "$BUILD"

@@ -35,6 +35,22 @@ std::string errorText(httplib::Error e) { return httplib::to_string(e); }
 
 }  // namespace
 
+// Lets abortStreams() reach a connection while a call is in progress.
+struct ApiClient::Registration {
+  Registration(ApiClient& c, httplib::ClientImpl* cli) : client(c), raw(cli) {
+    std::lock_guard lock(client.mu_);
+    ok = !client.aborted_;
+    if (ok) client.streams_.insert(raw);
+  }
+  ~Registration() {
+    std::lock_guard lock(client.mu_);
+    client.streams_.erase(raw);
+  }
+  ApiClient& client;
+  httplib::ClientImpl* raw;
+  bool ok = false;
+};
+
 ApiClient::ApiClient(ApiEndpoint endpoint) : endpoint_(std::move(endpoint)), tokens_(endpoint_) {}
 ApiClient::~ApiClient() { abortStreams(); }
 
@@ -79,6 +95,8 @@ Expected<ApiResult> ApiClient::request(const std::string& method, const std::str
   for (int attempt = 0;; ++attempt) {
     auto cli = connect();
     if (!cli) return cli.error();
+    Registration reg(*this, cli->get());
+    if (!reg.ok) return Error::make("cancelled", "client shut down");
     const auto secs = timeout.count() / 1000, usecs = (timeout.count() % 1000) * 1000;
     (*cli)->set_connection_timeout(secs, usecs);
     (*cli)->set_read_timeout(secs, usecs);
@@ -102,11 +120,8 @@ StreamEnd ApiClient::stream(const std::string& path, std::chrono::seconds idle,
   auto cli = connect();
   if (!cli) return StreamEnd{0, false, cli.error().message};
   httplib::ClientImpl* raw = cli->get();
-  {
-    std::lock_guard lock(mu_);
-    if (aborted_) return StreamEnd{0, false, "client shut down"};
-    streams_.insert(raw);
-  }
+  Registration reg(*this, raw);
+  if (!reg.ok) return StreamEnd{0, false, "client shut down"};
   raw->set_connection_timeout(5, 0);
   raw->set_read_timeout(idle.count(), 0);
   httplib::Headers headers = {{"Accept", "application/json"}, {"User-Agent", "colo-node/" COLO_VERSION}};
@@ -125,10 +140,6 @@ StreamEnd ApiClient::stream(const std::string& path, std::chrono::seconds idle,
         }
         return onData(data, n);
       });
-  {
-    std::lock_guard lock(mu_);
-    streams_.erase(raw);
-  }
   if (status == 401) tokens_.refresh();
   if (res) return StreamEnd{status, true, {}};
   return StreamEnd{status, false, endpoint_.host + ":" + std::to_string(endpoint_.port) + ": " + errorText(res.error())};

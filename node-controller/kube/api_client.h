@@ -43,11 +43,12 @@ class ApiClient {
   // silence between two reads. A non-200 body lands in errorBody.
   StreamEnd stream(const std::string& path, std::chrono::seconds idle,
                        const std::function<bool(const char*, std::size_t)>& onData, std::string& errorBody);
-  // Unblocks every stream() in progress (shutdown).
+  // Unblocks every request() and stream() in progress, and refuses new ones (shutdown).
   void abortStreams();
   const ApiEndpoint& endpoint() const { return endpoint_; }
 
  private:
+  struct Registration;
   Expected<std::unique_ptr<httplib::ClientImpl>> connect() const;
   ApiEndpoint endpoint_;
   mutable TokenSource tokens_;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <set>
 
 #include "endpoints/endpoint_manager.h"
@@ -24,10 +25,9 @@ void PodLifecycle::event(const Pod& pod, const std::string& type, const std::str
 }
 
 void PodLifecycle::updateGauges() {
-  double active = 0, dormant = 0;
-  for (const auto& p : registry_.list()) (p.active ? active : dormant) += 1;
-  metrics_.set("colo_pods", {}, active);
-  metrics_.set("colo_pods_dormant", {}, dormant);
+  const auto active = registry_.activeCount();
+  metrics_.set("colo_pods", {}, static_cast<double>(active));
+  metrics_.set("colo_pods_dormant", {}, static_cast<double>(registry_.size() - active));
 }
 
 Status PodLifecycle::activate(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) {
@@ -67,7 +67,9 @@ void PodLifecycle::merge(Pod& pod, const PodMeta& meta) {
 }
 
 bool PodLifecycle::applyMeta(const PodMeta& meta) {
+  const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
+  const auto t1 = std::chrono::steady_clock::now();
   auto held = registry_.get(meta.uid);
   if (!held) return false;
   Pod pod = *held;
@@ -101,10 +103,15 @@ bool PodLifecycle::applyMeta(const PodMeta& meta) {
       event(pod, "Normal", "ColoEnabled", "colo turned on for this pod: endpoint " + pod.endpointDir);
     }
   }
+  const auto t2 = std::chrono::steady_clock::now();
   if (toJson(pod) != toJson(*held)) {
     if (auto s = registry_.update(pod); !s) spdlog::error("pod {}: {}", who(pod), s.error().message);
   }
+  const auto t3 = std::chrono::steady_clock::now();
   updateGauges();
+  const auto t4 = std::chrono::steady_clock::now();
+  auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
+  spdlog::debug("pod {}: API update applied: lock {} us, apply {} us, persist {} us, gauges {} us", who(pod), us(t0, t1), us(t1, t2), us(t2, t3), us(t3, t4));
   return true;
 }
 

@@ -114,4 +114,11 @@ std::size_t Registry::size() const {
   return pods_.size();
 }
 
+std::size_t Registry::activeCount() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [k, p] : pods_) n += p.active ? 1 : 0;
+  return n;
+}
+
 }  // namespace colo::node

@@ -34,6 +34,7 @@ class Registry {
   // A new descriptor for the pod's netns, while the pod is held.
   Expected<UniqueFd> netnsOf(const std::string& key) const;
   std::size_t size() const;
+  std::size_t activeCount() const;
 
  private:
   std::string fileFor(const std::string& key) const;

@@ -80,7 +80,7 @@ class Store:
             self.compacted = self.history[0][0]
         self.lock.notify_all()
 
-    def upsert(self, pod):
+    def upsert(self, pod, save=True):
         with self.lock:
             md = pod.setdefault("metadata", {})
             md.setdefault("namespace", "default")
@@ -98,7 +98,8 @@ class Store:
             pod.setdefault("status", {}).setdefault("phase", "Running")
             self.pods[key] = pod
             self._bump("MODIFIED" if old else "ADDED", pod)
-            self.save()
+            if save:
+                self.save()
             return pod
 
     def annotate(self, ns, name, changes):
@@ -478,7 +479,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()
         if path == "/fake/pods":
             pods = body if isinstance(body, list) else [body]
-            out = [store.upsert(p) for p in pods]
+            out = [store.upsert(p, save=False) for p in pods]
+            with store.lock:
+                store.save()
             return self.send_json(201, out if isinstance(body, list) else out[0])
         if path == "/fake/compact":
             with store.lock:

@@ -4,11 +4,11 @@
 # is tested against the protocol, not against our own idea of it.
 source "$(dirname "$0")/kube_lib.sh"
 
-make_pki
+make_test_pki
 echo -n tok-kubectl >"$WORK/token"
 start_fake_api --token tok-kubectl
-write_kubeconfig "$WORK/kc-token" token "$WORK/token"
-write_kubeconfig "$WORK/kc-cert" cert
+kubeconfig "$WORK/kc-token" token "$WORK/token"
+kubeconfig "$WORK/kc-cert" cert
 kc() { kubectl --kubeconfig "$1" --request-timeout 5s "${@:2}"; }
 
 for i in 1 2 3; do api_pod "web-$i" '{"colo.dev/enabled":"true"}' >/dev/null; done
@@ -26,7 +26,7 @@ check "kubectl gets one pod, with its annotation" \
   test "$(kc "$WORK/kc-token" get pod web-2 -o jsonpath='{.metadata.annotations.colo\.dev/enabled}')" == true
 check "kubectl: unknown pod is NotFound" bash -c "kubectl --kubeconfig '$WORK/kc-token' get pod nope 2>&1 | grep -q 'NotFound\|not found'"
 echo -n wrong >"$WORK/badtoken"
-write_kubeconfig "$WORK/kc-bad" token "$WORK/badtoken"
+kubeconfig "$WORK/kc-bad" token "$WORK/badtoken"
 check "kubectl with a bad token is told Unauthorized (401)" \
   bash -c "kubectl --kubeconfig '$WORK/kc-bad' get pods 2>&1 | grep -qi 'unauthorized\|must be logged in'"
 

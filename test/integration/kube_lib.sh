@@ -11,19 +11,9 @@ PKI=$WORK/pki
 FAKE_PID=""
 NODE="it-$TAG"
 
-# make_pki: a CA, a server certificate for 127.0.0.1 and a client certificate, all in $PKI.
-make_pki() {
-  mkdir -p "$PKI"
-  (
-    cd "$PKI"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=colo-test-ca -keyout ca.key -out ca.crt 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=system:node:$NODE/O=system:nodes" -keyout client.key -out client.csr 2>/dev/null
-    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client.crt 2>/dev/null
-  )
-}
+# shellcheck source=test/fake-apiserver/pki.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../fake-apiserver/pki.sh"
+make_test_pki() { make_pki "$PKI" "$NODE"; }
 
 # start_fake_api [extra args]: HTTPS on a free loopback port; FAKE_URL is set.
 start_fake_api() {
@@ -51,32 +41,13 @@ fake() {
   curl "${args[@]}"
 }
 
-# write_kubeconfig FILE token TOKEN_FILE | FILE cert
-write_kubeconfig() {
-  local file=$1 kind=$2 user
-  if [[ $kind == token ]]; then
-    user="    tokenFile: $3"
+# kubeconfig FILE token TOKEN_FILE | FILE cert
+kubeconfig() {
+  if [[ $2 == token ]]; then
+    write_kubeconfig "$1" "$FAKE_URL" "$PKI/ca.crt" token "$3"
   else
-    user="    client-certificate: $PKI/client.crt
-    client-key: $PKI/client.key"
+    write_kubeconfig "$1" "$FAKE_URL" "$PKI/ca.crt" cert "$PKI/client.crt" "$PKI/client.key"
   fi
-  cat >"$file" <<KC
-apiVersion: v1
-kind: Config
-current-context: fake
-contexts:
-- name: fake
-  context: {cluster: fake, user: agent}
-clusters:
-- name: fake
-  cluster:
-    server: $FAKE_URL
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: agent
-  user:
-$user
-KC
 }
 
 # pod_json NAME NODE [ANNOTATIONS_JSON] [NAMESPACE]

@@ -5,7 +5,7 @@
 # back with changes made meanwhile, an API server restart, token rotation, and paging.
 source "$(dirname "$0")/kube_lib.sh"
 
-make_pki
+make_test_pki
 mkdir -p "$WORK/sa"
 cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
 echo -n tok-1 >"$WORK/sa/token"
