@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test unit integration lint fuzz bench demo clean
+.PHONY: all deps configure build test unit integration lint fuzz bench demo image manifests clean
 
 all: build
 
@@ -36,6 +36,14 @@ lint: build
 fuzz: build
 	mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/bin/colo-fuzz -max_total_time=$${FUZZ_SECONDS:-300} -max_len=8192 $(BUILD)/fuzz-corpus test/fuzz/corpus
+
+# The container image, built offline with podman (scripts/build-image.sh), and saved for kind.
+image:
+	bash scripts/build-image.sh
+
+# manifests/ rendered from charts/colo with the default values (CI fails when it is stale).
+manifests:
+	bash scripts/render-chart.sh --write
 
 bench: deps build
 	bash bench/run.sh $(BUILD)

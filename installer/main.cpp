@@ -1,5 +1,5 @@
 // colo-cni-installer: runs on every node (init container or sidecar of the DaemonSet).
-//   install   --bin-source F --bin-dir D --conf-dir D [--plugin-config JSON] [--watch]
+//   install   --bin-source F --bin-dir D --conf-dir D [--plugin-config JSON] [--watch [--decision-file F]]
 //   uninstall --bin-dir D --conf-dir D
 // install copies colo-cni into the host's CNI bin dir atomically and chains it into the active
 // network configuration; with --watch it keeps it chained when the primary CNI rewrites its file,
@@ -82,14 +82,15 @@ int main(int argc, char** argv) {
     log("error", "--bin-dir and --conf-dir are required");
     return 2;
   }
-  if (cmd == "uninstall") {
+  auto uninstall = [&] {
     auto s = unchain(confDir);
     if (!s) log("error", s.error().message);
     auto b = removeBinary(binDir);
     if (!b) log("error", b.error().message);
     if (s && b) log("info", "colo-cni removed from " + confDir + " and " + binDir);
     return s && b ? 0 : 1;
-  }
+  };
+  if (cmd == "uninstall") return uninstall();
   if (cmd != "install") return 2;
   const ojson extra = o.count("--plugin-config") ? ojson::parse(o["--plugin-config"], nullptr, false) : ojson::object();
   if (extra.is_discarded() || !extra.is_object()) {
@@ -106,6 +107,28 @@ int main(int argc, char** argv) {
   auto r = chain(confDir, extra);
   if (r) log("info", "colo-cni is in " + r->file + " (" + r->action + ")");
   else log(watchMode ? "warn" : "error", r.error().message);
-  if (watchMode) return watch(confDir, extra);
-  return r ? 0 : 1;
+  if (!watchMode) return r ? 0 : 1;
+  const int rc = watch(confDir, extra);
+  // Stopped. Whether colo leaves the node is colo-node's call (it asks the API whether its
+  // DaemonSet is gone, or only being updated) and arrives in the decision file; without one in
+  // 10 s, colo stays chained: a rolling update must not take colo out of the chain.
+  if (const std::string decision = o["--decision-file"]; !decision.empty()) {
+    for (int i = 0; i < 100; ++i) {
+      char buf[32] = {};
+      if (FILE* f = std::fopen(decision.c_str(), "r")) {
+        const std::size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+        std::fclose(f);
+        const std::string what(buf, n);
+        if (what.rfind("uninstall", 0) == 0) {
+          log("info", "colo-node says colo is being uninstalled from this node; removing colo-cni");
+          ::unlink(decision.c_str());
+          return uninstall();
+        }
+        if (what.rfind("keep", 0) == 0) break;
+      }
+      ::usleep(100000);
+    }
+    log("info", "stopping; colo-cni stays chained");
+  }
+  return rc;
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -27,6 +28,7 @@ Status Agent::start() {
   if (auto s = files::makeDirs(config_.runDir, 0755); !s) return s;
   if (auto s = files::makeDirs(socketDir, 0700); !s) return s;  // root only: colo-cni runs as root
   if (auto s = files::makeDirs(config_.stateDir, 0700); !s) return s;
+  ::unlink((config_.runDir + "/shutdown").c_str());  // the last stop's decision is not this one's
 
   hugepages_ = std::make_unique<HugepageManager>(metrics_, *quantity::parseBytes(config_.hugepageSize),
                                                  *quantity::parseBytes(config_.hugepagesBudget));
@@ -147,6 +149,34 @@ CniOptions Agent::cniOptions() {
     return kube_->watcher().lookup(ns, name, uid, deadline);
   };
   return o;
+}
+
+void Agent::shutdown() {
+  bool leaving = false;
+  if (kube_ && !config_.daemonSetName.empty()) {
+    auto gone = kube_->daemonSetGone(config_.podNamespace, config_.daemonSetName);
+    if (!gone) {
+      spdlog::warn("shutdown: cannot tell whether DaemonSet {}/{} is gone ({}); keeping colo on this node", config_.podNamespace,
+                   config_.daemonSetName, gone.error().message);
+    } else {
+      leaving = *gone;
+      spdlog::info("shutdown: DaemonSet {}/{} {}", config_.podNamespace, config_.daemonSetName,
+                   leaving ? "is gone: colo is being uninstalled, removing it from this node" : "is still there: keeping pods, datapath and chain");
+    }
+  }
+  stop();
+  const std::string decisionFile = config_.runDir + "/shutdown";
+  if (!leaving) {
+    if (kube_) (void)files::writeAtomic(decisionFile, "keep\n", 0644);
+    return;
+  }
+  for (const auto& pod : registry_.list()) lifecycle_->release(pod);
+  endpoints_->removeOrphans({});
+  if (auto s = Datapath::uninstall(config_.bpfPinDir); !s) spdlog::warn("shutdown: {}", s.error().message);
+  std::error_code ec;
+  std::filesystem::remove_all(config_.stateDir, ec);
+  (void)files::writeAtomic(decisionFile, "uninstall\n", 0644);
+  spdlog::info("shutdown: colo removed from this node (pods released, {} unpinned, {} removed)", config_.bpfPinDir, config_.stateDir);
 }
 
 void Agent::stop() {

@@ -24,6 +24,10 @@ class Agent {
   ~Agent();
   Status start();
   void stop();
+  // SIGTERM: decides (in Kubernetes mode, from the DaemonSet) whether colo is leaving the node;
+  // stops; and if it is leaving, removes endpoints, mounts, pinned objects and state, and tells
+  // the installer sidecar through <runDir>/shutdown.
+  void shutdown();
   nlohmann::json readiness() const;
   nlohmann::json debugPods() const;
   int httpPort() const { return http_ ? http_->port() : 0; }

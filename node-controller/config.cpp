@@ -25,6 +25,7 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir},
       {"kubeconfig", &Config::kubeconfig}, {"serviceAccountDir", &Config::serviceAccountDir},
       {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
+      {"daemonSetName", &Config::daemonSetName}, {"podNamespace", &Config::podNamespace},
   };
   return m;
 }
@@ -125,7 +126,8 @@ std::string usage() {
          "                 [--mode standalone|kubernetes] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
          "                 [--hugepages-budget 1Gi] [--datapath auto|on|off] [--cgroup-path D]\n"
          "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
-         "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--version]\n";
+         "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--daemon-set-name N]\n"
+         "                 [--pod-namespace NS] [--version]\n";
 }
 
 Status validate(const Config& c) {

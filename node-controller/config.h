@@ -29,6 +29,10 @@ struct Config {
   std::string serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
   std::string watchTimeoutSeconds = "300";      // per watch request; silence past it (+5 s) restarts the watch
   std::string listPageSize = "500";             // pods per list page (limit/continue)
+  // When set, at SIGTERM colo-node asks the API for this DaemonSet (in podNamespace): gone or being
+  // deleted means colo is being uninstalled, and colo-node removes everything it put on the node.
+  std::string daemonSetName;
+  std::string podNamespace;
 };
 
 struct ParsedArgs {

@@ -57,6 +57,6 @@ int main(int argc, char** argv) {
   int sig = 0;
   while (sigwait(&set, &sig) == 0 && sig == SIGHUP) spdlog::info("SIGHUP: nothing to reload yet");
   spdlog::info("signal {}: shutting down; pod state stays in {}", sig, config.stateDir);
-  agent.stop();
+  agent.shutdown();
   return 0;
 }

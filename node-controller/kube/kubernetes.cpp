@@ -32,6 +32,16 @@ void Kubernetes::stop() {
   if (events_) events_->stop();
 }
 
+Expected<bool> Kubernetes::daemonSetGone(const std::string& ns, const std::string& name) {
+  auto res = api_->request("GET", "/apis/apps/v1/namespaces/" + ns + "/daemonsets/" + name, "", std::chrono::seconds(3));
+  if (!res) return res.error();
+  if (res->status == 404) return true;
+  if (res->status != 200) return Error::make("unavailable", "GET daemonset " + ns + "/" + name + ": HTTP " + std::to_string(res->status));
+  auto j = nlohmann::json::parse(res->body, nullptr, false);
+  return j.is_object() && j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("deletionTimestamp") &&
+         !j["metadata"]["deletionTimestamp"].is_null();
+}
+
 void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) {
   const auto released = lifecycle_.syncAll(all, listStartUnixMs);
   if (released) spdlog::info("kube: {} pods held here are gone from the API; released", released);

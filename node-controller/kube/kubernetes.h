@@ -24,6 +24,9 @@ class Kubernetes final : public PodWatcherSink {
   nlohmann::json status() const { return watcher_->status(); }
   // The endpoint from config: kubeconfig when set, else in-cluster.
   static Expected<ApiEndpoint> endpointFrom(const Config& config);
+  // Whether the DaemonSet is gone or being deleted (colo is being uninstalled), as opposed to
+  // still there (a rolling update or a node drain).
+  Expected<bool> daemonSetGone(const std::string& ns, const std::string& name);
 
   void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) override;
   void upserted(const PodMeta& pod) override;

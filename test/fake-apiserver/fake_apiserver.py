@@ -14,6 +14,11 @@ the way kube-apiserver speaks them on the wire.
 - Discovery (/api, /api/v1, /apis, /version) and Table output, so kubectl can talk to it.
 - /fake/... (no auth): create, annotate and delete pods, compact history, rotate tokens, inject
   faults (slow responses, dropped or silent watches, 410s, the whole API down), read stats.
+  Faults: {"watchEnd": "drop"|"expire"} ends every open watch that way (half an event then a dead
+  connection; an ERROR 410 event); {"silent": true} makes every watch, open or new, say nothing
+  until cleared; {"watch410Http": N} answers the next N too-old watches with HTTP 410 instead of
+  an ERROR event; {"expireContinue": true} expires the next continue token; {"slowMs": N} delays
+  every API request; {"down": true} drops every API connection unanswered.
 """
 import argparse
 import base64
@@ -49,6 +54,7 @@ class Store:
         self.compacted = 0      # watches from a resourceVersion below this get 410
         self.snapshots = {}     # continue id -> (rv, items, created)
         self.events = []        # posted core/v1 Events
+        self.daemonsets = {}    # (ns, name) -> apps/v1 DaemonSet (only what colo-node GETs)
         self.tokens = set()
         self.faults = {}
         self.stats = {"lists": 0, "watches": 0, "gets": 0, "unauthorized": 0, "events": 0, "requests": 0}
@@ -268,6 +274,13 @@ class Handler(BaseHTTPRequestHandler):
             if pod is None:
                 return self.send_json(404, status_obj(404, "NotFound", 'pods "%s" not found' % m.group(2)))
             return self.send_json(200, pod)
+        m = re.fullmatch(r"/apis/apps/v1/namespaces/([^/]+)/daemonsets/([^/]+)", path)
+        if m:
+            with self.server.store.lock:
+                ds = self.server.store.daemonsets.get((m.group(1), m.group(2)))
+            if ds is None:
+                return self.send_json(404, status_obj(404, "NotFound", 'daemonsets.apps "%s" not found' % m.group(2)))
+            return self.send_json(200, ds)
         m = re.fullmatch(r"/api/v1(?:/namespaces/([^/]+))?/events", path)
         if m:
             with self.server.store.lock:
@@ -303,6 +316,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self):
         path = urlparse(self.path).path
+        m = re.fullmatch(r"/fake/daemonsets/([^/]+)/([^/]+)", path)
+        if m:
+            with self.server.store.lock:
+                ds = self.server.store.daemonsets.pop((m.group(1), m.group(2)), None)
+            return self.send_json(200 if ds else 404, ds or status_obj(404, "NotFound", "no such daemonset"))
         m = re.fullmatch(r"/fake/pods/([^/]+)/([^/]+)", path)
         if not m:
             return self.send_json(404, status_obj(404, "NotFound", "not found"))
@@ -418,6 +436,8 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     backlog = [(t, o) for (r, t, o) in store.history if r > since]
         self.close_connection = True
+        if self.stay_silent():
+            return
         self.start_chunked()
         try:
             if backlog == "expired":
@@ -429,7 +449,8 @@ class Handler(BaseHTTPRequestHandler):
             next_bookmark = time.time() + self.server.bookmark_interval
             while True:
                 with store.lock:
-                    while store.rv == since and store.generation == gen and time.time() < min(deadline, next_bookmark):
+                    while (store.rv == since and store.generation == gen and not store.faults.get("silent")
+                           and time.time() < min(deadline, next_bookmark)):
                         store.lock.wait(min(deadline, next_bookmark) - time.time())
                     fault = None
                     if store.generation != gen:
@@ -442,9 +463,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.write_chunk(b'{"type":"MODIFIED","object":{"kind":"Pod","metad')
                     self.request.shutdown(socket.SHUT_RDWR)
                     return
-                if fault == "silence":  # the stream stays open and says nothing, ever
-                    while store.faults.get("watchEnd") == "silence" and not self.server.stopping:
-                        time.sleep(0.1)
+                if self.stay_silent():
                     return
                 if fault == "expire":
                     self.write_events([{"type": "ERROR", "object": status_obj(410, "Expired", "too old resource version")}])
@@ -463,6 +482,16 @@ class Handler(BaseHTTPRequestHandler):
                     next_bookmark = time.time() + self.server.bookmark_interval
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             return
+
+    def stay_silent(self):
+        """While the "silent" fault is set, a watch says nothing at all and keeps its connection
+        open (a stuck proxy or apiserver). Returns True if it was silent (the stream is done)."""
+        store = self.server.store
+        if not store.faults.get("silent"):
+            return False
+        while store.faults.get("silent") and not self.server.stopping:
+            time.sleep(0.1)
+        return True
 
     # ---- test control ----
     def fake_get(self, path):
@@ -483,6 +512,13 @@ class Handler(BaseHTTPRequestHandler):
             with store.lock:
                 store.save()
             return self.send_json(201, out if isinstance(body, list) else out[0])
+        if path == "/fake/daemonsets":
+            md = body["metadata"]
+            body.update({"apiVersion": "apps/v1", "kind": "DaemonSet"})
+            md.setdefault("uid", str(uuid.uuid4()))
+            with store.lock:
+                store.daemonsets[(md["namespace"], md["name"])] = body
+            return self.send_json(201, body)
         if path == "/fake/compact":
             with store.lock:
                 store.compacted = store.rv + 1
@@ -499,6 +535,8 @@ class Handler(BaseHTTPRequestHandler):
                         store.faults.pop(k, None)
                     else:
                         store.faults[k] = v
+                if "silent" in body:
+                    store.lock.notify_all()
                 if "watchEnd" in body and body["watchEnd"] is not None or body.get("down"):
                     if body.get("down"):
                         store.faults["watchEnd"] = "down"

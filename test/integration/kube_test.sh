@@ -84,10 +84,10 @@ annotate b '{"colo.dev/enabled":"false"}'
 check "and the watch follows changes again" wait_for 5 field_is b active false
 
 # --- a silent watch is restarted ---
-fake POST /fake/faults '{"watchEnd":"silence"}' >/dev/null
+fake POST /fake/faults '{"silent":true}' >/dev/null
 check "a watch silent past its timeout (3 s + 5 s) is restarted" \
   wait_for 12 bash -c "[[ -n \$(curl -sf http://$AGENT_HTTP/metrics | awk '\$1==\"colo_kube_watch_ends_total{how=\\\"silent\\\"}\" {print \$2}') ]]"
-fake POST /fake/faults '{"watchEnd":null}' >/dev/null
+fake POST /fake/faults '{"silent":null}' >/dev/null
 annotate b '{"colo.dev/enabled":"true"}'
 check "the restarted watch follows changes" wait_for 5 field_is b active true
 
@@ -134,6 +134,38 @@ annotate b '{"colo.dev/enabled":"true"}'
 check "after rotation the agent uses the new token and follows changes" wait_for 8 field_is b active true
 check "at most a couple of 401s on the way" test "$(fake GET /fake/stats | jq .unauthorized)" -le 2
 
-for p in b d e; do cni_pod DEL "$p" "${UID_OF[$p]}" "${IP_OF[$p]}" '{}' >/dev/null; done
-check "DEL releases dormant and active pods alike" test "$(agent_get /debug/pods | jq '.pods | length')" -eq 0
+# --- SIGTERM: a rolling update keeps everything; an uninstall (DaemonSet gone) removes it all ---
+fake POST /fake/daemonsets '{"metadata":{"name":"colo","namespace":"kube-system"}}' >/dev/null
+mkdir -p "$WORK/cni/net.d" "$WORK/cni/bin"
+echo '{"cniVersion":"1.0.0","name":"kindnet","plugins":[{"type":"ptp"},{"type":"portmap","capabilities":{"portMappings":true}}]}' >"$WORK/cni/net.d/10-kindnet.conflist"
+cp "$WORK/cni/net.d/10-kindnet.conflist" "$WORK/kindnet.orig"
+sidecar() {
+  "$COLO_BIN/colo-cni-installer" install --bin-source "$COLO_BIN/colo-cni" --bin-dir "$WORK/cni/bin" --conf-dir "$WORK/cni/net.d" \
+    --watch --decision-file "$WORK/run/shutdown" >>"$WORK/sidecar.log" 2>&1 &
+  SIDECAR=$!
+  wait_for 5 grep -q colo-cni "$WORK/cni/net.d/10-kindnet.conflist"
+}
+stop_node() {
+  kill -TERM "$AGENT_PID" "$SIDECAR"
+  wait "$AGENT_PID" "$SIDECAR" || true
+  AGENT_PID=""
+}
+stop_agent
+start_agent "${KUBE_FLAGS[@]}" --daemon-set-name colo --pod-namespace kube-system
+sidecar
+stop_node
+check "rolling update (DaemonSet still there): colo-node says keep" grep -qx keep "$WORK/run/shutdown"
+check "... the pods' state stays for the next colo-node" test "$(find "$WORK/state/pods" -name '*.json' | wc -l)" -eq 3
+check "... and colo-cni stays chained" grep -q colo-cni "$WORK/cni/net.d/10-kindnet.conflist"
+start_agent "${KUBE_FLAGS[@]}" --daemon-set-name colo --pod-namespace kube-system
+sidecar
+check "after the update colo-node holds the same pods" test "$(agent_get /debug/pods | jq '.pods | length')" -eq 3
+fake DELETE /fake/daemonsets/kube-system/colo >/dev/null
+stop_node
+check "uninstall (DaemonSet gone): pods released, endpoints and state removed" \
+  bash -c "[[ ! -e $WORK/state && -z \$(ls -A $WORK/run/pods) ]]"
+check "... no hugetlbfs or other mount left under the run dir" bash -c "! grep -q '$WORK/run' /proc/mounts"
+check "... the sidecar took colo-cni out of the chain, byte for byte" cmp "$WORK/cni/net.d/10-kindnet.conflist" "$WORK/kindnet.orig"
+check "... and removed the binary" test ! -e "$WORK/cni/bin/colo-cni"
+grep -h "shutdown\|colo-node says" "$WORK/agent.log" "$WORK/sidecar.log" | tail -n 3
 finish

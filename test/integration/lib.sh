@@ -83,7 +83,7 @@ start_agent() {
   local before
   before=$(grep -c "ready on node" "$WORK/agent.log" 2>/dev/null || true)
   "$COLO_BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
-    --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" --datapath off "$@" >>"$WORK/agent.log" 2>&1 &
+    --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" --datapath off --bpf-pin-dir "/sys/fs/bpf/colo-it-$TAG" "$@" >>"$WORK/agent.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 1 200); do
     (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) && break

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make image: builds colo's image with podman from image/Dockerfile, offline (base images from
+# scripts/make-base-images.sh, no network during the build), then checks it: colo-node runs and
+# says its version, colo-cni is there and static, the installer runs. Saves it as a tar for
+# `kind load image-archive`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TAG=${COLO_IMAGE:-localhost/colo:$(sed -n 's/.*project(colo VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")}
+OUT=${COLO_IMAGE_TAR:-$ROOT/build/colo-image.tar}
+[[ $(id -u) -eq 0 ]] || { echo "build-image: needs root" >&2; exit 1; }
+bash "$ROOT/scripts/make-base-images.sh"
+# crun fails on this host's cgroup setup; runc works. No network: the base images hold every package.
+PM=(podman --runtime runc --cgroup-manager cgroupfs)
+"${PM[@]}" build --network none --pull=never -f "$ROOT/image/Dockerfile" -t "$TAG" "$ROOT"
+
+fail() { echo "build-image: FAIL: $*" >&2; exit 1; }
+run() { "${PM[@]}" run --rm --network none "$@"; }
+version=$(run "$TAG" --version) || fail "colo-node --version did not run"
+[[ $version == "colo-node "* ]] || fail "unexpected version output: $version"
+run --entrypoint /bin/sh "$TAG" -c 'test -x /opt/colo/bin/colo-cni' || fail "no colo-cni in /opt/colo/bin"
+run --entrypoint /bin/sh "$TAG" -c '! ldd /opt/colo/bin/colo-cni >/dev/null 2>&1' || fail "colo-cni is not static"
+run --entrypoint /usr/local/bin/colo-cni-installer "$TAG" 2>&1 | grep -q usage || fail "colo-cni-installer does not run"
+run --entrypoint /usr/local/bin/coloctl "$TAG" --help 2>&1 | grep -q usage || fail "coloctl does not run"
+echo "image $TAG: $version; colo-cni static in /opt/colo/bin; $("${PM[@]}" image inspect "$TAG" --format '{{.Size}}') bytes"
+mkdir -p "$(dirname "$OUT")"
+rm -f "$OUT"
+"${PM[@]}" save --format docker-archive -o "$OUT" "$TAG"
+echo "saved to $OUT (kind load image-archive $OUT)"
