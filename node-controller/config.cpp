@@ -86,6 +86,10 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
       out.uninstall = true;
       continue;
     }
+    if (a == "check-config" && i == 0) {
+      out.checkConfig = true;
+      continue;
+    }
     if (a == "--help" || a == "-h") {
       out.showHelp = true;
       continue;
@@ -121,6 +125,7 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
 
 std::string usage() {
   return "usage: colo-node uninstall [--bpf-pin-dir D]     remove everything colo pinned and attached\n"
+         "       colo-node check-config [--config FILE] [flags] parse and validate the configuration, then exit\n"
          "       colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
          "                 [--mode standalone|kubernetes] [--endpoint-name colo] [--hugepage-size 2Mi]\n"

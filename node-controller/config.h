@@ -40,6 +40,7 @@ struct ParsedArgs {
   bool showVersion = false;
   bool showHelp = false;
   bool uninstall = false;  // `colo-node uninstall`: remove everything colo pinned and attached
+  bool checkConfig = false;  // `colo-node check-config`: parse and validate, then exit
 };
 
 // Loads YAML text over `base`. Unknown keys and wrong types are errors that name the key.

@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "colo-node: %s\n", v.error().message.c_str());
     return 2;
   }
+  if (parsed->checkConfig) {
+    std::printf("colo-node: configuration valid (mode %s, node %s)\n", config.mode.c_str(), config.nodeName.c_str());
+    return 0;
+  }
   if (auto l = colo::log::setup({.format = config.logFormat, .level = config.logLevel, .file = config.logFile, .name = "colo-node"}); !l) {
     std::fprintf(stderr, "colo-node: %s\n", l.error().message.c_str());
     return 2;

@@ -1,0 +1,40 @@
+{{/* The release's full name, at most 63 characters. */}}
+{{- define "colo.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "colo.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "colo.labels" -}}
+{{ include "colo.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "colo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "colo.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "colo.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* colo-cni's settings, appended to the node's chain by the installer. */}}
+{{- define "colo.pluginConfig" -}}
+{{- dict "failurePolicy" .Values.cni.failurePolicy "timeoutMs" .Values.cni.timeoutMs "enableAll" .Values.cni.enableAll "logLevel" .Values.cni.logLevel | toJson -}}
+{{- end -}}
