@@ -13,7 +13,7 @@ if [[ ! -x $RENDER || -n $(find "$ROOT/test/chart/render" -newer "$RENDER" -name
   command -v go >/dev/null || { echo "render-chart: go missing: run scripts/install-deps.sh" >&2; exit 1; }
   mkdir -p "$BUILD/bin" "$BUILD/go"
   # Debian's Go libraries (sprig, yaml.v3) live in GOPATH form under /usr/share/gocode.
-  GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$BUILD/go/cache go build -o "$RENDER" "$ROOT/test/chart/render"
+  (cd "$ROOT/test/chart/render" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$BUILD/go/cache go build -o "$RENDER" .)
 fi
 
 render() {

@@ -45,6 +45,7 @@ PodWatcher::PodWatcher(ApiClient& api, WatcherSettings settings, PodWatcherSink&
   metrics_.describe("colo_kube_watch_events_total", "counter", "Watch events received, by type.");
   metrics_.describe("colo_kube_synced", "gauge", "1 once the pod list has been read and the watch follows it.");
   metrics_.describe("colo_kube_event_apply_seconds", "gauge", "From a watch event's arrival to colo applying it (last 4096 events).");
+  metrics_.describe("colo_kube_event_apply_samples", "gauge", "Events behind colo_kube_event_apply_seconds.");
   metrics_.set("colo_kube_synced", {}, 0);
 }
 

@@ -335,14 +335,22 @@ class Handler(BaseHTTPRequestHandler):
         pod = self.server.store.annotate(m.group(1), m.group(2), self.read_body() or {})
         self.send_json(200 if pod else 404, pod or status_obj(404, "NotFound", "no such pod"))
 
-    # ---- list ----
-    def list_pods(self, ns, q):
-        store = self.server.store
+    def selectors(self, q):
+        """(fieldSelector terms, labelSelector pairs), or None after answering 400 for a bad one."""
         try:
             fields = parse_field_selector(q.get("fieldSelector", ""))
         except ValueError as e:
-            return self.send_json(400, status_obj(400, "BadRequest", str(e)))
-        labels = [tuple(t.split("=", 1)) for t in q.get("labelSelector", "").split(",") if "=" in t]
+            self.send_json(400, status_obj(400, "BadRequest", str(e)))
+            return None
+        return fields, [tuple(t.split("=", 1)) for t in q.get("labelSelector", "").split(",") if "=" in t]
+
+    # ---- list ----
+    def list_pods(self, ns, q):
+        store = self.server.store
+        sel = self.selectors(q)
+        if sel is None:
+            return
+        fields, labels = sel
         limit = int(q.get("limit") or 0)
         cont = q.get("continue", "")
         with store.lock:
@@ -407,11 +415,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def watch(self, ns, q):
         store = self.server.store
-        try:
-            fields = parse_field_selector(q.get("fieldSelector", ""))
-        except ValueError as e:
-            return self.send_json(400, status_obj(400, "BadRequest", str(e)))
-        labels = [tuple(t.split("=", 1)) for t in q.get("labelSelector", "").split(",") if "=" in t]
+        sel = self.selectors(q)
+        if sel is None:
+            return
+        fields, labels = sel
         bookmarks = parse_bool(q.get("allowWatchBookmarks", ""))
         timeout = float(q.get("timeoutSeconds") or 1800)
         rv_text = q.get("resourceVersion", "")
