@@ -68,7 +68,9 @@ Broker::Broker(Registry& registry, Metrics& metrics) : registry_(registry), metr
 }
 
 json Broker::identityOf(const Pod& pod) {
-  return {{"namespace", pod.podNamespace}, {"name", pod.name}, {"uid", pod.uid}, {"key", pod.key}};
+  json id = {{"namespace", pod.podNamespace}, {"name", pod.name}, {"uid", pod.uid}, {"key", pod.key}};
+  if (!pod.serviceAccount.empty()) id["serviceAccount"] = pod.serviceAccount;  // Kubernetes mode
+  return id;
 }
 
 std::string Broker::qualify(const Pod& pod, const std::string& name) {
@@ -86,6 +88,9 @@ bool Broker::allowed(const Pod& caller, const Pod& listener) {
   while (std::getline(ss, item, ',')) {
     item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
     if (item == "*" || item == ns(caller)) return true;
+    // "ns/serviceaccount": one service account, as the API server reported it for the caller
+    // (Kubernetes mode); a caller whose service account is unknown never matches.
+    if (!caller.serviceAccount.empty() && item == ns(caller) + "/" + caller.serviceAccount) return true;
   }
   return false;
 }

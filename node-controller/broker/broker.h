@@ -32,6 +32,9 @@ class Broker {
   static nlohmann::json identityOf(const Pod& pod);
   // Namespace-qualified name of a registration by `pod`: "<namespace>/<name>".
   static std::string qualify(const Pod& pod, const std::string& name);
+  // Default: same namespace only. The listener's pod may admit more with colo.dev/allow-from:
+  // "ns1,ns2", "*", or "ns/serviceaccount" (service accounts known in Kubernetes mode).
+  static bool allowed(const Pod& caller, const Pod& listener);
 
  private:
   struct Listener {
@@ -41,10 +44,6 @@ class Broker {
   };
   Reply dialName(const nlohmann::json& req, const Pod& caller, const std::string& qualified);
   Reply dialTcp(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
-  // Default: same namespace only. The listener's pod may admit more namespaces with
-  // colo.dev/allow-from: "ns1,ns2" or "*".
-  static bool allowed(const Pod& caller, const Pod& listener);
-
   Registry& registry_;
   Metrics& metrics_;
   std::map<std::string, Listener> names_;  // loop thread only

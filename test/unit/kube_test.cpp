@@ -4,6 +4,7 @@
 #include <fstream>
 #include <thread>
 
+#include "broker/broker.h"
 #include "kube/event_recorder.h"
 #include "kube/kube_config.h"
 #include "kube/line_decoder.h"
@@ -167,6 +168,26 @@ TEST(Events, AnEventIsACoreV1EventOnThePod) {
   EXPECT_EQ(ev["metadata"]["name"].get<std::string>().rfind("web.", 0), 0u);
   EXPECT_EQ(ev["source"]["host"], "node-1");
   EXPECT_NE(ev["metadata"]["name"], EventRecorder::eventFor(p, "Warning", "X", "y", "n")["metadata"]["name"]);
+}
+
+TEST(Policy, ServiceAccountsFromTheApiJoinAllowFrom) {
+  Pod listener, caller;
+  listener.podNamespace = "shop";
+  listener.annotations = {{"colo.dev/allow-from", "payments/checkout, ops"}};
+  caller.podNamespace = "payments";
+  EXPECT_FALSE(Broker::allowed(caller, listener));  // service account unknown (standalone): no match
+  caller.serviceAccount = "checkout";
+  EXPECT_TRUE(Broker::allowed(caller, listener));
+  caller.serviceAccount = "refunds";
+  EXPECT_FALSE(Broker::allowed(caller, listener));
+  caller.podNamespace = "ops";
+  EXPECT_TRUE(Broker::allowed(caller, listener));  // a whole namespace still works
+  caller.podNamespace = "shop";
+  EXPECT_TRUE(Broker::allowed(caller, listener));  // own namespace
+  caller.podNamespace = "other";
+  caller.serviceAccount = "checkout";
+  EXPECT_FALSE(Broker::allowed(caller, listener));  // same account name, other namespace
+  EXPECT_EQ(Broker::identityOf(caller).value("serviceAccount", ""), "checkout");
 }
 
 }  // namespace
