@@ -47,9 +47,9 @@ void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartU
   if (released) spdlog::info("kube: {} pods held here are gone from the API; released", released);
 }
 
-void Kubernetes::upserted(const PodMeta& pod) {
-  if (pod.nodeName != node_) return;  // the field selector's job; never trust it blindly
-  lifecycle_.applyMeta(pod);
+std::string Kubernetes::upserted(const PodMeta& pod) {
+  if (pod.nodeName != node_) return "other_node";  // the field selector's job; never trust it blindly
+  return toString(lifecycle_.applyMeta(pod));
 }
 
 void Kubernetes::deleted(const PodMeta& pod) { lifecycle_.apiDeleted(pod.uid); }

@@ -29,7 +29,7 @@ class Kubernetes final : public PodWatcherSink {
   Expected<bool> daemonSetGone(const std::string& ns, const std::string& name);
 
   void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) override;
-  void upserted(const PodMeta& pod) override;
+  std::string upserted(const PodMeta& pod) override;
   void deleted(const PodMeta& pod) override;
 
  private:

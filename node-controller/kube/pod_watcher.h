@@ -37,7 +37,8 @@ class PodWatcherSink {
   virtual ~PodWatcherSink() = default;
   // A full list: every pod of this node, and when the list began (pods newer than that may be missing).
   virtual void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) = 0;
-  virtual void upserted(const PodMeta& pod) = 0;
+  // Returns what the update did ("on", "off", ...): latencies are kept per kind.
+  virtual std::string upserted(const PodMeta& pod) = 0;
   virtual void deleted(const PodMeta& pod) = 0;
 };
 
@@ -62,7 +63,7 @@ class PodWatcher {
   End watch();
   void handleEvent(std::string_view line, End& end, std::chrono::steady_clock::time_point arrival);
   void sleepBackoff(int failures);
-  void recordApply(double seconds);
+  void recordApply(const std::string& change, double seconds);
   void setError(const std::string& e);
   std::string selector() const;
 
@@ -81,8 +82,11 @@ class PodWatcher {
   std::string resourceVersion_, lastError_;
   std::map<std::string, PodMeta> byUid_;
   std::map<std::string, std::string> uidByName_;  // "ns/name" -> uid
-  std::vector<double> applySamples_;
-  std::size_t applyNext_ = 0;
+  struct Window {
+    std::vector<double> samples;
+    std::size_t next = 0;
+  };
+  std::map<std::string, Window> apply_;  // by change: the last 4096 each
 };
 
 }  // namespace colo::node::kube

@@ -66,12 +66,23 @@ void PodLifecycle::merge(Pod& pod, const PodMeta& meta) {
   if (!meta.ips.empty() && pod.ips.empty()) pod.ips = meta.ips;  // CNI's prefixes are more precise
 }
 
-bool PodLifecycle::applyMeta(const PodMeta& meta) {
+const char* toString(PodChange c) {
+  switch (c) {
+    case PodChange::NotHeld: return "not_held";
+    case PodChange::Unchanged: return "unchanged";
+    case PodChange::On: return "on";
+    case PodChange::Off: return "off";
+    case PodChange::Updated: return "updated";
+  }
+  return "?";
+}
+
+PodChange PodLifecycle::applyMeta(const PodMeta& meta) {
   const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   const auto t1 = std::chrono::steady_clock::now();
   auto held = registry_.get(meta.uid);
-  if (!held) return false;
+  if (!held) return PodChange::NotHeld;
   Pod pod = *held;
   const std::string oldHugepages = annotation(pod.annotations, kHugepagesAnnotation);
   merge(pod, meta);
@@ -104,7 +115,8 @@ bool PodLifecycle::applyMeta(const PodMeta& meta) {
     }
   }
   const auto t2 = std::chrono::steady_clock::now();
-  if (toJson(pod) != toJson(*held)) {
+  const bool changed = toJson(pod) != toJson(*held);
+  if (changed) {
     if (auto s = registry_.update(pod); !s) spdlog::error("pod {}: {}", who(pod), s.error().message);
   }
   const auto t3 = std::chrono::steady_clock::now();
@@ -112,7 +124,8 @@ bool PodLifecycle::applyMeta(const PodMeta& meta) {
   const auto t4 = std::chrono::steady_clock::now();
   auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
   spdlog::debug("pod {}: API update applied: lock {} us, apply {} us, persist {} us, gauges {} us", who(pod), us(t0, t1), us(t1, t2), us(t2, t3), us(t3, t4));
-  return true;
+  if (pod.active != held->active) return pod.active ? PodChange::On : PodChange::Off;
+  return changed ? PodChange::Updated : PodChange::Unchanged;
 }
 
 void PodLifecycle::apiDeleted(const std::string& uid) {

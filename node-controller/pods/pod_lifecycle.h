@@ -18,6 +18,10 @@ namespace colo::node {
 // Something a user must see on the pod (kubectl describe): type is "Normal" or "Warning".
 using PodEventSink = std::function<void(const Pod&, const std::string& type, const std::string& reason, const std::string& message)>;
 
+// What one API update did to a pod held here.
+enum class PodChange { NotHeld, Unchanged, On, Off, Updated };
+const char* toString(PodChange c);
+
 class PodLifecycle {
  public:
   PodLifecycle(Registry& registry, PodHooks& hooks, Metrics& metrics);
@@ -35,8 +39,8 @@ class PodLifecycle {
   void updateGauges();
 
   // The API's view of one pod (ADDED or MODIFIED): opt-in and hugepages follow its annotations.
-  // Takes the mutex. Returns true when the pod is held here.
-  bool applyMeta(const PodMeta& meta);
+  // Takes the mutex.
+  PodChange applyMeta(const PodMeta& meta);
   // The pod is gone from the API: release it even if its CNI DEL never came. Takes the mutex.
   void apiDeleted(const std::string& uid);
   // After a full list: pods held under a Kubernetes UID that the API no longer has, and that were

@@ -1,5 +1,8 @@
 #include "server/seqpacket_server.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -153,6 +156,11 @@ bool SeqpacketServer::serveOne(Conn& conn) {
 }
 
 void SeqpacketServer::loop() {
+  // CNI requests, pods' calls and listener hand-overs wait on this thread; like the watcher it
+  // gets nice -5 within colo-node's cgroup (pods' own cgroups are not affected).
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), -5) != 0) {
+    spdlog::debug("{}: thread priority unchanged: {}", name_, Error::fromErrno("setpriority").message);
+  }
   std::vector<pollfd> fds;
   while (running_) {
     applyCommands();

@@ -44,7 +44,7 @@ check "annotating all $LOCAL turns colo on for every one" wait_for 10 all_active
 echo "all $LOCAL active $((($(date +%s%N) - T0) / 1000000)) ms after the first annotation"
 check "each has its endpoint" test "$(find "$WORK/run/pods" -name colo.sock | wc -l)" -eq "$LOCAL"
 echo "colo-node RSS with $LOCAL local pods of 5000: $(awk '/VmRSS/ {print $2, $3}' "/proc/$AGENT_PID/status")"
-echo "event apply p99: $(metric 'colo_kube_event_apply_seconds{quantile="0.99"}') s"
+echo "event to colo on, p99: $(metric 'colo_kube_event_apply_seconds{change="on",quantile="0.99"}') s"
 check "no watch event went missing or was applied twice" \
   test "$(metric 'colo_pod_transitions_total{to="on",cause="annotation"}')" -eq "$LOCAL"
 

@@ -212,19 +212,19 @@ TEST_F(HandlerTest, KubernetesModeHoldsDormantPodsAndFollowsTheirAnnotation) {
   EXPECT_EQ(metrics.get("colo_pods_dormant"), 1);
 
   // The annotation turns on: colo is applied to the running pod, with the netns held since ADD.
-  EXPECT_TRUE(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}})));
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}})), PodChange::On);
   EXPECT_TRUE(registry->get("u-1")->active);
   EXPECT_EQ(registry->get("u-1")->serviceAccount, "sa-web");
   EXPECT_EQ(hooks.attached["u-1"], 1);
   EXPECT_EQ(metrics.get("colo_pods"), 1);
-  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}}));  // the same again: nothing happens
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}})), PodChange::Unchanged);  // the same again
   EXPECT_EQ(hooks.attached["u-1"], 1);
   // A new hugepage size sets the endpoint up again.
   lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}, {"colo.dev/hugepages", "4Mi"}}));
   EXPECT_EQ(hooks.attached["u-1"], 1);
   EXPECT_TRUE(registry->get("u-1")->active);
   // Removed: off again, still held.
-  lifecycle->applyMeta(meta("u-1", json::object()));
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-1", json::object())), PodChange::Off);
   EXPECT_FALSE(registry->get("u-1")->active);
   EXPECT_EQ(hooks.attached["u-1"], 0);
   EXPECT_EQ(events, (std::vector<std::string>{"u-1:ColoEnabled", "u-1:ColoDisabled"}));
@@ -234,7 +234,7 @@ TEST_F(HandlerTest, KubernetesModeHoldsDormantPodsAndFollowsTheirAnnotation) {
   lifecycle->apiDeleted("u-1");
   EXPECT_EQ(registry->size(), 0u);
   EXPECT_EQ(send(ref("cni.del", "c1"))["removed"], false);  // the late DEL finds nothing to undo
-  EXPECT_FALSE(lifecycle->applyMeta(meta("u-9", {{"colo.dev/enabled", "true"}})));  // not held here
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-9", {{"colo.dev/enabled", "true"}})), PodChange::NotHeld);
 }
 
 TEST_F(HandlerTest, ListSyncReleasesPodsTheApiNoLongerHas) {
