@@ -217,6 +217,8 @@ PodWatcher::End PodWatcher::watch() {
   }, errorBody);
   if (stopping_) return End::Stopped;
   if (ended) return end;
+  // Nothing at all (not even headers) or nothing more for the whole idle limit: a stuck stream.
+  if (!res.clean && Clock::now() - lastByte >= std::chrono::seconds(settings_.watchTimeoutSeconds + 4)) return End::Silent;
   if (res.status == 410) return End::Expired;
   if (res.status != 200) {
     setError(res.status == 0 ? "watch: " + res.error : "watch: HTTP " + std::to_string(res.status) + ": " + messageOf(errorBody));
@@ -224,7 +226,6 @@ PodWatcher::End PodWatcher::watch() {
     return res.status == 0 ? End::Dropped : End::Refused;
   }
   if (!res.clean) {
-    if (Clock::now() - lastByte >= std::chrono::seconds(settings_.watchTimeoutSeconds + 4)) return End::Silent;
     spdlog::warn("kube: watch stream cut ({}); {} bytes of an unfinished event dropped", res.error, decoder.pending());
     setError("watch: " + res.error);
     return End::Dropped;
