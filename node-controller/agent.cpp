@@ -82,6 +82,7 @@ Status Agent::start() {
         [this] { return readiness(); },
         [this] {
           (void)datapath_->stats();  // refreshes the datapath counters
+          if (kube_) kube_->watcher().publishMetrics();
           return metrics_.render();
         },
         [this] { return debugPods(); }});

@@ -283,24 +283,30 @@ void PodWatcher::handleEvent(std::string_view line, End& end, Clock::time_point 
 }
 
 void PodWatcher::recordApply(const std::string& change, double seconds) {
-  std::vector<double> sorted;
+  std::lock_guard lock(mu_);
+  Window& w = apply_[change];
+  if (w.samples.size() < kApplySamples) {
+    w.samples.push_back(seconds);
+  } else {
+    w.samples[w.next] = seconds;
+  }
+  w.next = (w.next + 1) % kApplySamples;
+}
+
+void PodWatcher::publishMetrics() const {
+  std::map<std::string, std::vector<double>> windows;
   {
     std::lock_guard lock(mu_);
-    Window& w = apply_[change];
-    if (w.samples.size() < kApplySamples) {
-      w.samples.push_back(seconds);
-    } else {
-      w.samples[w.next] = seconds;
-    }
-    w.next = (w.next + 1) % kApplySamples;
-    sorted = w.samples;
+    for (const auto& [change, w] : apply_) windows[change] = w.samples;
   }
-  std::sort(sorted.begin(), sorted.end());
-  auto q = [&](double f) { return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(f * static_cast<double>(sorted.size())))]; };
-  metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "0.5"}}, q(0.5));
-  metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "0.99"}}, q(0.99));
-  metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "1"}}, sorted.back());
-  metrics_.set("colo_kube_event_apply_samples", {{"change", change}}, static_cast<double>(sorted.size()));
+  for (auto& [change, sorted] : windows) {
+    std::sort(sorted.begin(), sorted.end());
+    auto q = [&](double f) { return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(f * static_cast<double>(sorted.size())))]; };
+    metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "0.5"}}, q(0.5));
+    metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "0.99"}}, q(0.99));
+    metrics_.set("colo_kube_event_apply_seconds", {{"change", change}, {"quantile", "1"}}, sorted.back());
+    metrics_.set("colo_kube_event_apply_samples", {{"change", change}}, static_cast<double>(sorted.size()));
+  }
 }
 
 std::optional<PodMeta> PodWatcher::lookup(const std::string& ns, const std::string& name, const std::string& uid,

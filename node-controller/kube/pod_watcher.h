@@ -53,6 +53,9 @@ class PodWatcher {
   std::optional<PodMeta> lookup(const std::string& ns, const std::string& name, const std::string& uid,
                                 std::chrono::steady_clock::time_point deadline);
   bool synced() const { return synced_; }
+  // Sets the apply-latency quantiles from the samples kept; called when /metrics is scraped, so
+  // the watcher thread only appends a sample per event.
+  void publishMetrics() const;
   nlohmann::json status() const;
   std::size_t cachedPods() const;
 

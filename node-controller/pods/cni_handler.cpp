@@ -137,12 +137,15 @@ json CniHandler::add(const json& req, wire::Message& msg) {
     }
   }
   const bool optedIn = wantsColo(pod);
-  if (!optedIn && !options_.holdDormant) {
-    spdlog::info("cni.add {}: pod {}/{} has not opted in; not held", pod.key, pod.podNamespace, pod.name);
+  auto notOptedIn = [&] {
     json r = wire::okReply(req);
     r["optedIn"] = false;
     r["key"] = pod.key;
     return r;
+  };
+  if (!optedIn && !options_.holdDormant) {
+    spdlog::info("cni.add {}: pod {}/{} has not opted in; not held", pod.key, pod.podNamespace, pod.name);
+    return notOptedIn();
   }
 
   if (msg.fds.size() != 1) throw BadField{code::kBadNetns, "cni.add needs exactly one descriptor: the pod's netns"};
@@ -176,10 +179,7 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   lifecycle_.updateGauges();
   if (!optedIn) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; held dormant (netns inode {})", pod.key, pod.podNamespace, pod.name, pod.netns.inode);
-    json r = wire::okReply(req);
-    r["optedIn"] = false;
-    r["key"] = pod.key;
-    return r;
+    return notOptedIn();
   }
   spdlog::info("cni.add {}: holding pod {}/{} container {} ips [{}] netns inode {} (opt-in by {})", pod.key, pod.podNamespace,
                pod.name, pod.containerId.substr(0, 12), fmt::join(pod.ips, ","), pod.netns.inode, pod.optInSource);

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <set>
 
 #include "endpoints/endpoint_manager.h"
@@ -78,9 +77,7 @@ const char* toString(PodChange c) {
 }
 
 PodChange PodLifecycle::applyMeta(const PodMeta& meta) {
-  const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
-  const auto t1 = std::chrono::steady_clock::now();
   auto held = registry_.get(meta.uid);
   if (!held) return PodChange::NotHeld;
   Pod pod = *held;
@@ -114,16 +111,11 @@ PodChange PodLifecycle::applyMeta(const PodMeta& meta) {
       event(pod, "Normal", "ColoEnabled", "colo turned on for this pod: endpoint " + pod.endpointDir);
     }
   }
-  const auto t2 = std::chrono::steady_clock::now();
   const bool changed = toJson(pod) != toJson(*held);
   if (changed) {
     if (auto s = registry_.update(pod); !s) spdlog::error("pod {}: {}", who(pod), s.error().message);
   }
-  const auto t3 = std::chrono::steady_clock::now();
   updateGauges();
-  const auto t4 = std::chrono::steady_clock::now();
-  auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
-  spdlog::debug("pod {}: API update applied: lock {} us, apply {} us, persist {} us, gauges {} us", who(pod), us(t0, t1), us(t1, t2), us(t2, t3), us(t3, t4));
   if (pod.active != held->active) return pod.active ? PodChange::On : PodChange::Off;
   return changed ? PodChange::Updated : PodChange::Unchanged;
 }
