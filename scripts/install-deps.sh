@@ -11,6 +11,7 @@ PACKAGES=(
   iperf3 sockperf curl jq python3 shellcheck yamllint openssl
   python3-kubernetes python3-jsonschema python3-yaml
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+  golang-golang-x-sys-dev golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev
 )
 
 missing=()

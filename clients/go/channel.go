@@ -1,0 +1,428 @@
+package colo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Channel is a shared-memory channel on a Unix pair: two single-producer single-consumer rings,
+// one each way, in memory both pods map. Messages are written and read in place:
+//
+//	buf, err := ch.Reserve(ctx, n) // n writable bytes inside the ring
+//	... build the message in buf ...
+//	ch.Commit(n)
+//
+//	msg, err := ch.Read(ctx) // the next message, inside the ring: valid until Release
+//	... use msg ...
+//	ch.Release()
+//
+// One goroutine writes and one reads at a time (each side of a Channel is single-producer,
+// single-consumer). When the pair closes (the peer died or closed it) a waiting call returns
+// ErrUnavailable instead of hanging; messages the peer committed before are still read first.
+type Channel struct {
+	mem                []byte
+	memory             string
+	myBell, peerBell   int
+	pair               int // a duplicate of the pair's socket, polled for hang-up; -1 within one process
+	tx, rx             ring
+	pendingStart       uint64
+	pendingLen         uint64
+	pending            bool
+	readStart, readLen uint64
+	reading            bool
+	expectSeq          uint32
+	closed             bool
+}
+
+// spins is how many times a side looks at the ring before it sleeps on its eventfd: a few
+// microseconds, longer than a round trip, so a busy peer is never slept on.
+const spins = 20000
+
+// OpenChannel asks colo-node for a channel of about `bytes` (64 KiB to 1 GiB) and hands it to the
+// peer over conn, a Unix pair from Dial or Accept: this side is side 0. Do it before any other
+// bytes flow on the pair; keep conn open for the channel's life.
+func (c *Client) OpenChannel(ctx context.Context, conn net.Conn, bytes uint64) (*Channel, error) {
+	uc, ok := unixConnOf(conn)
+	if !ok {
+		return nil, newError("channel", "", ErrInvalid, "a channel needs a Unix pair (this connection is %s)", conn.RemoteAddr().Network())
+	}
+	var r struct {
+		Memory string `json:"memory"`
+		Bytes  uint64 `json:"bytes"`
+	}
+	fds, err := c.c.call(ctx, "channel", "", map[string]any{"bytes": bytes}, &r)
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) != 3 {
+		closeAll(fds)
+		return nil, newError("channel", "", ErrProtocol, "reply carried %d descriptors, not memory and two eventfds", len(fds))
+	}
+	defer closeAll(fds)
+	offer := make([]byte, 9)
+	offer[0] = 'C'
+	binary.LittleEndian.PutUint64(offer[1:], bytes)
+	stop := watchConn(ctx, uc)
+	_, _, err = uc.WriteMsgUnix(offer, syscall.UnixRights(fds...), nil)
+	stop()
+	if err != nil {
+		return nil, newError("channel", "", ErrUnavailable, "the peer went away before the channel was handed over: %v", err)
+	}
+	return adopt(fds[0], fds[1], fds[2], uc, 0)
+}
+
+// AcceptChannel takes the channel the peer offers on conn (this side is side 1). It consumes
+// nothing but the offer: when the first bytes on the pair are something else, they stay there and
+// the error is ErrProtocol.
+func AcceptChannel(ctx context.Context, conn net.Conn) (*Channel, error) {
+	uc, ok := unixConnOf(conn)
+	if !ok {
+		return nil, newError("channel", "", ErrInvalid, "a channel needs a Unix pair")
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return nil, newError("channel", "", ErrInternal, "%v", err)
+	}
+	stop := watchConn(ctx, uc)
+	defer stop()
+	var first [1]byte
+	var n int
+	var peekErr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, peekErr = syscall.Recvfrom(int(fd), first[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return peekErr != syscall.EAGAIN
+	})
+	switch {
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err)):
+		return nil, newError("channel", "", ErrTimeout, "no channel offered: %v", err)
+	case err != nil || peekErr != nil:
+		return nil, newError("channel", "", ErrUnavailable, "waiting for the offer: %v", firstErr(err, peekErr))
+	case n == 0:
+		return nil, newError("channel", "", ErrUnavailable, "the peer closed the pair before offering a channel")
+	case first[0] != 'C':
+		return nil, newError("channel", "", ErrProtocol, "the peer did not offer a channel")
+	}
+	offer := make([]byte, 9)
+	oob := make([]byte, syscall.CmsgSpace(maxFds*4))
+	n, oobn, flags, _, err := uc.ReadMsgUnix(offer, oob)
+	fds := parseRights(oob[:oobn])
+	defer closeAll(fds)
+	if err != nil || n != 9 || flags&syscall.MSG_CTRUNC != 0 || len(fds) != 3 {
+		return nil, newError("channel", "", ErrProtocol, "the offer is not 'C' + u64 with memory and two eventfds")
+	}
+	return adopt(fds[0], fds[1], fds[2], uc, 1)
+}
+
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// watchConn applies the context's deadline and cancellation to conn until the returned func runs.
+func watchConn(ctx context.Context, uc *net.UnixConn) func() {
+	a := agentConn{c: uc}
+	return a.watch(ctx)
+}
+
+// adopt maps the segment and takes its own copies of the descriptors (the caller closes its own).
+func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error) {
+	ch := &Channel{myBell: -1, peerBell: -1, pair: -1, expectSeq: 1}
+	fail := func(sentinel error, format string, args ...any) (*Channel, error) {
+		ch.Close()
+		return nil, newError("channel", "", sentinel, format, args...)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(mem, &st); err != nil {
+		return fail(ErrInternal, "fstat(channel memory): %v", err)
+	}
+	var fs unix.Statfs_t
+	ch.memory = "memfd"
+	if unix.Fstatfs(mem, &fs) == nil && uint32(fs.Type) == unix.HUGETLBFS_MAGIC {
+		ch.memory = "hugepages"
+	}
+	m, err := unix.Mmap(mem, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return fail(ErrInternal, "mmap(channel): %v", err)
+	}
+	ch.mem = m
+	off0, off1, capacity, err := checkSegment(m)
+	if err != nil {
+		return fail(ErrProtocol, "channel memory: %v", err)
+	}
+	r0, r1 := newRing(m, off0, capacity), newRing(m, off1, capacity)
+	bells := [2]int{bell0, bell1}
+	if ch.myBell, err = dupCloexec(bells[side]); err != nil {
+		return fail(ErrInternal, "dup: %v", err)
+	}
+	if ch.peerBell, err = dupCloexec(bells[1-side]); err != nil {
+		return fail(ErrInternal, "dup: %v", err)
+	}
+	if pair != nil {
+		if ch.pair, err = dupFd(pair); err != nil {
+			return fail(ErrInternal, "dup: %v", err)
+		}
+	}
+	if side == 0 {
+		ch.tx, ch.rx = r0, r1
+	} else {
+		ch.tx, ch.rx = r1, r0
+	}
+	return ch, nil
+}
+
+func dupCloexec(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+
+// LocalChannelPair makes the same rings between two parts of one process (the "same process"
+// case, and tests): side 0 and side 1 of a channel in ordinary memory.
+func LocalChannelPair(bytes uint64) (side0, side1 *Channel, err error) {
+	if bytes < 64*1024 {
+		return nil, nil, newError("channel", "", ErrInvalid, "at least 64 KiB")
+	}
+	mem, err := unix.MemfdCreate("colo-channel", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, nil, newError("channel", "", ErrInternal, "memfd_create: %v", err)
+	}
+	defer unix.Close(mem)
+	if err := unix.Ftruncate(mem, int64(bytes)); err != nil {
+		return nil, nil, newError("channel", "", ErrInternal, "ftruncate: %v", err)
+	}
+	m, err := unix.Mmap(mem, 0, int(bytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, newError("channel", "", ErrInternal, "mmap: %v", err)
+	}
+	ok := layoutSegment(m) != 0
+	unix.Munmap(m)
+	if !ok {
+		return nil, nil, newError("channel", "", ErrInvalid, "too small")
+	}
+	var bells [2]int
+	for i := range bells {
+		if bells[i], err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+			closeAll(bells[:i])
+			return nil, nil, newError("channel", "", ErrInternal, "eventfd: %v", err)
+		}
+	}
+	defer closeAll(bells[:])
+	if side0, err = adopt(mem, bells[0], bells[1], nil, 0); err != nil {
+		return nil, nil, err
+	}
+	if side1, err = adopt(mem, bells[0], bells[1], nil, 1); err != nil {
+		side0.Close()
+		return nil, nil, err
+	}
+	return side0, side1, nil
+}
+
+// Memory is "hugepages" or "memfd" (ordinary memory).
+func (ch *Channel) Memory() string { return ch.memory }
+
+// MaxMessage is the largest message a Reserve accepts: half a ring, less the record header.
+func (ch *Channel) MaxMessage() int { return int(ch.tx.maxMessage()) }
+
+// Reserve returns n writable bytes in the outgoing ring, waiting for room until the context ends.
+// Write the message there, then Commit. A second Reserve before Commit replaces the first.
+func (ch *Channel) Reserve(ctx context.Context, n int) ([]byte, error) {
+	if ch.closed {
+		return nil, newError("reserve", "", ErrInvalid, "channel closed")
+	}
+	if n < 0 || uint64(n) > ch.tx.maxMessage() {
+		return nil, newError("reserve", "", ErrInvalid, "message of %d bytes; at most %d", n, ch.tx.maxMessage())
+	}
+	sleeping := ch.tx.u32(offProducerSleeping)
+	for {
+		for i := 0; i < spins; i++ {
+			if start, ok := ch.tx.reserve(uint64(n)); ok {
+				return ch.reserved(start, n), nil
+			}
+		}
+		atomic.StoreUint32(sleeping, 1) // then a full fence (sequentially consistent store)
+		if start, ok := ch.tx.reserve(uint64(n)); ok {
+			atomic.StoreUint32(sleeping, 0)
+			return ch.reserved(start, n), nil
+		}
+		err := ch.sleep(ctx)
+		atomic.StoreUint32(sleeping, 0)
+		if err != nil {
+			return nil, ch.waitError("reserve", err, "channel full")
+		}
+	}
+}
+
+func (ch *Channel) reserved(start uint64, n int) []byte {
+	ch.pendingStart, ch.pendingLen, ch.pending = start, uint64(n), true
+	return ch.tx.payload(start, uint64(n))
+}
+
+// Commit publishes the reserved message with its first n bytes (n at most the reservation).
+func (ch *Channel) Commit(n int) error {
+	if !ch.pending || n < 0 || uint64(n) > ch.pendingLen {
+		return newError("commit", "", ErrInvalid, "commit of %d bytes without a reservation that large", n)
+	}
+	ch.pending = false
+	ch.tx.commit(ch.pendingStart, uint64(n))
+	if atomic.LoadUint32(ch.tx.u32(offConsumerSleeping)) != 0 {
+		ringBell(ch.peerBell)
+	}
+	return nil
+}
+
+// Send copies p into the ring as one message: Reserve, copy, Commit.
+func (ch *Channel) Send(ctx context.Context, p []byte) error {
+	buf, err := ch.Reserve(ctx, len(p))
+	if err != nil {
+		return err
+	}
+	copy(buf, p)
+	return ch.Commit(len(p))
+}
+
+// Read returns the next message in place, waiting until the context ends. The slice points into
+// the shared ring: it stays valid (and unchanged) until Release, and must not be kept after.
+func (ch *Channel) Read(ctx context.Context) ([]byte, error) {
+	if ch.closed {
+		return nil, newError("read", "", ErrInvalid, "channel closed")
+	}
+	if ch.reading {
+		return ch.rx.payload(ch.readStart, ch.readLen), nil
+	}
+	sleeping := ch.rx.u32(offConsumerSleeping)
+	for {
+		for i := 0; i < spins; i++ {
+			if msg, ok, err := ch.take(); ok || err != nil {
+				return msg, err
+			}
+		}
+		atomic.StoreUint32(sleeping, 1)
+		if msg, ok, err := ch.take(); ok || err != nil {
+			atomic.StoreUint32(sleeping, 0)
+			return msg, err
+		}
+		err := ch.sleep(ctx)
+		atomic.StoreUint32(sleeping, 0)
+		if err != nil {
+			if msg, ok, terr := ch.take(); ok || terr != nil { // what the peer sent before it went is still ours
+				return msg, terr
+			}
+			return nil, ch.waitError("read", err, "no message")
+		}
+	}
+}
+
+func (ch *Channel) take() ([]byte, bool, error) {
+	start, n, seq, ok, bad := ch.rx.peek()
+	if bad {
+		return nil, false, newError("read", "", ErrProtocol, "a record does not fit the ring")
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	if seq != ch.expectSeq {
+		return nil, false, newError("read", "", ErrProtocol, "channel sequence broken: expected %d, got %d", ch.expectSeq, seq)
+	}
+	ch.readStart, ch.readLen, ch.reading = start, n, true
+	return ch.rx.payload(start, n), true, nil
+}
+
+// Release frees the message Read returned.
+func (ch *Channel) Release() error {
+	if !ch.reading {
+		return newError("release", "", ErrInvalid, "nothing read")
+	}
+	ch.reading = false
+	ch.rx.release(ch.readStart, ch.readLen)
+	ch.expectSeq++
+	if atomic.LoadUint32(ch.rx.u32(offProducerSleeping)) != 0 {
+		ringBell(ch.peerBell)
+	}
+	return nil
+}
+
+// Close unmaps the channel and closes its descriptors (not the pair it was made on).
+func (ch *Channel) Close() error {
+	if ch.closed {
+		return nil
+	}
+	ch.closed = true
+	if ch.mem != nil {
+		unix.Munmap(ch.mem)
+		ch.mem = nil
+	}
+	for _, fd := range []*int{&ch.myBell, &ch.peerBell, &ch.pair} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return nil
+}
+
+func ringBell(bell int) {
+	var one [8]byte
+	binary.LittleEndian.PutUint64(one[:], 1)
+	unix.Write(bell, one[:])
+}
+
+var (
+	errPeerGone = errors.New("the peer went away")
+	errDeadline = errors.New("deadline")
+)
+
+// sleep waits on this side's bell until it rings, the pair hangs up, or the context ends. A
+// context without a deadline but with a Done channel is looked at every 50 ms.
+func (ch *Channel) sleep(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return errDeadline
+	}
+	timeout := -1
+	if d, ok := ctx.Deadline(); ok {
+		ms := time.Until(d).Milliseconds()
+		if ms <= 0 {
+			return errDeadline
+		}
+		timeout = int(ms)
+	}
+	if ctx.Done() != nil && (timeout < 0 || timeout > 50) {
+		timeout = 50
+	}
+	fds := []unix.PollFd{{Fd: int32(ch.myBell), Events: unix.POLLIN}, {Fd: int32(ch.pair), Events: unix.POLLRDHUP}}
+	if ch.pair < 0 {
+		fds = fds[:1]
+	}
+	n, err := unix.Poll(fds, timeout)
+	if err != nil && err != unix.EINTR {
+		return err
+	}
+	if n > 0 && fds[0].Revents&unix.POLLIN != 0 {
+		var v [8]byte
+		unix.Read(ch.myBell, v[:])
+	}
+	if len(fds) > 1 && fds[1].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+		return errPeerGone
+	}
+	return nil // woken, timed out a slice, or interrupted: the caller looks again
+}
+
+func (ch *Channel) waitError(op string, err error, what string) error {
+	switch err {
+	case errPeerGone:
+		return newError(op, "", ErrUnavailable, "the peer went away")
+	case errDeadline:
+		return newError(op, "", ErrTimeout, "%s", what)
+	default:
+		return newError(op, "", ErrInternal, "poll: %v", err)
+	}
+}

@@ -1,0 +1,260 @@
+package colo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Messages of every size up to the maximum, across many wraps, arrive whole and in order, read
+// in place from the shared mapping.
+func TestLocalPairCarriesMessagesInOrderAcrossWraps(t *testing.T) {
+	a, b, err := LocalChannelPair(64 * 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	const count = 20000
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < count; i++ {
+			n := (i * 7919) % (a.MaxMessage() + 1)
+			buf, err := a.Reserve(ctxFor(t, 5*time.Second), n)
+			if err != nil {
+				done <- err
+				return
+			}
+			for j := range buf {
+				buf[j] = byte(i + j)
+			}
+			if err := a.Commit(n); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	base := uintptr(unsafe.Pointer(&b.mem[0]))
+	for i := 0; i < count; i++ {
+		msg, err := b.Read(ctxFor(t, 5*time.Second))
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if want := (i * 7919) % (a.MaxMessage() + 1); len(msg) != want {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(msg), want)
+		}
+		if len(msg) > 0 {
+			p := uintptr(unsafe.Pointer(&msg[0]))
+			if p < base || p >= base+uintptr(len(b.mem)) {
+				t.Fatalf("message %d was copied out of the shared mapping", i)
+			}
+		}
+		for j := range msg {
+			if msg[j] != byte(i+j) {
+				t.Fatalf("message %d byte %d corrupt", i, j)
+			}
+		}
+		if err := b.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReserveRefusesOversizeAndTimesOutWhenFull(t *testing.T) {
+	a, b, err := LocalChannelPair(64 * 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if _, err := a.Reserve(context.Background(), a.MaxMessage()+1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("oversize reserve: %v", err)
+	}
+	for i := 0; ; i++ {
+		_, err := a.Reserve(ctxFor(t, 50*time.Millisecond), a.MaxMessage())
+		if err != nil {
+			if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || i != 2 {
+				t.Fatalf("after %d messages: %v (want a timeout after 2: each takes half the ring)", i, err)
+			}
+			break
+		}
+		a.Commit(a.MaxMessage())
+	}
+	if _, err := b.Read(ctxFor(t, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	// The consumer released: the producer, asleep or not, gets room again.
+	if _, err := a.Reserve(ctxFor(t, time.Second), a.MaxMessage()); err != nil {
+		t.Fatalf("room after release: %v", err)
+	}
+}
+
+// A reader asleep on its bell is woken by a commit (the sleep flag path, not the busy-poll).
+func TestSleepingReaderIsWoken(t *testing.T) {
+	a, b, err := LocalChannelPair(64 * 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	sent := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond) // long past the busy-poll
+		sent <- a.Send(context.Background(), []byte("late"))
+	}()
+	defer func() { <-sent }() // before the deferred Close
+	start := time.Now()
+	msg, err := b.Read(ctxFor(t, 5*time.Second))
+	if err != nil || string(msg) != "late" {
+		t.Fatalf("read: %q %v", msg, err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("woken after %v", el)
+	}
+}
+
+func offerPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := func(fd int) *net.UnixConn {
+		c, err := connFromFd(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.UnixConn)
+	}
+	return conv(fds[0]), conv(fds[1])
+}
+
+// segment makes what colo-node would send: a laid-out memfd and two eventfds.
+func segment(t *testing.T, size int) []int {
+	mem, _ := unix.MemfdCreate("t", unix.MFD_CLOEXEC)
+	unix.Ftruncate(mem, int64(size))
+	m, _ := unix.Mmap(mem, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	layoutSegment(m)
+	unix.Munmap(m)
+	b0, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	b1, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	t.Cleanup(func() { closeAll([]int{mem, b0, b1}) })
+	return []int{mem, b0, b1}
+}
+
+func sendOffer(t *testing.T, c *net.UnixConn, fds []int) {
+	offer := make([]byte, 9)
+	offer[0] = 'C'
+	binary.LittleEndian.PutUint64(offer[1:], 1<<20)
+	if _, _, err := c.WriteMsgUnix(offer, syscall.UnixRights(fds...), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The offer format of docs/protocol.md, and a peer that dies: the survivor's Read returns
+// ErrUnavailable at once, after the messages the peer committed before.
+func TestAcceptChannelAndPeerDeath(t *testing.T) {
+	c0, c1 := offerPair(t)
+	fds := segment(t, 1<<20)
+	side0, err := adopt(fds[0], fds[1], fds[2], c0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendOffer(t, c0, fds)
+	side1, err := AcceptChannel(ctxFor(t, time.Second), c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side1.Close()
+	if side1.Memory() != "memfd" {
+		t.Fatalf("memory %q", side1.Memory())
+	}
+	side0.Send(context.Background(), []byte("last words"))
+	side0.Close()
+	c0.Close()
+	msg, err := side1.Read(ctxFor(t, time.Second))
+	if err != nil || string(msg) != "last words" {
+		t.Fatalf("first read: %q %v", msg, err)
+	}
+	side1.Release()
+	start := time.Now()
+	if _, err := side1.Read(ctxFor(t, 5*time.Second)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("read after the peer died: %v", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("took %v to notice", el)
+	}
+}
+
+func TestAcceptChannelLeavesOtherBytesAlone(t *testing.T) {
+	c0, c1 := offerPair(t)
+	c0.Write([]byte("GET / HTTP/1.1\r\n"))
+	if _, err := AcceptChannel(ctxFor(t, time.Second), c1); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("want ErrProtocol, got %v", err)
+	}
+	buf := make([]byte, 3)
+	if n, _ := c1.Read(buf); string(buf[:n]) != "GET" {
+		t.Fatalf("the application's bytes were consumed: %q", buf[:n])
+	}
+	_, c3 := offerPair(t)
+	if _, err := AcceptChannel(ctxFor(t, 50*time.Millisecond), c3); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("no offer: want ErrTimeout, got %v", err)
+	}
+}
+
+// A segment whose header points outside the mapping is refused before any pointer is made.
+func TestBadSegmentsAreRefused(t *testing.T) {
+	good := make([]byte, 1<<20)
+	capacity := layoutSegment(good)
+	if _, _, c, err := checkSegment(good); err != nil || c != capacity {
+		t.Fatalf("good segment: %v", err)
+	}
+	cases := map[string]func(m []byte){
+		"magic":            func(m []byte) { m[0] ^= 1 },
+		"capacity not 2^n": func(m []byte) { binary.LittleEndian.PutUint64(m[32:], capacity-8) },
+		"capacity too big": func(m []byte) { binary.LittleEndian.PutUint64(m[32:], capacity*2) },
+		"ring 1 outside":   func(m []byte) { binary.LittleEndian.PutUint64(m[24:], uint64(len(m))) },
+		"rings overlap":    func(m []byte) { binary.LittleEndian.PutUint64(m[24:], 128) },
+		"unaligned ring":   func(m []byte) { binary.LittleEndian.PutUint64(m[16:], 72) },
+	}
+	for name, spoil := range cases {
+		m := append([]byte(nil), good...)
+		spoil(m)
+		if _, _, _, err := checkSegment(m); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// A record whose length runs past the ring is reported, not read out of bounds.
+func TestCorruptRecordIsAProtocolError(t *testing.T) {
+	a, b, err := LocalChannelPair(64 * 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	a.Send(context.Background(), []byte("x"))
+	binary.LittleEndian.PutUint32(a.tx.data[0:], uint32(a.tx.capacity)) // the producer lies about the length
+	if _, err := b.Read(ctxFor(t, time.Second)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("want ErrProtocol, got %v", err)
+	}
+}

@@ -1,0 +1,347 @@
+"""Shared-memory channels (docs/protocol.md, "Channel segment layout"): two single-producer
+single-consumer rings in memory both pods map, written and read in place, with eventfd wake-ups.
+
+Python has no atomics. On x86-64, loads and stores of aligned 8-byte words are single instructions
+and the hardware keeps stores in order (TSO), which is what the layout's acquire/release asks for;
+the one full fence (after a sleep flag is set, before the ring is looked at again) is an
+uncontended lock round trip, a locked instruction in CPython. Other architectures need real
+barriers that the standard library does not offer, so channels refuse to start there."""
+
+import mmap
+import os
+import platform
+import select
+import socket
+import struct
+import threading
+import time
+
+from . import errors, wire
+
+MAGIC = 0x314E4843304C4F43  # "COLOCHN1"
+VERSION = 1
+SEGMENT_HEADER = 64
+RING_HEADER = 192
+MIN_RING_DATA = 4096
+RECORD_HEADER = 8
+RECORD_WRAP = 0xFFFFFFFF
+# Ring control, as indexes into the control block viewed as u64 (and u32 for the sleep flags).
+HEAD, PRODUCED, TAIL, CONSUMED = 0, 1, 8, 9
+CONSUMER_SLEEPING, PRODUCER_SLEEPING = 32, 33
+SPINS = 2000  # looks at the ring before sleeping: some tens of microseconds in CPython
+
+_SUPPORTED = platform.machine() in ("x86_64", "AMD64")
+_fence_lock = threading.Lock()
+
+
+def _fence():
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def _align8(n):
+    return (n + 7) & ~7
+
+
+def layout_segment(mem):
+    """Lays out a zeroed segment (as colo-node does); returns the ring capacity, 0 if too small."""
+    total = len(mem)
+    if total < SEGMENT_HEADER + 2 * (RING_HEADER + MIN_RING_DATA):
+        return 0
+    cap = 1
+    while cap * 2 <= (total - SEGMENT_HEADER - 2 * RING_HEADER) // 2:
+        cap *= 2
+    struct.pack_into("<QIIQQQ", mem, 0, MAGIC, VERSION, 2, SEGMENT_HEADER, SEGMENT_HEADER + RING_HEADER + cap, cap)
+    return cap
+
+
+def check_segment(mem):
+    """(offset 0, offset 1, capacity) of a mapped segment, or ValueError: nothing is trusted
+    beyond the bounds of the mapping."""
+    size = len(mem)
+    if size < SEGMENT_HEADER:
+        raise ValueError("segment has no header")
+    magic, version, rings, off0, off1, cap = struct.unpack_from("<QIIQQQ", mem, 0)
+    if magic != MAGIC or version != VERSION or rings != 2:
+        raise ValueError("no colo segment header (magic, version 1, 2 rings)")
+    if cap < MIN_RING_DATA or cap & (cap - 1) or cap > size:
+        raise ValueError(f"ring capacity {cap} is not a power of two within the segment")
+    for off in (off0, off1):
+        if off % 64 or off < SEGMENT_HEADER or off > size or size - off < RING_HEADER + cap:
+            raise ValueError(f"ring at offset {off} does not fit the {size}-byte segment")
+    if min(off0, off1) + RING_HEADER + cap > max(off0, off1):
+        raise ValueError(f"rings at {off0} and {off1} overlap")
+    return off0, off1, cap
+
+
+class _Ring:
+    def __init__(self, view, off, cap):
+        self.ctl = view[off:off + RING_HEADER].cast("Q")
+        self.flags = view[off:off + RING_HEADER].cast("I")
+        self.data = view[off + RING_HEADER:off + RING_HEADER + cap]
+        self.cap, self.mask = cap, cap - 1
+        self.max_message = cap // 2 - RECORD_HEADER
+
+    def release_views(self):
+        for v in (self.ctl, self.flags, self.data):
+            v.release()
+
+
+class Channel:
+    """One side of a channel. reserve(n) -> writable memoryview, then commit(n); read() ->
+    memoryview of the next message inside the ring (valid until release()), then release().
+    One thread writes and one reads. When the pair closes, a waiting call raises Unavailable
+    (after the messages the peer committed before it went)."""
+
+    def __init__(self, mem_fd, bell0, bell1, pair_fd, side):
+        if not _SUPPORTED:
+            raise errors.Internal("channel", f"the Python client's rings need x86-64 (this is {platform.machine()})")
+        self._mm = None
+        self._bells = [os.dup(bell0), os.dup(bell1)]
+        self._pair = os.dup(pair_fd) if pair_fd is not None else None
+        try:
+            size = os.fstat(mem_fd).st_size
+            self.memory = "hugepages" if _is_hugetlbfs(mem_fd) else "memfd"
+            self._mm = mmap.mmap(mem_fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+            self._view = memoryview(self._mm)
+            try:
+                off0, off1, cap = check_segment(self._view)
+            except ValueError as e:
+                raise errors.ProtocolError("channel", f"channel memory: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        rings = (_Ring(self._view, off0, cap), _Ring(self._view, off1, cap))
+        self._tx, self._rx = rings[side], rings[1 - side]
+        self._my_bell, self._peer_bell = self._bells[side], self._bells[1 - side]
+        self._pending = None  # (start, length) of a reservation
+        self._reading = None  # (start, length) of a message read and not yet released
+        self._expect_seq = 1
+
+    @property
+    def max_message(self):
+        return self._tx.max_message
+
+    # ---- producer ----
+    def _try_reserve(self, n):
+        r = self._tx
+        need = _align8(RECORD_HEADER + n)
+        head, tail = r.ctl[HEAD], r.ctl[TAIL]
+        off = head & r.mask
+        skip = r.cap - off if off + need > r.cap else 0
+        if head + skip + need - tail > r.cap:
+            return None
+        if skip:
+            struct.pack_into("<I", r.data, off, RECORD_WRAP)
+            head += skip
+        return head
+
+    def reserve(self, n, timeout=None):
+        """n writable bytes in the outgoing ring (a memoryview into shared memory)."""
+        if n < 0 or n > self._tx.max_message:
+            raise errors.Invalid("reserve", f"message of {n} bytes; at most {self._tx.max_message}")
+        start = self._wait(lambda: self._try_reserve(n), self._tx, PRODUCER_SLEEPING, timeout, "reserve", "channel full")
+        self._pending = (start, n)
+        off = (start & self._tx.mask) + RECORD_HEADER
+        return self._tx.data[off:off + n]
+
+    def commit(self, n):
+        if self._pending is None or not 0 <= n <= self._pending[1]:
+            raise errors.Invalid("commit", f"commit of {n} bytes without a reservation that large")
+        start, _ = self._pending
+        self._pending = None
+        r = self._tx
+        seq = r.ctl[PRODUCED] + 1
+        struct.pack_into("<II", r.data, start & r.mask, n, seq & 0xFFFFFFFF)
+        r.ctl[PRODUCED] = seq & 0xFFFFFFFFFFFFFFFF
+        r.ctl[HEAD] = (start + _align8(RECORD_HEADER + n)) & 0xFFFFFFFFFFFFFFFF  # x86 stores are ordered
+        _fence()
+        if r.flags[CONSUMER_SLEEPING]:
+            os.eventfd_write(self._peer_bell, 1)
+
+    def send(self, data, timeout=None):
+        """Copies `data` into the ring as one message."""
+        buf = self.reserve(len(data), timeout)
+        buf[:] = data
+        buf.release()
+        self.commit(len(data))
+
+    # ---- consumer ----
+    def _try_read(self):
+        r = self._rx
+        tail, head = r.ctl[TAIL], r.ctl[HEAD]
+        if tail == head:
+            return None
+        off = tail & r.mask
+        length, seq = struct.unpack_from("<II", r.data, off)
+        if length == RECORD_WRAP:
+            tail = (tail + r.cap - off) & 0xFFFFFFFFFFFFFFFF
+            r.ctl[TAIL] = tail
+            if tail == head:
+                return None
+            off = 0
+            length, seq = struct.unpack_from("<II", r.data, 0)
+        if length > r.max_message or off + RECORD_HEADER + length > r.cap or (head - tail) % (1 << 64) < _align8(RECORD_HEADER + length):
+            raise errors.ProtocolError("read", "a record does not fit the ring")
+        if seq != self._expect_seq & 0xFFFFFFFF:
+            raise errors.ProtocolError("read", f"channel sequence broken: expected {self._expect_seq}, got {seq}")
+        return tail, length
+
+    def read(self, timeout=None):
+        """The next message, in place: a memoryview valid until release()."""
+        if self._reading is None:
+            self._reading = self._wait(self._try_read, self._rx, CONSUMER_SLEEPING, timeout, "read", "no message")
+        start, n = self._reading
+        off = (start & self._rx.mask) + RECORD_HEADER
+        return self._rx.data[off:off + n]
+
+    def release(self):
+        if self._reading is None:
+            raise errors.Invalid("release", "nothing read")
+        start, n = self._reading
+        self._reading = None
+        r = self._rx
+        r.ctl[CONSUMED] = (r.ctl[CONSUMED] + 1) & 0xFFFFFFFFFFFFFFFF
+        r.ctl[TAIL] = (start + _align8(RECORD_HEADER + n)) & 0xFFFFFFFFFFFFFFFF
+        self._expect_seq += 1
+        _fence()
+        if r.flags[PRODUCER_SLEEPING]:
+            os.eventfd_write(self._peer_bell, 1)
+
+    # ---- waiting ----
+    def _wait(self, attempt, r, flag, timeout, op, what):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for _ in range(SPINS):
+                got = attempt()
+                if got is not None:
+                    return got
+            r.flags[flag] = 1
+            _fence()
+            got = attempt()
+            if got is not None:
+                r.flags[flag] = 0
+                return got
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                r.flags[flag] = 0
+                raise errors.Timeout(op, what)
+            gone = self._sleep(left)
+            r.flags[flag] = 0
+            if gone:
+                got = attempt()  # what the peer committed before it went is still ours
+                if got is not None:
+                    return got
+                raise errors.Unavailable(op, "the peer went away")
+
+    def _sleep(self, timeout):
+        """Waits on this side's bell; True when the pair hung up."""
+        p = select.poll()
+        p.register(self._my_bell, select.POLLIN)
+        if self._pair is not None:
+            p.register(self._pair, select.POLLRDHUP)
+        events = p.poll(None if timeout is None else max(1, int(timeout * 1000)))
+        gone = False
+        for fd, ev in events:
+            if fd == self._my_bell and ev & select.POLLIN:
+                try:
+                    os.eventfd_read(self._my_bell)
+                except BlockingIOError:
+                    pass
+            elif fd == self._pair and ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                gone = True
+        return gone
+
+    @property
+    def memory_view(self):
+        return self._view
+
+    def close(self):
+        """Unmaps the segment (once no view of it is held) and closes the descriptors."""
+        for fd in self._bells + ([self._pair] if self._pair is not None else []):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._bells, self._pair = [], None
+        if self._mm is not None:
+            for r in (getattr(self, "_tx", None), getattr(self, "_rx", None)):
+                if r is not None:
+                    r.release_views()
+            try:
+                self._view.release()
+                self._mm.close()
+            except (BufferError, AttributeError):
+                pass  # a message view is still held: the mapping goes with it
+            self._mm = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _is_hugetlbfs(fd):
+    # os.fstatvfs has no f_type; a hugetlbfs file's block size is its huge page size (2 MiB up).
+    return os.fstat(fd).st_blksize >= 2 << 20
+
+
+def open_channel(client, conn, nbytes, timeout=5.0):
+    """Asks colo-node for a channel of about `nbytes` (64 KiB to 1 GiB) and hands it to the peer
+    over `conn`, a Unix pair from dial/accept: this side is side 0. Do it before other bytes flow
+    on the pair, and keep the pair open for the channel's life."""
+    if conn.family != socket.AF_UNIX:
+        raise errors.Invalid("channel", "a channel needs a Unix pair (this connection is TCP)")
+    reply, fds = client.call("channel", {"bytes": nbytes}, timeout)
+    try:
+        if len(fds) != 3:
+            raise errors.ProtocolError("channel", f"reply carried {len(fds)} descriptors, not memory and two eventfds")
+        offer = b"C" + struct.pack("<Q", nbytes)
+        conn.settimeout(timeout)
+        try:
+            socket.send_fds(conn, [offer], fds)
+        except OSError as e:
+            raise errors.Unavailable("channel", f"the peer went away before the channel was handed over: {e}") from None
+        finally:
+            conn.settimeout(None)
+        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 0)
+    finally:
+        wire.close_fds(fds)
+
+
+def accept_channel(conn, timeout=5.0):
+    """Takes the channel the peer offers on `conn` (this side is side 1). Only the offer is
+    consumed: other first bytes stay on the pair, and ProtocolError is raised."""
+    ready, _, _ = select.select([conn], [], [], timeout)
+    if not ready:
+        raise errors.Timeout("channel", "no channel offered")
+    first = conn.recv(1, socket.MSG_PEEK)
+    if not first:
+        raise errors.Unavailable("channel", "the peer closed the pair before offering a channel")
+    if first != b"C":
+        raise errors.ProtocolError("channel", "the peer did not offer a channel")
+    msg, fds, flags, _ = socket.recv_fds(conn, 9, wire.MAX_FDS)
+    try:
+        if len(msg) != 9 or len(fds) != 3 or flags & socket.MSG_CTRUNC:
+            raise errors.ProtocolError("channel", "the offer is not 'C' + u64 with memory and two eventfds")
+        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 1)
+    finally:
+        wire.close_fds(fds)
+
+
+def local_pair(nbytes=1 << 20):
+    """The same rings between two parts of one process: (side 0, side 1) in ordinary memory."""
+    if nbytes < 64 * 1024:
+        raise errors.Invalid("channel", "at least 64 KiB")
+    mem = os.memfd_create("colo-channel", os.MFD_CLOEXEC)
+    bells = []
+    try:
+        os.ftruncate(mem, nbytes)
+        with mmap.mmap(mem, nbytes, mmap.MAP_SHARED) as m:
+            if not layout_segment(m):
+                raise errors.Invalid("channel", "too small")
+        bells = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2)]
+        return Channel(mem, bells[0], bells[1], None, 0), Channel(mem, bells[0], bells[1], None, 1)
+    finally:
+        wire.close_fds([mem] + bells)

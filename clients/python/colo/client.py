@@ -1,0 +1,159 @@
+"""Hello, listen, accept and dial over this pod's colo-node endpoint."""
+
+import dataclasses
+import select
+import socket
+import threading
+
+from . import errors, wire
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """A pod as colo-node knows it (from the API or the CNI call, never from the pod itself)."""
+
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    key: str = ""
+    node: str = ""
+    ips: tuple = ()
+    service_account: str = ""
+
+    @classmethod
+    def from_json(cls, j):
+        j = j if isinstance(j, dict) else {}
+        return cls(namespace=str(j.get("namespace", "")), name=str(j.get("name", "")), uid=str(j.get("uid", "")),
+                   key=str(j.get("key", "")), node=str(j.get("node", "")), ips=tuple(j.get("ips") or ()),
+                   service_account=str(j.get("serviceAccount", "")))
+
+    def __str__(self):
+        return f"{self.namespace}/{self.name}"
+
+
+class Conn(socket.socket):
+    """A connected socket colo-node handed over, with how it travels ('unix': a Unix pair between
+    two pods of this node; 'tcp': TCP connected from inside this pod's netns) and, for a Unix pair,
+    the pod at the other end (`peer`) and the colo name (`name`)."""
+
+    transport = ""
+    peer = Identity()
+    name = ""
+    address = ""
+
+    @classmethod
+    def adopt(cls, fd, transport, peer=None, name="", address=""):
+        conn = cls(fileno=fd)
+        conn.transport, conn.peer, conn.name, conn.address = transport, peer or Identity(), name, address
+        return conn
+
+
+DEFAULT_DIAL_TIMEOUT = 2.0
+MAX_DIAL_TIMEOUT = 10.0
+
+
+class Client:
+    """A connection to colo-node for hello, dial and channels; requests on it are served one at a
+    time (it is safe to share between threads)."""
+
+    def __init__(self, timeout=5.0):
+        self._lock = threading.Lock()
+        self._caller = wire.Caller(wire.connect("open", timeout))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        with self._lock:
+            self._caller.close()
+
+    def call(self, op, fields, timeout, target=""):
+        with self._lock:
+            return self._caller.call(op, fields, timeout, target)
+
+    def hello(self, timeout=5.0):
+        """What colo-node says about this pod: {'identity': Identity, 'peer', 'agent', 'hugepages'}."""
+        reply, fds = self.call("hello", {}, timeout)
+        wire.close_fds(fds)
+        reply["identity"] = Identity.from_json(reply.get("identity"))
+        return reply
+
+    def whoami(self, timeout=5.0):
+        return self.hello(timeout)["identity"]
+
+    def dial(self, target, timeout=DEFAULT_DIAL_TIMEOUT):
+        """A Conn to `target`: "namespace/name" or "name" (served on this node: a Unix pair with the
+        listener's identity) or "ip:port" / "[ipv6]:port" (TCP from this pod's netns). `timeout` in
+        seconds bounds the dial (colo-node allows at most 10 s)."""
+        t = min(max(timeout if timeout is not None else DEFAULT_DIAL_TIMEOUT, 0.001), MAX_DIAL_TIMEOUT)
+        reply, fds = self.call("dial", {"target": target, "timeoutMs": max(1, int(t * 1000))}, t + 1.0, target)
+        if len(fds) != 1:
+            wire.close_fds(fds)
+            raise errors.ProtocolError("dial", f"reply carried {len(fds)} descriptors, not 1", target=target)
+        peer = reply.get("peer") if isinstance(reply.get("peer"), dict) else {}
+        transport = str(reply.get("transport", ""))
+        return Conn.adopt(fds[0], transport, Identity.from_json(peer) if transport == "unix" else Identity(),
+                          name=str(reply.get("name", "")), address=str(peer.get("address", "")))
+
+
+class Listener:
+    """A colo name served by this pod, held by the listener's own connection to colo-node and
+    released when it closes. `fileno()` is readable when a connection waits (for selectors)."""
+
+    def __init__(self, name, timeout=5.0):
+        self._caller = wire.Caller(wire.connect("listen", timeout))
+        try:
+            reply, fds = self._caller.call("listen", {"name": name}, timeout, name)
+        except BaseException:
+            self._caller.close()
+            raise
+        wire.close_fds(fds)
+        self.name = str(reply.get("name", name))
+        self._sock = self._caller.sock
+        self._sock.settimeout(None)
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._caller.close()
+
+    def accept(self, timeout=None):
+        """The next incoming Conn (its `peer` is the dialing pod); Timeout after `timeout` seconds."""
+        while True:
+            if timeout is not None:
+                ready, _, _ = select.select([self._sock], [], [], timeout)
+                if not ready:
+                    raise errors.Timeout("accept", "no incoming connection", target=self.name)
+            try:
+                event, fds = wire.recv(self._sock)
+            except EOFError:
+                raise errors.Unreachable("accept", "colo-node went away", target=self.name) from None
+            except ValueError as e:
+                raise errors.ProtocolError("accept", str(e), target=self.name) from None
+            if event.get("event") != "incoming" or len(fds) != 1:
+                wire.close_fds(fds)  # not for us (a newer agent's event), or malformed: skip it
+                continue
+            return Conn.adopt(fds[0], "unix", Identity.from_json(event.get("peer")), name=str(event.get("name", self.name)))
+
+    def __iter__(self):
+        while True:
+            yield self.accept()
+
+
+def listen(name, timeout=5.0):
+    """Registers `name` (1 to 63 of [a-z0-9.-]) in this pod's namespace."""
+    return Listener(name, timeout)
+
+
+def open(timeout=5.0):  # noqa: A001 (colo.open, as colo_open)
+    return Client(timeout)
