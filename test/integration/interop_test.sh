@@ -11,6 +11,7 @@ export BUILD
 bash "$ROOT/scripts/go.sh" build "$BUILD/bin/colo-go-echo" "$ROOT/clients/go/examples/echo"
 bash "$ROOT/scripts/go.sh" build "$BUILD/bin/colo-go-grpc-echo" "$ROOT/clients/go/examples/grpc-echo"
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1
 
 BR=cio$TAG
 BR=${BR:0:15}
