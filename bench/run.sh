@@ -69,3 +69,7 @@ bash "$HERE/ipc.sh" "$BUILD"
 echo
 echo "== Kubernetes: 5000 pods in the cluster, 100 on this node; watch event to applied, and RSS"
 bash "$HERE/kube.sh" "$BUILD"
+
+echo
+echo "== Clients: 64 B round trips from the C++, Go and Python clients (Unix pair, channel)"
+bash "$HERE/clients.sh" "$BUILD"

@@ -15,7 +15,7 @@ shift
 case $cmd in
   test) cd "$BUILD/go/path/src/colo.dev/colo" && go vet . && go test -count=1 "$@" . ;;
   build)
-    out=$1 dir=$2
+    out=$(realpath -m "$1") dir=$(realpath "$2")
     # Rebuild only when a source under the client or DIR is newer than the binary.
     if [[ -x $out && -z $(find "$ROOT/clients/go" "$dir" -name '*.go' -newer "$out" | head -n1) ]]; then exit 0; fi
     mkdir -p "$(dirname "$out")"

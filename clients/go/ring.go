@@ -63,10 +63,11 @@ func (r *ring) payload(pos, n uint64) []byte {
 // commit publishes the record at start with n payload bytes.
 func (r *ring) commit(start, n uint64) {
 	off := start & r.mask
-	seq := atomic.LoadUint64(r.u64(offProduced)) + 1
+	produced := r.u64(offProduced)
+	seq := *produced + 1 // written only here; published by the store of head below
 	binary.LittleEndian.PutUint32(r.data[off:], uint32(n))
 	binary.LittleEndian.PutUint32(r.data[off+4:], uint32(seq))
-	atomic.StoreUint64(r.u64(offProduced), seq)
+	*produced = seq
 	atomic.StoreUint64(r.u64(offHead), start+align8(recordHeader+n))
 }
 
@@ -99,6 +100,6 @@ func (r *ring) peek() (start, n uint64, seq uint32, ok, bad bool) {
 
 // release frees the record at start with n payload bytes.
 func (r *ring) release(start, n uint64) {
-	atomic.StoreUint64(r.u64(offConsumed), atomic.LoadUint64(r.u64(offConsumed))+1)
+	*r.u64(offConsumed)++ // written only here; published by the store of tail below
 	atomic.StoreUint64(r.u64(offTail), start+align8(recordHeader+n))
 }
