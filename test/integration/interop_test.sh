@@ -18,13 +18,23 @@ BR=${BR:0:15}
 make_bridge "$BR"
 CONF=$WORK/io.conflist
 write_conflist "$CONF" colo-io "$BR" 198.18.12.0/24 closed false
-start_agent
-for p in a b d; do make_netns "cio$TAG-$p"; done
+# Two free 2 MiB pages for pod h's channel: raised only when missing, and put back at exit only
+# when nobody else changed the reservation in the meantime (other tests share it).
+HP_BEFORE=$(cat /proc/sys/vm/nr_hugepages) HP_SET=""
+if (($(awk '/HugePages_Free/ {print $2}' /proc/meminfo) < 2)); then
+  HP_SET=$((HP_BEFORE + 2))
+  echo "$HP_SET" >/proc/sys/vm/nr_hugepages
+fi
+hp_restore() { [[ -n $HP_SET && $(cat /proc/sys/vm/nr_hugepages) == "$HP_SET" ]] && echo "$HP_BEFORE" >/proc/sys/vm/nr_hugepages; }
+on_exit hp_restore
+start_agent --hugepages-budget 8Mi
+for p in a b d h; do make_netns "cio$TAG-$p"; done
 ns() { echo "/var/run/netns/cio$TAG-$1"; }
 ON='{"colo.dev/enabled":"true"}'
 chain ADD "$CONF" ctra "$(ns a)" "$ON" >"$WORK/a.json"
 chain ADD "$CONF" ctrb "$(ns b)" "$ON" >"$WORK/b.json"
 POD_NS=other chain ADD "$CONF" ctrd "$(ns d)" "$ON" >/dev/null
+chain ADD "$CONF" ctrh "$(ns h)" '{"colo.dev/enabled":"true","colo.dev/hugepages":"4Mi"}' >/dev/null
 ip_of() { jq -r '.ips[0].address' "$WORK/$1.json" | cut -d/ -f1; }
 
 # The same command line in every language: serve NAME [PORT] | dial TARGET [MESSAGE] [--count N].
@@ -71,6 +81,18 @@ OUT=$(client go b echo-py "$(head -c 30000 /dev/zero | tr '\0' g)" --count 300)
 check "30 KB messages, Go writing and Python reading, across many wraps of the ring" grep -q "(x300)" <<<"$OUT"
 OUT=$(client py b echo-go "$(head -c 30000 /dev/zero | tr '\0' p)" --count 300)
 check "and Python writing, Go reading" grep -q "(x300)" <<<"$OUT"
+
+# --- channels in the dialer's hugepages, mapped by each language on both sides ---
+for c in go py; do
+  for s in cpp go py; do
+    OUT=$(client "$c" h "echo-$s" "huge from $c" --count 100 --channel-bytes 2097152)
+    check "$c client with hugepages -> $s server: the channel is in hugepages" grep -q "then channel (memory hugepages)" <<<"$OUT"
+    check "$c client with hugepages -> $s server: 100 echoes" grep -q "echo ok: huge from $c (x100)" <<<"$OUT"
+  done
+done
+for s in cpp go py; do
+  check "the $s server mapped the same hugepage memory, twice" test "$(grep -c 'channel from default/pod-ctrh (memory hugepages)' "$WORK/server-$s.log")" -eq 2
+done
 
 # --- TCP from the caller's own netns, the same code ---
 for s in "${LANGS[@]}"; do
