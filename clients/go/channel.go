@@ -25,20 +25,21 @@ import (
 //
 // One goroutine writes and one reads at a time (each side of a Channel is single-producer,
 // single-consumer). When the pair closes (the peer died or closed it) a waiting call returns
-// ErrUnavailable instead of hanging; messages the peer committed before are still read first.
+// ErrUnavailable instead of hanging; messages the peer committed before are still read first. A
+// peer that breaks the ring protocol (a position or record that does not fit) is treated as gone:
+// ErrUnavailable, for good, and nothing outside the ring is touched.
 type Channel struct {
-	mem                []byte
-	memory             string
-	myBell, peerBell   int
-	pair               int // a duplicate of the pair's socket, polled for hang-up; -1 within one process
-	tx, rx             ring
-	pendingStart       uint64
-	pendingLen         uint64
-	pending            bool
-	readStart, readLen uint64
-	reading            bool
-	expectSeq          uint32
-	closed             bool
+	mem              []byte
+	memory           string
+	myBell, peerBell int
+	pair             int // a duplicate of the pair's socket, polled for hang-up; -1 within one process
+	tx               producer
+	rx               consumer
+	reserved         uint64 // bytes reserved and not yet committed
+	pending          bool
+	reading          []byte // the message Read handed out, until Release
+	broken           string // why the peer is no longer trusted: every call fails with it
+	closed           bool
 }
 
 // spins is how many times a side looks at the ring before it sleeps on its eventfd: a few
@@ -140,7 +141,7 @@ func watchConn(ctx context.Context, uc *net.UnixConn) func() {
 
 // adopt maps the segment and takes its own copies of the descriptors (the caller closes its own).
 func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error) {
-	ch := &Channel{myBell: -1, peerBell: -1, pair: -1, expectSeq: 1}
+	ch := &Channel{myBell: -1, peerBell: -1, pair: -1}
 	fail := func(sentinel error, format string, args ...any) (*Channel, error) {
 		ch.Close()
 		return nil, newError("channel", "", sentinel, format, args...)
@@ -176,11 +177,10 @@ func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error
 			return fail(ErrInternal, "dup: %v", err)
 		}
 	}
-	if side == 0 {
-		ch.tx, ch.rx = r0, r1
-	} else {
-		ch.tx, ch.rx = r1, r0
+	if side == 1 {
+		r0, r1 = r1, r0
 	}
+	ch.tx, ch.rx = producer{ring: r0}, consumer{ring: r1}
 	return ch, nil
 }
 
@@ -236,8 +236,8 @@ func (ch *Channel) MaxMessage() int { return int(ch.tx.maxMessage()) }
 // Reserve returns n writable bytes in the outgoing ring, waiting for room until the context ends.
 // Write the message there, then Commit. A second Reserve before Commit replaces the first.
 func (ch *Channel) Reserve(ctx context.Context, n int) ([]byte, error) {
-	if ch.closed {
-		return nil, newError("reserve", "", ErrInvalid, "channel closed")
+	if err := ch.usable("reserve"); err != nil {
+		return nil, err
 	}
 	if n < 0 || uint64(n) > ch.tx.maxMessage() {
 		return nil, newError("reserve", "", ErrInvalid, "message of %d bytes; at most %d", n, ch.tx.maxMessage())
@@ -245,14 +245,14 @@ func (ch *Channel) Reserve(ctx context.Context, n int) ([]byte, error) {
 	sleeping := ch.tx.u32(offProducerSleeping)
 	for {
 		for i := 0; i < spins; i++ {
-			if start, ok := ch.tx.reserve(uint64(n)); ok {
-				return ch.reserved(start, n), nil
+			if buf, bad := ch.tx.reserve(uint64(n)); buf != nil || bad != "" {
+				return ch.reserved1(buf, bad, n)
 			}
 		}
 		atomic.StoreUint32(sleeping, 1) // then a full fence (sequentially consistent store)
-		if start, ok := ch.tx.reserve(uint64(n)); ok {
+		if buf, bad := ch.tx.reserve(uint64(n)); buf != nil || bad != "" {
 			atomic.StoreUint32(sleeping, 0)
-			return ch.reserved(start, n), nil
+			return ch.reserved1(buf, bad, n)
 		}
 		err := ch.sleep(ctx)
 		atomic.StoreUint32(sleeping, 0)
@@ -262,18 +262,24 @@ func (ch *Channel) Reserve(ctx context.Context, n int) ([]byte, error) {
 	}
 }
 
-func (ch *Channel) reserved(start uint64, n int) []byte {
-	ch.pendingStart, ch.pendingLen, ch.pending = start, uint64(n), true
-	return ch.tx.payload(start, uint64(n))
+func (ch *Channel) reserved1(buf []byte, bad string, n int) ([]byte, error) {
+	if bad != "" {
+		return nil, ch.peerBroke("reserve", bad)
+	}
+	ch.reserved, ch.pending = uint64(n), true
+	return buf, nil
 }
 
 // Commit publishes the reserved message with its first n bytes (n at most the reservation).
 func (ch *Channel) Commit(n int) error {
-	if !ch.pending || n < 0 || uint64(n) > ch.pendingLen {
+	if err := ch.usable("commit"); err != nil {
+		return err
+	}
+	if !ch.pending || n < 0 || uint64(n) > ch.reserved {
 		return newError("commit", "", ErrInvalid, "commit of %d bytes without a reservation that large", n)
 	}
 	ch.pending = false
-	ch.tx.commit(ch.pendingStart, uint64(n))
+	ch.tx.commit(uint64(n))
 	if atomic.LoadUint32(ch.tx.u32(offConsumerSleeping)) != 0 {
 		ringBell(ch.peerBell)
 	}
@@ -291,64 +297,74 @@ func (ch *Channel) Send(ctx context.Context, p []byte) error {
 }
 
 // Read returns the next message in place, waiting until the context ends. The slice points into
-// the shared ring: it stays valid (and unchanged) until Release, and must not be kept after.
+// the shared ring: it stays valid until Release, and must not be kept after.
 func (ch *Channel) Read(ctx context.Context) ([]byte, error) {
-	if ch.closed {
-		return nil, newError("read", "", ErrInvalid, "channel closed")
+	if err := ch.usable("read"); err != nil {
+		return nil, err
 	}
-	if ch.reading {
-		return ch.rx.payload(ch.readStart, ch.readLen), nil
+	if ch.reading != nil {
+		return ch.reading, nil
 	}
 	sleeping := ch.rx.u32(offConsumerSleeping)
 	for {
 		for i := 0; i < spins; i++ {
-			if msg, ok, err := ch.take(); ok || err != nil {
-				return msg, err
+			if msg, bad := ch.rx.peek(); msg != nil || bad != "" {
+				return ch.took(msg, bad)
 			}
 		}
 		atomic.StoreUint32(sleeping, 1)
-		if msg, ok, err := ch.take(); ok || err != nil {
+		if msg, bad := ch.rx.peek(); msg != nil || bad != "" {
 			atomic.StoreUint32(sleeping, 0)
-			return msg, err
+			return ch.took(msg, bad)
 		}
 		err := ch.sleep(ctx)
 		atomic.StoreUint32(sleeping, 0)
 		if err != nil {
-			if msg, ok, terr := ch.take(); ok || terr != nil { // what the peer sent before it went is still ours
-				return msg, terr
+			if msg, bad := ch.rx.peek(); msg != nil || bad != "" { // what the peer sent before it went is still ours
+				return ch.took(msg, bad)
 			}
 			return nil, ch.waitError("read", err, "no message")
 		}
 	}
 }
 
-func (ch *Channel) take() ([]byte, bool, error) {
-	start, n, seq, ok, bad := ch.rx.peek()
-	if bad {
-		return nil, false, newError("read", "", ErrProtocol, "a record does not fit the ring")
+func (ch *Channel) took(msg []byte, bad string) ([]byte, error) {
+	if bad != "" {
+		return nil, ch.peerBroke("read", bad)
 	}
-	if !ok {
-		return nil, false, nil
-	}
-	if seq != ch.expectSeq {
-		return nil, false, newError("read", "", ErrProtocol, "channel sequence broken: expected %d, got %d", ch.expectSeq, seq)
-	}
-	ch.readStart, ch.readLen, ch.reading = start, n, true
-	return ch.rx.payload(start, n), true, nil
+	ch.reading = msg
+	return msg, nil
 }
 
 // Release frees the message Read returned.
 func (ch *Channel) Release() error {
-	if !ch.reading {
+	if err := ch.usable("release"); err != nil {
+		return err
+	}
+	if ch.reading == nil {
 		return newError("release", "", ErrInvalid, "nothing read")
 	}
-	ch.reading = false
-	ch.rx.release(ch.readStart, ch.readLen)
-	ch.expectSeq++
+	ch.reading = nil
+	ch.rx.release()
 	if atomic.LoadUint32(ch.rx.u32(offProducerSleeping)) != 0 {
 		ringBell(ch.peerBell)
 	}
 	return nil
+}
+
+func (ch *Channel) usable(op string) error {
+	if ch.closed {
+		return newError(op, "", ErrInvalid, "channel closed")
+	}
+	if ch.broken != "" {
+		return newError(op, "", ErrUnavailable, "%s", ch.broken)
+	}
+	return nil
+}
+
+func (ch *Channel) peerBroke(op, what string) error {
+	ch.broken = "the peer went away: it broke the channel protocol (" + what + ")"
+	return newError(op, "", ErrUnavailable, "%s", ch.broken)
 }
 
 // Close unmaps the channel and closes its descriptors (not the pair it was made on).

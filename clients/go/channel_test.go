@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -254,7 +256,30 @@ func TestCorruptRecordIsAProtocolError(t *testing.T) {
 	defer b.Close()
 	a.Send(context.Background(), []byte("x"))
 	binary.LittleEndian.PutUint32(a.tx.data[0:], uint32(a.tx.capacity)) // the producer lies about the length
-	if _, err := b.Read(ctxFor(t, time.Second)); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("want ErrProtocol, got %v", err)
+	_, err = b.Read(ctxFor(t, time.Second))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "broke the channel protocol (a record is longer than the ring allows)") {
+		t.Fatalf("want ErrUnavailable for a broken protocol, got %v", err)
+	}
+	if _, err := b.Read(ctxFor(t, time.Second)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a broken channel stays broken: %v", err)
+	}
+}
+
+// Positions the peer publishes are checked before use: a consumer that claims to have read more
+// than was written, or a producer that claims more than a ring, is refused.
+func TestImpossiblePositionsAreRefused(t *testing.T) {
+	a, b, err := LocalChannelPair(64 * 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	atomic.StoreUint64(b.rx.u64(offTail), 64) // b's side of a's ring: the consumer lies
+	if _, err := a.Reserve(ctxFor(t, time.Second), 8); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("producer accepted an impossible read position: %v", err)
+	}
+	atomic.StoreUint64(a.rx.u64(offHead), b.tx.capacity+8) // a's incoming ring: the producer lies
+	if _, err := a.Read(ctxFor(t, time.Second)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("consumer accepted an impossible write position: %v", err)
 	}
 }

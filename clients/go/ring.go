@@ -9,6 +9,11 @@ import (
 // ring is one single-producer single-consumer ring in shared memory. Positions only grow (mod
 // 2^64); the data offset is position & (capacity-1). sync/atomic is sequentially consistent, which
 // covers the acquire/release the layout asks for and the full fences around the sleep flags.
+//
+// The other side is another pod, trusted for nothing (as libcolo's ring.h): each side keeps its
+// own positions in private memory and only publishes them; every value the peer writes (its
+// position, a record's length and sequence) is read once, checked against the ring, and only then
+// used, so nothing outside the ring is ever read or written whatever the peer puts there.
 type ring struct {
 	ctl      unsafe.Pointer // the 192 control bytes
 	data     []byte         // capacity bytes
@@ -32,74 +37,110 @@ func (r *ring) maxMessage() uint64 { return r.capacity/2 - recordHeader }
 
 func align8(n uint64) uint64 { return (n + 7) &^ 7 }
 
-// reserve finds room for a record of n payload bytes. It returns the record's start position and
-// ok=false when the ring is full for now. A record that would run past the end of the data is
-// preceded by a wrap marker and starts at offset 0.
-func (r *ring) reserve(n uint64) (start uint64, ok bool) {
-	need := align8(recordHeader + n)
-	head := atomic.LoadUint64(r.u64(offHead))
-	tail := atomic.LoadUint64(r.u64(offTail))
-	off := head & r.mask
-	var skip uint64
-	if off+need > r.capacity {
-		skip = r.capacity - off
+// producer is the writing side of a ring.
+type producer struct {
+	ring
+	head     uint64 // bytes committed: ours, never read back
+	produced uint64 // messages committed
+	tail     uint64 // the consumer's last published position, checked
+	start    uint64 // where the reserved record starts
+}
+
+// reserve finds room for n payload bytes (n <= maxMessage) and returns them; nil when the ring is
+// full for now, or when the consumer published an impossible position (bad says what). A record
+// that would run past the end of the data is preceded by a wrap marker and starts at offset 0.
+func (p *producer) reserve(n uint64) (buf []byte, bad string) {
+	t := atomic.LoadUint64(p.u64(offTail))
+	// The consumer's position only moves forward, by whole records, and never past ours.
+	if t&7 != 0 || t-p.tail > p.head-p.tail {
+		return nil, "its read position is outside what was written"
 	}
-	if head+skip+need-tail > r.capacity {
-		return 0, false
+	p.tail = t
+	need := align8(recordHeader + n)
+	off := p.head & p.mask
+	var skip uint64
+	if off+need > p.capacity {
+		skip = p.capacity - off
+	}
+	if p.head+skip+need-p.tail > p.capacity {
+		return nil, ""
 	}
 	if skip != 0 {
-		binary.LittleEndian.PutUint32(r.data[off:], recordWrap)
-		head += skip
+		binary.LittleEndian.PutUint32(p.data[off:], recordWrap)
 	}
-	return head, true
+	p.start = p.head + skip
+	o := (p.start & p.mask) + recordHeader
+	return p.data[o : o+n : o+n], ""
 }
 
-// payload is the writable (or readable) payload of the record starting at pos.
-func (r *ring) payload(pos, n uint64) []byte {
-	off := (pos & r.mask) + recordHeader
-	return r.data[off : off+n : off+n]
+// commit publishes the reserved record with n payload bytes.
+func (p *producer) commit(n uint64) {
+	off := p.start & p.mask
+	p.produced++
+	binary.LittleEndian.PutUint32(p.data[off:], uint32(n))
+	binary.LittleEndian.PutUint32(p.data[off+4:], uint32(p.produced))
+	p.head = p.start + align8(recordHeader+n)
+	*p.u64(offProduced) = p.produced // for onlookers; published by the store of head below
+	atomic.StoreUint64(p.u64(offHead), p.head)
 }
 
-// commit publishes the record at start with n payload bytes.
-func (r *ring) commit(start, n uint64) {
-	off := start & r.mask
-	produced := r.u64(offProduced)
-	seq := *produced + 1 // written only here; published by the store of head below
-	binary.LittleEndian.PutUint32(r.data[off:], uint32(n))
-	binary.LittleEndian.PutUint32(r.data[off+4:], uint32(seq))
-	*produced = seq
-	atomic.StoreUint64(r.u64(offHead), start+align8(recordHeader+n))
+// consumer is the reading side of a ring.
+type consumer struct {
+	ring
+	tail     uint64 // bytes released: ours, never read back
+	consumed uint64 // messages released
+	head     uint64 // the producer's last published position, checked
+	need     uint64 // bytes of the record handed out by peek; 0 when none
 }
 
-// peek returns the next record (its start, length and sequence), ok=false when the ring is empty.
-// A wrap marker is consumed on the way. bad is set when the record does not fit the ring: the
-// producer broke the layout.
-func (r *ring) peek() (start, n uint64, seq uint32, ok, bad bool) {
-	tail := atomic.LoadUint64(r.u64(offTail))
-	head := atomic.LoadUint64(r.u64(offHead))
-	if tail == head {
-		return 0, 0, 0, false, false
+// peek returns the next record's payload in place; nil when the ring is empty for now, or when
+// the producer broke the protocol (bad says what). A wrap marker is consumed on the way.
+func (c *consumer) peek() (msg []byte, bad string) {
+	h := atomic.LoadUint64(c.u64(offHead))
+	// The producer's position only moves forward, by whole records, at most a ring ahead of ours.
+	if h&7 != 0 || h-c.tail > c.capacity || h-c.tail < c.head-c.tail {
+		return nil, "its write position is outside the ring"
 	}
-	off := tail & r.mask
-	length := binary.LittleEndian.Uint32(r.data[off:])
-	if length == recordWrap {
-		tail += r.capacity - off
-		atomic.StoreUint64(r.u64(offTail), tail)
-		if tail == head {
-			return 0, 0, 0, false, false
+	c.head = h
+	if c.tail == c.head {
+		return nil, ""
+	}
+	off := c.tail & c.mask
+	word := binary.LittleEndian.Uint64(c.data[off:])
+	if uint32(word) == recordWrap {
+		skip := c.capacity - off
+		if off == 0 || skip > c.head-c.tail {
+			return nil, "a wrap marker points past what was written"
+		}
+		c.tail += skip
+		atomic.StoreUint64(c.u64(offTail), c.tail)
+		if c.tail == c.head {
+			return nil, "a wrap marker is not followed by a record"
 		}
 		off = 0
-		length = binary.LittleEndian.Uint32(r.data[0:])
+		word = binary.LittleEndian.Uint64(c.data[0:])
 	}
-	n = uint64(length)
-	if n > r.maxMessage() || off+recordHeader+n > r.capacity || head-tail < align8(recordHeader+n) {
-		return 0, 0, 0, false, true
+	length, sequence := uint64(uint32(word)), uint32(word>>32)
+	if length > c.maxMessage() {
+		return nil, "a record is longer than the ring allows"
 	}
-	return tail, n, binary.LittleEndian.Uint32(r.data[off+4:]), true, false
+	n := align8(recordHeader + length)
+	if n > c.head-c.tail || off+n > c.capacity {
+		return nil, "a record runs past what was written"
+	}
+	if sequence != uint32(c.consumed+1) {
+		return nil, "a record is out of sequence"
+	}
+	c.need = n
+	o := off + recordHeader
+	return c.data[o : o+length : o+length], ""
 }
 
-// release frees the record at start with n payload bytes.
-func (r *ring) release(start, n uint64) {
-	*r.u64(offConsumed)++ // written only here; published by the store of tail below
-	atomic.StoreUint64(r.u64(offTail), start+align8(recordHeader+n))
+// release frees the record peek returned.
+func (c *consumer) release() {
+	c.tail += c.need
+	c.need = 0
+	c.consumed++
+	*c.u64(offConsumed) = c.consumed // for onlookers; published by the store of tail below
+	atomic.StoreUint64(c.u64(offTail), c.tail)
 }

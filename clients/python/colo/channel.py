@@ -28,6 +28,9 @@ RECORD_WRAP = 0xFFFFFFFF
 # Ring control, as indexes into the control block viewed as u64 (and u32 for the sleep flags).
 HEAD, PRODUCED, TAIL, CONSUMED = 0, 1, 8, 9
 CONSUMER_SLEEPING, PRODUCER_SLEEPING = 32, 33
+# Indexes into Channel._p, this side's private positions.
+HEAD_OWN, PRODUCED_OWN, TAIL_SEEN, TAIL_OWN, CONSUMED_OWN, HEAD_SEEN = range(6)
+_MOD = 1 << 64
 SPINS = 2000  # looks at the ring before sleeping: some tens of microseconds in CPython
 
 _SUPPORTED = platform.machine() in ("x86_64", "AMD64")
@@ -115,29 +118,48 @@ class Channel:
         self._tx, self._rx = rings[side], rings[1 - side]
         self._my_bell, self._peer_bell = self._bells[side], self._bells[1 - side]
         self._pending = None  # (start, length) of a reservation
-        self._reading = None  # (start, length) of a message read and not yet released
-        self._expect_seq = 1
+        self._reading = None  # (offset, length, record bytes) of a message read and not yet released
+        self._broken = ""
+        # Private positions: [own head, messages produced, consumer's tail seen, own tail,
+        # messages consumed, producer's head seen].
+        self._p = [0, 0, 0, 0, 0, 0]
 
     @property
     def max_message(self):
         return self._tx.max_message
 
+    # The peer is trusted for nothing (as libcolo's ring.h): each side keeps its own positions
+    # here and only publishes them; what the peer publishes is read once and checked before use.
+
+    def _usable(self, op):
+        if self._broken:
+            raise errors.Unavailable(op, self._broken)
+        if self._mm is None:
+            raise errors.Invalid(op, "channel closed")
+
+    def _peer_broke(self, op, what):
+        self._broken = f"the peer went away: it broke the channel protocol ({what})"
+        raise errors.Unavailable(op, self._broken)
+
     # ---- producer ----
     def _try_reserve(self, n):
-        r = self._tx
+        r, p = self._tx, self._p
+        t = r.ctl[TAIL]
+        if t & 7 or (t - p[TAIL_SEEN]) % _MOD > (p[HEAD_OWN] - p[TAIL_SEEN]) % _MOD:
+            self._peer_broke("reserve", "its read position is outside what was written")
+        p[TAIL_SEEN] = t
         need = _align8(RECORD_HEADER + n)
-        head, tail = r.ctl[HEAD], r.ctl[TAIL]
-        off = head & r.mask
+        off = p[HEAD_OWN] & r.mask
         skip = r.cap - off if off + need > r.cap else 0
-        if head + skip + need - tail > r.cap:
+        if (p[HEAD_OWN] + skip + need - t) % _MOD > r.cap:
             return None
         if skip:
             struct.pack_into("<I", r.data, off, RECORD_WRAP)
-            head += skip
-        return head
+        return (p[HEAD_OWN] + skip) % _MOD
 
     def reserve(self, n, timeout=None):
         """n writable bytes in the outgoing ring (a memoryview into shared memory)."""
+        self._usable("reserve")
         if n < 0 or n > self._tx.max_message:
             raise errors.Invalid("reserve", f"message of {n} bytes; at most {self._tx.max_message}")
         start = self._wait(lambda: self._try_reserve(n), self._tx, PRODUCER_SLEEPING, timeout, "reserve", "channel full")
@@ -146,15 +168,17 @@ class Channel:
         return self._tx.data[off:off + n]
 
     def commit(self, n):
+        self._usable("commit")
         if self._pending is None or not 0 <= n <= self._pending[1]:
             raise errors.Invalid("commit", f"commit of {n} bytes without a reservation that large")
         start, _ = self._pending
         self._pending = None
-        r = self._tx
-        seq = r.ctl[PRODUCED] + 1
-        struct.pack_into("<II", r.data, start & r.mask, n, seq & 0xFFFFFFFF)
-        r.ctl[PRODUCED] = seq & 0xFFFFFFFFFFFFFFFF
-        r.ctl[HEAD] = (start + _align8(RECORD_HEADER + n)) & 0xFFFFFFFFFFFFFFFF  # x86 stores are ordered
+        r, p = self._tx, self._p
+        p[PRODUCED_OWN] += 1
+        struct.pack_into("<II", r.data, start & r.mask, n, p[PRODUCED_OWN] & 0xFFFFFFFF)
+        p[HEAD_OWN] = (start + _align8(RECORD_HEADER + n)) % _MOD
+        r.ctl[PRODUCED] = p[PRODUCED_OWN] % _MOD
+        r.ctl[HEAD] = p[HEAD_OWN]  # x86 keeps stores in order: the record is visible first
         _fence()
         if r.flags[CONSUMER_SLEEPING]:
             os.eventfd_write(self._peer_bell, 1)
@@ -168,42 +192,54 @@ class Channel:
 
     # ---- consumer ----
     def _try_read(self):
-        r = self._rx
-        tail, head = r.ctl[TAIL], r.ctl[HEAD]
-        if tail == head:
+        r, p = self._rx, self._p
+        h = r.ctl[HEAD]
+        tail = p[TAIL_OWN]
+        if h & 7 or (h - tail) % _MOD > r.cap or (h - tail) % _MOD < (p[HEAD_SEEN] - tail) % _MOD:
+            self._peer_broke("read", "its write position is outside the ring")
+        p[HEAD_SEEN] = h
+        if tail == h:
             return None
         off = tail & r.mask
         length, seq = struct.unpack_from("<II", r.data, off)
         if length == RECORD_WRAP:
-            tail = (tail + r.cap - off) & 0xFFFFFFFFFFFFFFFF
+            skip = r.cap - off
+            if off == 0 or skip > (h - tail) % _MOD:
+                self._peer_broke("read", "a wrap marker points past what was written")
+            tail = p[TAIL_OWN] = (tail + skip) % _MOD
             r.ctl[TAIL] = tail
-            if tail == head:
-                return None
+            if tail == h:
+                self._peer_broke("read", "a wrap marker is not followed by a record")
             off = 0
             length, seq = struct.unpack_from("<II", r.data, 0)
-        if length > r.max_message or off + RECORD_HEADER + length > r.cap or (head - tail) % (1 << 64) < _align8(RECORD_HEADER + length):
-            raise errors.ProtocolError("read", "a record does not fit the ring")
-        if seq != self._expect_seq & 0xFFFFFFFF:
-            raise errors.ProtocolError("read", f"channel sequence broken: expected {self._expect_seq}, got {seq}")
-        return tail, length
+        if length > r.max_message:
+            self._peer_broke("read", "a record is longer than the ring allows")
+        need = _align8(RECORD_HEADER + length)
+        if need > (h - tail) % _MOD or off + need > r.cap:
+            self._peer_broke("read", "a record runs past what was written")
+        if seq != (p[CONSUMED_OWN] + 1) & 0xFFFFFFFF:
+            self._peer_broke("read", "a record is out of sequence")
+        return off, length, need
 
     def read(self, timeout=None):
         """The next message, in place: a memoryview valid until release()."""
+        self._usable("read")
         if self._reading is None:
             self._reading = self._wait(self._try_read, self._rx, CONSUMER_SLEEPING, timeout, "read", "no message")
-        start, n = self._reading
-        off = (start & self._rx.mask) + RECORD_HEADER
-        return self._rx.data[off:off + n]
+        off, n, _ = self._reading
+        return self._rx.data[off + RECORD_HEADER:off + RECORD_HEADER + n]
 
     def release(self):
+        self._usable("release")
         if self._reading is None:
             raise errors.Invalid("release", "nothing read")
-        start, n = self._reading
+        _, _, need = self._reading
         self._reading = None
-        r = self._rx
-        r.ctl[CONSUMED] = (r.ctl[CONSUMED] + 1) & 0xFFFFFFFFFFFFFFFF
-        r.ctl[TAIL] = (start + _align8(RECORD_HEADER + n)) & 0xFFFFFFFFFFFFFFFF
-        self._expect_seq += 1
+        r, p = self._rx, self._p
+        p[TAIL_OWN] = (p[TAIL_OWN] + need) % _MOD
+        p[CONSUMED_OWN] += 1
+        r.ctl[CONSUMED] = p[CONSUMED_OWN] % _MOD
+        r.ctl[TAIL] = p[TAIL_OWN]
         _fence()
         if r.flags[PRODUCER_SLEEPING]:
             os.eventfd_write(self._peer_bell, 1)

@@ -153,8 +153,21 @@ class Segments(unittest.TestCase):
         a, b = colo.local_pair(64 * 1024)
         a.send(b"x")
         struct.pack_into("<I", a._tx.data, 0, a._tx.cap)  # the producer lies about the length
-        with self.assertRaises(colo.ProtocolError):
+        with self.assertRaisesRegex(colo.Unavailable, r"broke the channel protocol \(a record is longer than the ring allows\)"):
             b.read(timeout=1)
+        with self.assertRaises(colo.Unavailable):  # for good
+            b.read(timeout=1)
+        a.close()
+        b.close()
+
+    def test_impossible_positions_are_refused(self):
+        a, b = colo.local_pair(64 * 1024)
+        b._rx.ctl[channel.TAIL] = 64  # b's side of a's ring: the consumer lies
+        with self.assertRaises(colo.Unavailable):
+            a.reserve(8, timeout=1)
+        a._rx.ctl[channel.HEAD] = b._tx.cap + 8  # a's incoming ring: the producer lies
+        with self.assertRaises(colo.Unavailable):
+            a.read(timeout=1)
         a.close()
         b.close()
 
