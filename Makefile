@@ -1,27 +1,41 @@
 # Porcelain over CMake. Every target installs what it needs first (scripts/install-deps.sh).
 BUILD ?= build
 JOBS ?= $(shell nproc)
-CMAKE_FLAGS ?=
+# The dev and CI build holds colo's code to its warnings (COLO_WERROR); a packager's plain
+# `cmake -DCMAKE_BUILD_TYPE=Release` does not fail on a warning another compiler invents.
+CMAKE_FLAGS ?= -DCOLO_WERROR=ON
+# The sanitizer and cross builds, each in a directory of its own.
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+ARM64_BUILD ?= build-arm64
 
-.PHONY: all deps configure build test unit integration lint fuzz bench demo image manifests clean
+.PHONY: all deps configure build test unit integration lint fuzz bench demo image manifests clean \
+        asan tsan arm64 deps-arm64
 
 all: build
 
 deps:
 	bash scripts/install-deps.sh
 
-$(BUILD)/build.ninja:
+# Re-configured when this file changes, so that a flag added here reaches existing build dirs.
+$(BUILD)/build.ninja: Makefile
 	bash scripts/install-deps.sh
 	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+	touch $@
 
 configure: $(BUILD)/build.ninja
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The README's test command: unit, lint and (as root) integration tests.
+# The README's test command: unit, lint and (as root) integration tests; then the unit tests and
+# the integration tests that drive colo-node hardest under ASan+UBSan and under TSan; then the
+# arm64 cross build (its unit tests run under qemu-user).
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
+	$(MAKE) asan
+	$(MAKE) tsan
+	$(MAKE) arm64
 
 unit: build
 	cd $(BUILD) && ctest -L unit --output-on-failure
@@ -31,6 +45,41 @@ integration: deps build
 
 lint: build
 	cd $(BUILD) && ctest -L lint --output-on-failure
+
+# ASan+UBSan: unit tests and the integration tests listed in test/integration/CMakeLists.txt.
+$(ASAN_BUILD)/build.ninja: Makefile
+	bash scripts/install-deps.sh
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCOLO_SANITIZE=address,undefined
+	touch $@
+
+asan: $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 900
+
+# TSan: the same tests. setarch -R: TSan's fixed memory layout and a kernel with more mmap
+# randomness (vm.mmap_rnd_bits > 28) do not mix; without ASLR they always do.
+$(TSAN_BUILD)/build.ninja: Makefile
+	bash scripts/install-deps.sh
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCOLO_SANITIZE=thread
+	touch $@
+
+tsan: $(TSAN_BUILD)/build.ninja
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && setarch "$$(uname -m)" -R ctest --output-on-failure --timeout 900
+
+# arm64: colo-cni, colo-node, libcolo and the unit tests cross-compiled with Debian's
+# g++-aarch64-linux-gnu; ctest runs the unit tests under qemu-user and checks the binaries' ELF.
+deps-arm64:
+	bash scripts/install-deps.sh --arm64
+
+$(ARM64_BUILD)/build.ninja: Makefile cmake/toolchains/aarch64-linux-gnu.cmake
+	bash scripts/install-deps.sh --arm64
+	cmake -S . -B $(ARM64_BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
+	touch $@
+
+arm64: $(ARM64_BUILD)/build.ninja
+	cmake --build $(ARM64_BUILD) -j $(JOBS)
+	cd $(ARM64_BUILD) && ctest --output-on-failure --timeout 900
 
 # A longer fuzzing session than the 20 s ctest gives it.
 fuzz: build
@@ -53,4 +102,4 @@ demo: deps build
 	bash scripts/demo.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(ARM64_BUILD)

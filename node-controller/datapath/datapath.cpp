@@ -166,6 +166,7 @@ void Datapath::start() {
   for (const auto& [name, result] : selftest_.checks) {
     metrics_.set("colo_datapath_selftest", {{"check", name}}, result == "ok" ? 1 : 0);
   }
+  for (const auto& [what, why] : selftest_.skipped) spdlog::warn("datapath: self-test skipped {}: {}", what, why);
   if (!selftest_.passed() && config_.mode != "on") {
     active_ = false;
     state_ = "off";
@@ -188,8 +189,10 @@ void Datapath::publish() { metrics_.set("colo_datapath_active", {}, active_ ? 1 
 nlohmann::json Datapath::status() const {
   nlohmann::json checks = nlohmann::json::object();
   for (const auto& [k, v] : selftest_.checks) checks[k] = v;
-  return {{"state", state_}, {"reason", reason_}, {"mode", config_.mode}, {"cgroup", cgroup_},
-          {"pinDir", config_.pinDir}, {"selftest", checks}};
+  nlohmann::json out = {{"state", state_}, {"reason", reason_}, {"mode", config_.mode}, {"cgroup", cgroup_},
+                        {"pinDir", config_.pinDir}, {"selftest", checks}};
+  if (!selftest_.skipped.empty()) out["selftestSkipped"] = selftest_.skipped;
+  return out;
 }
 
 DatapathStats Datapath::stats() const {

@@ -2,6 +2,8 @@
 // network namespace, checked for what applications rely on. Kernels have regressed on several.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,12 +19,14 @@ struct SelfTestHooks {
 };
 
 struct SelfTestResult {
-  std::map<std::string, std::string> checks;  // name -> "ok" or why it failed
+  std::map<std::string, std::string> checks;  // name -> "ok" or why it failed; IPv6 ones end in _ipv6
+  std::map<std::string, std::string> skipped;  // what could not be checked here and why (e.g. "ipv6")
   bool passed() const;
   std::string failures() const;  // "fionread: ...; poll: ..."
 };
 
-// Runs every check on a thread in a fresh netns (needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
+// Runs every check, over IPv4 and IPv6, on a thread in a fresh netns whose loopback it sets up
+// through rtnetlink (needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
 SelfTestResult runSelfTest(const SelfTestHooks& hooks);
 
 }  // namespace colo::node

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs one integration test against a sanitizer build (COLO_SANITIZE set by ctest): every colo
+# process the test starts writes its sanitizer reports to files here instead of a log the test
+# deletes, and the test fails when any report was written, whatever the test itself concluded.
+set -uo pipefail
+TEST=$1
+[[ $(id -u) -eq 0 ]] || { echo "SKIP: integration tests need root" >&2; exit 77; }
+REPORTS=$(mktemp -d /tmp/colo-san.XXXXXX)
+trap 'rm -rf "$REPORTS"' EXIT
+# abort_on_error: a report kills the process at once (no test can pass over it); the report itself
+# is in $REPORTS. Leaks are reported when a process exits.
+export ASAN_OPTIONS="log_path=$REPORTS/asan:abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="log_path=$REPORTS/tsan:halt_on_error=1:second_deadlock_stack=1"
+export LSAN_OPTIONS="log_path=$REPORTS/lsan"
+
+bash "$TEST"
+rc=$?
+shopt -s nullglob
+reports=("$REPORTS"/*)
+if ((${#reports[@]})); then
+  echo "FAIL: ${COLO_SANITIZE:-sanitizer} reports from $(basename "$TEST"):" >&2
+  for r in "${reports[@]}"; do
+    echo "--- $(basename "$r")" >&2
+    head -n 60 "$r" >&2
+  done
+  exit 1
+fi
+exit "$rc"
