@@ -43,6 +43,9 @@ Status addAddresses(netlink::RouteSocket& rt, const Family& f) {
   for (const char* ip : {f.client, f.server}) {
     if (auto s = rt.addAddress("lo", std::string(ip) + "/" + std::to_string(f.prefix)); !s) return s;
   }
+  for (const char* ip : {f.client, f.server}) {
+    if (auto s = netlink::RouteSocket::waitReachable(ip, std::chrono::seconds(2)); !s) return s;
+  }
   return {};
 }
 

@@ -8,6 +8,13 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/socket.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "colo/common/unique_fd.h"
 
 namespace colo::node::netlink {
 namespace {
@@ -129,6 +136,47 @@ Status RouteSocket::addAddress(const std::string& ifname, const std::string& cid
   if (nl_addr_get_family(local->get()) == AF_INET6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
   if (int err = rtnl_addr_add(impl_->sock.get(), addr.get(), NLM_F_EXCL); err < 0) return impl_->fail("RTM_NEWADDR " + cidr + " on " + ifname, err);
   return {};
+}
+
+Status RouteSocket::waitReachable(const std::string& ip, std::chrono::milliseconds timeout) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(9);
+    len = sizeof(sockaddr_in);
+  } else if (::inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(9);
+    len = sizeof(sockaddr_in6);
+  } else {
+    return Error::make("invalid_argument", "'" + ip + "' is not an IP address");
+  }
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  int last = 0;
+  while (Clock::now() < deadline) {
+    UniqueFd s(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s) return Error::fromErrno("socket");
+    int err = 0;
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+      return Error::make("invalid_argument", "something listens on " + ip + " port 9");
+    }
+    err = errno;
+    if (err == EINPROGRESS) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      pollfd p{s.get(), POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0))) != 1) break;
+      socklen_t elen = sizeof(err);
+      ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
+    }
+    if (err == ECONNREFUSED) return {};  // the SYN went out and the RST came back
+    last = err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Error::fromErrno(ip + " not reachable within " + std::to_string(timeout.count()) + " ms", last != 0 ? last : ETIMEDOUT);
 }
 
 Expected<std::vector<std::string>> RouteSocket::addresses(const std::string& ifname) {

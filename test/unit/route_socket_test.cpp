@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <thread>
 
@@ -50,7 +51,9 @@ bool tcpToSelf(int af, const char* ip) {
   if (::bind(l.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(l.get(), 1) != 0) return false;
   ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   UniqueFd c(::socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  return ::connect(c.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0;
+  if (::connect(c.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) return true;
+  ADD_FAILURE() << "connect to " << ip << ": " << std::strerror(errno);
+  return false;
 }
 
 TEST(RouteSocket, SetsUpLoopbackWithBothFamilies) {
@@ -63,6 +66,9 @@ TEST(RouteSocket, SetsUpLoopbackWithBothFamilies) {
     if (auto s = rt->setLinkUp("lo"); !s) return void(err = s.error().message);
     for (const char* a : {"198.18.0.1/32", "198.19.0.1/24", "2001:2::1/128"}) {
       if (auto s = rt->addAddress("lo", a); !s) return void(err = s.error().message);
+    }
+    for (const char* ip : {"198.18.0.1", "2001:2::1"}) {
+      if (auto s = RouteSocket::waitReachable(ip, std::chrono::seconds(2)); !s) return void(err = s.error().message);
     }
     auto got = rt->addresses("lo");
     if (!got) return void(err = got.error().message);
@@ -81,7 +87,7 @@ TEST(RouteSocket, SetsUpLoopbackWithBothFamilies) {
 }
 
 TEST(RouteSocket, ErrorsNameTheCallAndKeepTheKernelsErrno) {
-  Status missing, dup, bad, badFamily;
+  Status missing, dup, bad, badFamily, noRoute;
   const bool made = inFreshNetns([&] {
     auto rt = RouteSocket::open();
     if (!rt) return;
@@ -91,6 +97,7 @@ TEST(RouteSocket, ErrorsNameTheCallAndKeepTheKernelsErrno) {
     dup = rt->addAddress("lo", "198.18.0.1/32");
     bad = rt->addAddress("lo", "not-an-address");
     badFamily = rt->addAddress("lo", "aa:bb:cc:dd:ee:ff");
+    noRoute = RouteSocket::waitReachable("2001:2::9", std::chrono::milliseconds(20));
   });
   if (!made) GTEST_SKIP() << "cannot make a network namespace (not root)";
   ASSERT_FALSE(missing.ok());
@@ -103,6 +110,8 @@ TEST(RouteSocket, ErrorsNameTheCallAndKeepTheKernelsErrno) {
   EXPECT_EQ(bad.error().code, "invalid_argument");
   ASSERT_FALSE(badFamily.ok());
   EXPECT_EQ(badFamily.error().code, "invalid_argument");
+  ASSERT_FALSE(noRoute.ok()) << "a namespace with only a loopback has no route to 2001:2::9";
+  EXPECT_EQ(noRoute.error().errnum, ENETUNREACH);
 }
 
 }  // namespace
