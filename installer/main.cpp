@@ -1,131 +1,292 @@
-// colo-cni-installer: runs on every node (init container or sidecar of the DaemonSet).
-//   install   --bin-source F --bin-dir D --conf-dir D [--plugin-config JSON] [--watch [--decision-file F]]
-//   uninstall --bin-dir D --conf-dir D
-// install copies colo-cni into the host's CNI bin dir atomically and chains it into the active
-// network configuration; with --watch it keeps it chained when the primary CNI rewrites its file,
-// and stops editing, saying why, when the primary CNI keeps undoing the edit.
+// colo-cni-installer: runs on every node (init container and sidecar of the DaemonSet).
+// install copies colo-cni into the host's CNI bin dir atomically and chains it into the network
+// configuration runtimes load; with --watch it keeps it there when the primary CNI rewrites its
+// file (backing off when the primary keeps undoing it). uninstall takes colo-cni out of every
+// file it was ever put in, and removes the binary once no configuration names it.
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 
-#include "cni_conf.h"
+#include "binary.h"
+#include "chainer.h"
+#include "colo/common/files.h"
 #include "colo/common/unique_fd.h"
+#include "fight.h"
 
 namespace {
 
 using namespace colo::installer;
+using clock_type = std::chrono::steady_clock;
 volatile sig_atomic_t g_stop = 0;
+
+constexpr const char* kUsage =
+    "usage: colo-cni-installer install --bin-dir D --conf-dir D [--bin-source F] [--conf-file NAME]\n"
+    "                                 [--plugin-config JSON] [--status-file F] [--wait SECONDS]\n"
+    "                                 [--watch [--decision-file F]]\n"
+    "       colo-cni-installer uninstall --bin-dir D --conf-dir D [--status-file F]\n"
+    "  --bin-source F     copy this colo-cni binary into --bin-dir (atomically)\n"
+    "  --conf-file NAME   chain into this file of --conf-dir instead of the one runtimes load\n"
+    "  --plugin-config J  colo-cni's settings as a JSON object (failurePolicy, timeoutMs, ...)\n"
+    "  --status-file F    write whether colo-cni is chained, as JSON, to F (colo-node reports it)\n"
+    "  --wait SECONDS     wait this long for the primary CNI's configuration (default 0: do not wait)\n"
+    "  --watch            keep colo-cni chained until SIGTERM\n"
+    "  --decision-file F  at SIGTERM, wait up to 10 s for colo-node's decision in F: \"uninstall\"\n"
+    "                     takes colo-cni off the node, \"keep\" (or nothing) leaves it chained\n";
 
 void log(const char* level, const std::string& msg) { std::fprintf(stderr, "colo-cni-installer %s: %s\n", level, msg.c_str()); }
 
-int watch(const std::string& confDir, const ojson& extra) {
+int usageError(const std::string& why) {
+  std::fprintf(stderr, "colo-cni-installer: %s\n%s", why.c_str(), kUsage);
+  return 2;
+}
+
+// One verb table: the flags each verb takes, and whether they take a value.
+struct Verb {
+  std::set<std::string> valued;
+  std::set<std::string> switches;
+};
+const std::map<std::string, Verb>& verbs() {
+  static const std::map<std::string, Verb> v = {
+      {"install", {{"bin-dir", "conf-dir", "bin-source", "conf-file", "plugin-config", "status-file", "wait", "decision-file"}, {"watch"}}},
+      {"uninstall", {{"bin-dir", "conf-dir", "status-file"}, {}}},
+  };
+  return v;
+}
+
+struct Args {
+  std::string verb;
+  std::map<std::string, std::string> values;
+  std::set<std::string> switches;
+  std::string get(const std::string& k) const { return values.count(k) ? values.at(k) : ""; }
+};
+
+// Parses argv against the verb table; an error message, or empty with `out` filled.
+std::string parse(int argc, char** argv, Args& out) {
+  if (argc < 2) return "a command is required";
+  out.verb = argv[1];
+  auto v = verbs().find(out.verb);
+  if (v == verbs().end()) return "unknown command '" + out.verb + "'";
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) return "unexpected argument '" + a + "'";
+    std::string name = a.substr(2), value;
+    const auto eq = name.find('=');
+    const bool inlineValue = eq != std::string::npos;
+    if (inlineValue) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (v->second.switches.count(name)) {
+      if (inlineValue) return "--" + name + " takes no value";
+      out.switches.insert(name);
+    } else if (v->second.valued.count(name)) {
+      if (!inlineValue) {
+        if (i + 1 >= argc) return "--" + name + " needs a value";
+        value = argv[++i];
+      }
+      out.values[name] = value;
+    } else {
+      return "unknown flag --" + name + " for " + out.verb;
+    }
+  }
+  if (out.get("bin-dir").empty() || out.get("conf-dir").empty()) return "--bin-dir and --conf-dir are required";
+  if (out.get("conf-file").find('/') != std::string::npos) return "--conf-file is a file name in --conf-dir, not a path";
+  if (!out.get("decision-file").empty() && !out.switches.count("watch")) return "--decision-file needs --watch";
+  return "";
+}
+
+// The chain's state for colo-node (/readyz, a metric, an Event), written only when it changes.
+class StatusFile {
+ public:
+  explicit StatusFile(std::string path) : path_(std::move(path)) {}
+  void write(const ChainResult& r) {
+    if (path_.empty()) return;
+    nlohmann::json j = {{"chained", r.chained}, {"file", r.file}, {"action", r.action}, {"message", r.message}};
+    if (!r.chained && !r.advice.empty() && r.action == "backoff") j["advice"] = r.advice;
+    if (j == last_) return;
+    last_ = j;
+    j["since"] = static_cast<long long>(std::time(nullptr));
+    if (auto s = colo::files::writeAtomic(path_, j.dump() + "\n", 0644); !s) log("warn", "status file: " + s.error().message);
+  }
+
+ private:
+  std::string path_;
+  nlohmann::json last_;
+};
+
+int watch(const ChainOptions& opts, StatusFile& status) {
   colo::UniqueFd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!in || ::inotify_add_watch(in.get(), confDir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE) < 0) {
-    log("error", "cannot watch " + confDir);
+  if (!in || ::inotify_add_watch(in.get(), opts.confDir.c_str(),
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+    log("error", "cannot watch " + opts.confDir + ": " + colo::Error::fromErrno("inotify_add_watch").message);
     return 1;
   }
-  FightDetector fight(3, std::chrono::seconds(60));
-  bool fighting = false;
-  std::string lastError;
+  FightDetector fight(3, std::chrono::seconds(60), std::chrono::seconds(2), std::chrono::minutes(5));
+  clock_type::time_point pausedUntil{};
+  std::string lastNote;
+  auto note = [&](const char* level, const std::string& msg) {
+    if (msg != lastNote) log(level, msg);
+    lastNote = msg;
+  };
   while (!g_stop) {
+    // Every change in the directory, and once a second anyway (a link's target may change elsewhere).
     pollfd p{in.get(), POLLIN, 0};
     if (::poll(&p, 1, 1000) > 0) {
       char buf[4096];
       while (::read(in.get(), buf, sizeof(buf)) > 0) {
       }
     }
-    if (fighting) continue;
-    auto r = chain(confDir, extra);
-    if (!r) {
-      if (r.error().message != lastError) log("warn", r.error().message);
-      lastError = r.error().message;
+    const auto now = clock_type::now();
+    if (now < pausedUntil) {
+      ChainResult r = inspect(opts);
+      if (!r.chained) {
+        r.action = "backoff";
+        r.message = "the primary CNI keeps removing colo-cni from " + r.file + "; next try in " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(pausedUntil - now).count() + 1) + " s";
+      }
+      status.write(r);
       continue;
     }
-    lastError.clear();
-    if (r->action == "present") continue;
-    log("info", "colo-cni chained again into " + r->file + " (" + r->action + ")");
-    if (fight.reAdded(std::chrono::steady_clock::now())) {
-      fighting = true;
-      log("error", "the primary CNI removed colo-cni from " + r->file +
-                       " 3 times within 60 s; no longer editing it. colo-cni is probably not in the chain now. The primary "
-                       "CNI must allow chaining: for Cilium set cni.exclusive=false (and do not let it own the whole conf dir). "
-                       "See docs/install.md.");
+    auto r = chain(opts);
+    if (!r) {
+      note("warn", r.error().message);
+      ChainResult failed;
+      failed.message = r.error().message;
+      status.write(failed);
+      continue;
     }
+    if (r->action == "appended" || r->action == "generated" || r->action == "updated") {
+      log("info", "colo-cni chained into " + r->file + " (" + r->action + ")");
+      lastNote.clear();
+    } else if (!r->message.empty()) {
+      note(r->chained ? "info" : "warn", r->message);
+    }
+    if (r->rechained) {
+      const auto pause = fight.reAdded(now);
+      if (pause.count() > 0) {
+        pausedUntil = now + pause;
+        log("error", "the primary CNI (" + r->primary + ") removed colo-cni from " + r->file +
+                         " 3 times within 60 s; backing off: the next re-add waits " + std::to_string(pause.count() / 1000) +
+                         " s (doubling up to 5 min), and colo keeps trying. " + r->advice);
+      }
+    }
+    status.write(*r);
   }
-  return fighting ? 3 : 0;
+  return 0;
+}
+
+// The init container: wait (bounded) for the primary's configuration, logging every few seconds.
+int installOnce(const ChainOptions& opts, int waitSeconds, StatusFile& status) {
+  const auto deadline = clock_type::now() + std::chrono::seconds(waitSeconds);
+  auto nextLog = clock_type::now();
+  for (;;) {
+    auto r = chain(opts);
+    if (!r) {
+      log("error", r.error().message);
+      return 1;
+    }
+    status.write(*r);
+    if (!r->waiting) {
+      if (r->chained) log("info", "colo-cni is in " + r->file + " (" + r->action + ")" + (r->message.empty() ? "" : ": " + r->message));
+      // Not chained for a reason only the operator can fix: say it, and let the sidecar and
+      // colo-node's readiness carry it (a crash loop would not fix a file).
+      else log("error", r->message);
+      return 0;
+    }
+    if (g_stop || clock_type::now() >= deadline) {
+      log("error", r->message + (waitSeconds > 0 ? " (gave up after " + std::to_string(waitSeconds) + " s)" : ""));
+      return 1;
+    }
+    if (clock_type::now() >= nextLog) {
+      log("info", r->message + " (" +
+                      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(deadline - clock_type::now()).count()) +
+                      " s left)");
+      nextLog = clock_type::now() + std::chrono::seconds(5);
+    }
+    ::usleep(200000);
+  }
+}
+
+int uninstall(const std::string& confDir, const std::string& binDir, StatusFile& status) {
+  int rc = 0;
+  if (auto s = unchain(confDir); !s) {
+    log("error", s.error().message);
+    rc = 1;
+  }
+  ChainResult gone;
+  gone.message = "colo-cni uninstalled";
+  status.write(gone);
+  // libcni fails every ADD of a network whose chain names a missing binary: it stays while any
+  // configuration on the node (colo's or anyone's) names it.
+  if (auto naming = filesNamingColo(confDir); !naming.empty()) {
+    std::string list;
+    for (const auto& f : naming) list += (list.empty() ? "" : ", ") + f;
+    log("warn", "colo-cni binary kept in " + binDir + ": still named by " + list + " (colo did not put it there)");
+    return rc;
+  }
+  if (auto b = removeBinary(binDir); !b) {
+    log("error", b.error().message);
+    return 1;
+  }
+  if (rc == 0) log("info", "colo-cni removed from " + confDir + " and " + binDir);
+  return rc;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: colo-cni-installer install|uninstall --bin-dir D --conf-dir D [--bin-source F] [--plugin-config JSON] [--watch]\n");
-    return 2;
+  if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help")) {
+    std::printf("%s", kUsage);
+    return 0;
   }
-  const std::string cmd = argv[1];
-  std::map<std::string, std::string> o;
-  bool watchMode = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--watch") watchMode = true;
-    else if (i + 1 < argc) o[a] = argv[++i];
-  }
+  Args a;
+  if (auto err = parse(argc, argv, a); !err.empty()) return usageError(err);
   ::signal(SIGTERM, [](int) { g_stop = 1; });
   ::signal(SIGINT, [](int) { g_stop = 1; });
-  const std::string binDir = o["--bin-dir"], confDir = o["--conf-dir"];
-  if (binDir.empty() || confDir.empty()) {
-    log("error", "--bin-dir and --conf-dir are required");
-    return 2;
+  const std::string binDir = a.get("bin-dir"), confDir = a.get("conf-dir");
+  StatusFile status(a.get("status-file"));
+  if (a.verb == "uninstall") return uninstall(confDir, binDir, status);
+
+  ChainOptions opts{confDir, a.get("conf-file"), ojson::object()};
+  if (!a.get("plugin-config").empty()) {
+    opts.extra = ojson::parse(a.get("plugin-config"), nullptr, false);
+    if (opts.extra.is_discarded() || !opts.extra.is_object()) return usageError("--plugin-config is not a JSON object");
   }
-  auto uninstall = [&] {
-    auto s = unchain(confDir);
-    if (!s) log("error", s.error().message);
-    auto b = removeBinary(binDir);
-    if (!b) log("error", b.error().message);
-    if (s && b) log("info", "colo-cni removed from " + confDir + " and " + binDir);
-    return s && b ? 0 : 1;
-  };
-  if (cmd == "uninstall") return uninstall();
-  if (cmd != "install") return 2;
-  const ojson extra = o.count("--plugin-config") ? ojson::parse(o["--plugin-config"], nullptr, false) : ojson::object();
-  if (extra.is_discarded() || !extra.is_object()) {
-    log("error", "--plugin-config is not a JSON object");
-    return 2;
+  int waitSeconds = 0;
+  if (!a.get("wait").empty()) {
+    char* end = nullptr;
+    const long w = std::strtol(a.get("wait").c_str(), &end, 10);
+    if (*end != '\0' || w < 0 || w > 86400) return usageError("--wait must be a number of seconds from 0 to 86400");
+    waitSeconds = static_cast<int>(w);
   }
-  if (!o["--bin-source"].empty()) {
-    if (auto s = installBinary(o["--bin-source"], binDir); !s) {
+  if (!a.get("bin-source").empty()) {
+    if (auto s = installBinary(a.get("bin-source"), binDir); !s) {
       log("error", "installing colo-cni into " + binDir + ": " + s.error().message);
       return 1;
     }
     log("info", "colo-cni installed in " + binDir);
   }
-  auto r = chain(confDir, extra);
-  if (r) log("info", "colo-cni is in " + r->file + " (" + r->action + ")");
-  else log(watchMode ? "warn" : "error", r.error().message);
-  if (!watchMode) return r ? 0 : 1;
-  const int rc = watch(confDir, extra);
-  // Stopped. Whether colo leaves the node is colo-node's call (it asks the API whether its
-  // DaemonSet is gone, or only being updated) and arrives in the decision file; without one in
-  // 10 s, colo stays chained: a rolling update must not take colo out of the chain.
-  if (const std::string decision = o["--decision-file"]; !decision.empty()) {
+  if (!a.switches.count("watch")) return installOnce(opts, waitSeconds, status);
+
+  const int rc = watch(opts, status);
+  // Stopped. Whether colo leaves the node is colo-node's call, and arrives in the decision file;
+  // without one in 10 s colo stays chained: a rolling update must not take colo out of the chain.
+  if (const std::string decision = a.get("decision-file"); !decision.empty()) {
     for (int i = 0; i < 100; ++i) {
-      char buf[32] = {};
-      if (FILE* f = std::fopen(decision.c_str(), "r")) {
-        const std::size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-        std::fclose(f);
-        const std::string what(buf, n);
-        if (what.rfind("uninstall", 0) == 0) {
-          log("info", "colo-node says colo is being uninstalled from this node; removing colo-cni");
-          ::unlink(decision.c_str());
-          return uninstall();
-        }
-        if (what.rfind("keep", 0) == 0) break;
+      auto what = colo::files::read(decision, 64);
+      if (what && what->rfind("uninstall", 0) == 0) {
+        log("info", "colo-node says colo is being uninstalled from this node; removing colo-cni");
+        ::unlink(decision.c_str());
+        return uninstall(confDir, binDir, status);
       }
+      if (what && what->rfind("keep", 0) == 0) break;
       ::usleep(100000);
     }
     log("info", "stopping; colo-cni stays chained");
