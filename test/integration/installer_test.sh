@@ -25,7 +25,7 @@ snapshot() {
   (cd "$1" && find . -mindepth 1 -printf '%P %y %l %m %U:%G\n' | sort && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 do_install() { "$INST" install --bin-source "$COLO_BIN/colo-cni" --bin-dir "$BIN" --conf-dir "$CONF" "$@"; }
-do_uninstall() { "$INST" uninstall --bin-dir "$BIN" --conf-dir "$CONF" "$@"; }
+do_uninstall() { "$INST" uninstall --bin-dir "$BIN" --conf-dir "$CONF"; }
 # active DIR: the file runtimes load (lexically first *.conf, *.conflist, *.json).
 active() { find "$1" -maxdepth 1 \( -name '*.conf' -o -name '*.conflist' -o -name '*.json' \) \( -type f -o -xtype f \) -printf '%f\n' | LC_ALL=C sort | head -n1; }
 chained() { jq -e '[.. | objects | select(.type == "colo-cni")] | length == 1' "$CONF/$(active "$CONF")" >/dev/null 2>&1; }
