@@ -39,7 +39,7 @@ check "no route out of a pod" bash -c "! ip -n cit$TAG-a route get 192.0.2.1 >/d
 
 # --- CHECK ---
 check "CHECK of a held pod succeeds" chain CHECK "$OPEN" ctra "$(ns a)" "$ON"
-check "CHECK with the wrong netns fails (closed policy)" bash -c "! chain CHECK '$CLOSED' ctra '$(ns b)' '$ON' >/dev/null"
+check "CHECK with the wrong netns fails (closed policy)" fails chain CHECK "$CLOSED" ctra "$(ns b)" "$ON"
 
 # --- restart between ADD and DEL ---
 stop_agent
@@ -136,6 +136,31 @@ kill -CONT "$AGENT_PID"
 sleep 0.5
 check "the resumed agent did not apply the requests colo-cni gave up on" test "$(pod_keys)" == "uid-gc1 "
 check "and counted them as late" test "$(metric 'colo_cni_requests_total{verb="add",result="late"}')" == 2
+
+# --- a dual-stack pod: host-local hands out an IPv4 and an IPv6 address (2001:2::/48, no route out) ---
+DUAL=$WORK/dual.conflist
+write_conflist "$DUAL" colo-it6 "$BR" 198.18.21.0/24,2001:2:1::/64 closed false
+for p in v1 v2; do make_netns "cit$TAG-$p"; done
+chain ADD "$DUAL" ctrv1 "$(ns v1)" "$ON" >"$WORK/v1.json"
+chain ADD "$DUAL" ctrv2 "$(ns v2)" "$ON" >"$WORK/v2.json"
+V1_4=$(jq -r '.ips[] | select(.address | test(":") | not) | .address' "$WORK/v1.json")
+V1_6=$(jq -r '.ips[] | select(.address | test(":")) | .address' "$WORK/v1.json")
+V2_6=$(jq -r '.ips[] | select(.address | test(":")) | .address' "$WORK/v2.json")
+check "dual-stack ADD: an IPv4 and an IPv6 address ($V1_4 $V1_6)" bash -c "[[ '$V1_4' == 198.18.21.*/24 && '$V1_6' == 2001:2:1::*/64 ]]"
+pod_ips() { agent_get /debug/pods | jq -r --arg k "$1" '.pods[] | select(.key==$k) | .ips | join(" ")'; }
+check "colo-node holds both addresses of the dual-stack pod" test "$(pod_ips uid-ctrv1)" == "$V1_4 $V1_6"
+check "real IPv6 traffic: pod v1 pings pod v2 over the bridge" \
+  ip netns exec "cit$TAG-v1" ping -6 -c 2 -i 0.2 -W 2 "${V2_6%/*}"
+check "no IPv6 route out of a pod" bash -c "! ip -n cit$TAG-v1 -6 route get 2001:db8::1 >/dev/null 2>&1"
+check "CHECK of the dual-stack pod succeeds" chain CHECK "$DUAL" ctrv1 "$(ns v1)" "$ON"
+check "CHECK with the other pod's netns fails" fails chain CHECK "$DUAL" ctrv1 "$(ns v2)" "$ON"
+stop_agent
+start_agent
+check "restarted colo-node restores both addresses" test "$(pod_ips uid-ctrv1)" == "$V1_4 $V1_6"
+check "and answers CHECK" chain CHECK "$DUAL" ctrv1 "$(ns v1)" "$ON"
+check "DEL of the dual-stack pods" chain DEL "$DUAL" ctrv1 "$(ns v1)" "$ON"
+chain DEL "$DUAL" ctrv2 "$(ns v2)" "$ON" >/dev/null
+check "and colo-node released it" test -z "$(pod_ips uid-ctrv1)"
 
 # --- bad input from a runtime ---
 out=$(cni_direct ADD "$ADD11" CNI_CONTAINERID=x1 CNI_NETNS=/etc/hostname CNI_IFNAME=eth0 || true)

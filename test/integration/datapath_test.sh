@@ -129,6 +129,50 @@ check "a new connection after the restart works" send a b --bytes 67108864
 wait "$SERVER"
 check "and is spliced again" test $(($(counter sockets_inserted_total) - S0)) -eq 2
 
+# --- IPv6: dual-stack pods (host-local with an IPv6 range from 2001:2::/48) are spliced too ---
+DUAL=$WORK/dual.conflist
+write_conflist "$DUAL" colo-dp6 "$BR" 198.18.27.0/24,2001:2:7::/64 closed false
+for p in d e; do make_netns "cdp$TAG-$p"; done
+chain ADD "$DUAL" ctrd "$(ns d)" '{"colo.dev/enabled":"true"}' >"$WORK/d.json"
+chain ADD "$DUAL" ctre "$(ns e)" '{"colo.dev/enabled":"true"}' >"$WORK/e.json"
+ip6_of() { jq -r '.ips[] | select(.address | test(":")) | .address' "$WORK/$1.json" | cut -d/ -f1; }
+# in_pod_map IPV6: the pinned pod map has the key {AF_INET6, address} (raw key bytes: family as a
+# little-endian u32, then the 16 address bytes).
+in_pod_map() {
+  bpftool -j map dump pinned "$PIN/colo_pods" | python3 -c '
+import ipaddress, json, sys
+want = [10, 0, 0, 0] + list(ipaddress.IPv6Address(sys.argv[1]).packed)
+sys.exit(0 if any([int(b, 16) for b in e["key"]] == want for e in json.load(sys.stdin)) else 1)' "$1"
+}
+check "the pod map holds pod d's IPv6 address ($(ip6_of d))" in_pod_map "$(ip6_of d)"
+check "/debug/pods says pods d and e are spliced" \
+  test "$(agent_get /debug/pods | jq -r '[.pods[] | select(.name == "pod-ctrd" or .name == "pod-ctre") | .spliced] | join(" ")')" == "true true"
+# serve6 POD: like serve, on the pod's IPv6 address
+serve6() {
+  local pod=$1
+  shift
+  PORT=$((PORT + 1))
+  ip netns exec "cdp$TAG-$pod" "$TC" serve --bind "[$(ip6_of "$pod")]:$PORT" --timeout-s 60 "$@" >>"$WORK/serve.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 100); do
+    ip netns exec "cdp$TAG-$pod" ss -Hltn "sport = :$PORT" | grep -q . && return 0
+    sleep 0.02
+  done
+  return 1
+}
+V0=$(veth_bytes d) R0=$(counter bytes_redirected_total) S0=$(counter sockets_inserted_total)
+serve6 e --conns 1
+check "256 MiB d -> e over IPv6 with a checksum" ip netns exec "cdp$TAG-d" "$TC" send --to "[$(ip6_of e)]:$PORT" --read poll --bytes 268435456
+wait "$SERVER"
+V1=$(veth_bytes d) R1=$(counter bytes_redirected_total) S1=$(counter sockets_inserted_total)
+echo "IPv6: veth of pod d carried $((V1 - V0)) bytes; colo redirected $((R1 - R0)) bytes; $((S1 - S0)) sockets inserted"
+check "IPv6: both ends of the connection were inserted" test $((S1 - S0)) -eq 2
+check "IPv6: at least 256 MiB redirected" test $((R1 - R0)) -ge 268435456
+check "IPv6: pod d's veth carried under 64 KiB" test $((V1 - V0)) -lt 65536
+chain DEL "$DUAL" ctre "$(ns e)" >/dev/null
+check "after pod e's DEL its IPv6 address left the pod map" fails in_pod_map "$(ip6_of e)"
+chain DEL "$DUAL" ctrd "$(ns d)" >/dev/null
+
 # --- a pod that leaves the node leaves the map ---
 pod_map_size() { bpftool -j map dump pinned "$PIN/colo_pods" | jq length; }
 check "the pod map holds pods a and b" test "$(pod_map_size)" -eq 2

@@ -55,6 +55,8 @@ check() {
   shift
   if "$@"; then pass "$desc"; else fail "$desc"; fi
 }
+# fails command...: succeeds when the command fails (a shell function too, unlike bash -c "! ...").
+fails() { ! "$@" >/dev/null 2>&1; }
 finish() {
   echo "$PASSED passed, $FAILED failed"
   [[ $FAILED -eq 0 ]]
@@ -105,11 +107,17 @@ agent_get() { curl -sf --max-time 2 "http://$AGENT_HTTP$1"; }
 pod_keys() { agent_get /debug/pods | jq -r '.pods[].key' | sort | tr '\n' ' '; }
 metric() { agent_get /metrics | awk -v m="$1" '$1 == m {print $2}' | head -n1; }
 
-# write_conflist FILE NETWORK BRIDGE SUBNET POLICY ENABLE_ALL
+# write_conflist FILE NETWORK BRIDGE SUBNET[,SUBNET6] POLICY ENABLE_ALL
+# Two subnets (198.18.x.0/24,2001:2:x::/64) make a dual-stack network: host-local gets one range
+# set per family and each pod an address of each.
 write_conflist() {
-  sed -e "s#@NETWORK@#$2#; s#@BRIDGE@#$3#; s#@SUBNET@#$4#; s#@IPAM_DIR@#$WORK/ipam#" \
+  sed -e "s#@NETWORK@#$2#; s#@BRIDGE@#$3#; s#@SUBNET@#${4%%,*}#; s#@IPAM_DIR@#$WORK/ipam#" \
       -e "s#@SOCKET@#$WORK/run/cni/cni.sock#; s#@POLICY@#$5#; s#@ENABLE_ALL@#$6#; s#@LOG@#$WORK/colo-cni.log#" \
       "$COLO_FIXTURES/bridge-colo.conflist.in" >"$1"
+  if [[ $4 == *,* ]]; then
+    jq --arg s "$4" '.plugins[0].ipam.ranges = [$s | split(",")[] | [{subnet: .}]]' "$1" >"$1.tmp"
+    mv "$1.tmp" "$1"
+  fi
 }
 
 # chain VERB CONFLIST ID NETNS [ANNOTATIONS_JSON] [extra colo-chain args...]

@@ -1,5 +1,5 @@
 // colo-tcpcheck: checksummed TCP traffic for the datapath tests.
-//   serve --bind IP:PORT [--mode blocking|nonblocking|poll|epoll] [--conns N] [--timeout-s T]
+//   serve --bind IP:PORT (IPv6: [IP]:PORT) [--mode blocking|nonblocking|poll|epoll] [--conns N] [--timeout-s T]
 //       reads each connection to EOF, replies "<bytes> <hash>\n", closes. Exits after N connections.
 //   send --to IP:PORT --bytes N [--conns C] [--parallel P] [--seed S] [--rst] [--read blocking|poll]
 //       each connection sends N pattern bytes, shuts down its write side (half-close), reads the
@@ -41,12 +41,32 @@ void fill(std::vector<unsigned char>& buf, std::uint64_t& state) {
   }
 }
 
-sockaddr_in parseAddr(const std::string& s) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
+// "198.18.0.1:80" or "[2001:2::1]:80".
+struct Addr {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family() const { return ss.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&ss); }
+};
+
+Addr parseAddr(const std::string& s) {
+  Addr a;
   const auto colon = s.rfind(':');
-  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(s.substr(colon + 1))));
-  ::inet_pton(AF_INET, s.substr(0, colon).c_str(), &a.sin_addr);
+  const auto port = htons(static_cast<std::uint16_t>(std::stoi(s.substr(colon + 1))));
+  std::string host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.ss);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = port;
+    ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6->sin6_addr);
+    a.len = sizeof(sockaddr_in6);
+  } else {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&a.ss);
+    v4->sin_family = AF_INET;
+    v4->sin_port = port;
+    ::inet_pton(AF_INET, host.c_str(), &v4->sin_addr);
+    a.len = sizeof(sockaddr_in);
+  }
   return a;
 }
 
@@ -110,11 +130,11 @@ int serve(std::map<std::string, std::string>& o) {
   const int conns = std::stoi(o.count("--conns") ? o["--conns"] : "1");
   const std::string mode = o.count("--mode") ? o["--mode"] : "blocking";
   const int timeout = std::stoi(o.count("--timeout-s") ? o["--timeout-s"] : "60");
-  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const auto a = parseAddr(o["--bind"]);
+  int l = ::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  auto a = parseAddr(o["--bind"]);
-  if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(l, 1024) != 0) {
+  if (::bind(l, a.get(), a.len) != 0 || ::listen(l, 1024) != 0) {
     std::perror("bind/listen");
     return 2;
   }
@@ -162,8 +182,8 @@ int send(std::map<std::string, std::string>& o) {
   const auto to = parseAddr(o["--to"]);
   std::atomic<int> bad{0};
   auto one = [&](int idx) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (::connect(s, reinterpret_cast<const sockaddr*>(&to), sizeof(to)) != 0) {
+    int s = ::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::connect(s, to.get(), to.len) != 0) {
       std::perror("connect");
       bad++;
       ::close(s);
