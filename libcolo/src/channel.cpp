@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -18,7 +19,8 @@
 #include "colo/colo.h"
 #include "colo/common/unique_fd.h"
 #include "colo/common/wire.h"
-#include "ring.h"
+#include "channel.h"
+#include "cpu_relax.h"
 
 struct colo_client;  // defined in client.cpp
 
@@ -27,48 +29,61 @@ int fail(int status, std::string message);
 int clientRoundTrip(colo_client* c, nlohmann::json req, int timeoutMs, wire::Message& out);
 }  // namespace colo::detail
 
-struct colo_channel {
-  colo::UniqueFd mem, myBell, peerBell, pair;
-  void* base = nullptr;
-  std::size_t size = 0;
-  colo::ring::View tx, rx;
-  std::uint64_t pendingHead = 0;
-  std::uint64_t pendingLen = 0, readLen = 0;
-  std::uint32_t expectSeq = 1;
-  std::string memory;
-  ~colo_channel() {
-    if (base) ::munmap(base, size);
-  }
-};
-
 namespace {
 
 using colo::detail::fail;
 constexpr int kSpins = 4000;  // a few microseconds of busy-poll before sleeping
+constexpr std::uint64_t kMinSegment = 64 << 10;
+constexpr std::uint64_t kMaxSegment = (std::uint64_t{1} << 30) + (std::uint64_t{2} << 20);  // 1 GiB, rounded up to a hugepage
 
+// The segment header is read once, into a copy, and checked before anything is derived from it:
+// the peer can rewrite the shared copy at any time.
 int mapChannel(colo_channel* ch, int side) {
   struct stat st{};
   if (::fstat(ch->mem.get(), &st) != 0) return fail(COLO_E_INTERNAL, "fstat(channel memory)");
-  ch->size = static_cast<std::size_t>(st.st_size);
+  if (!S_ISREG(st.st_mode)) return fail(COLO_E_PROTOCOL, "channel memory is not a memory file");
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < kMinSegment || size > kMaxSegment) {
+    return fail(COLO_E_PROTOCOL, "channel memory of " + std::to_string(size) + " bytes is outside 64 KiB to 1 GiB");
+  }
+  ch->size = static_cast<std::size_t>(size);
   ch->base = ::mmap(nullptr, ch->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ch->mem.get(), 0);
   if (ch->base == MAP_FAILED) {
     ch->base = nullptr;
     return fail(COLO_E_INTERNAL, std::string("mmap(channel): ") + std::strerror(errno));
   }
-  auto* h = static_cast<colo_segment_header*>(ch->base);
-  if (h->magic != COLO_CHANNEL_MAGIC || h->version != COLO_CHANNEL_VERSION || h->ring_count != 2) {
+  colo_segment_header h;
+  std::memcpy(&h, ch->base, sizeof(h));
+  if (h.magic != COLO_CHANNEL_MAGIC || h.version != COLO_CHANNEL_VERSION || h.ring_count != 2) {
     return fail(COLO_E_PROTOCOL, "channel memory has no colo segment header");
   }
+  const std::uint64_t cap = h.ring_capacity;
+  const std::uint64_t ringBytes = sizeof(colo_ring_header) + cap;
+  if (cap < 4096 || cap > (std::uint64_t{1} << 31) || (cap & (cap - 1)) != 0) return fail(COLO_E_PROTOCOL, "channel ring capacity is not a power of two in 4 KiB to 2 GiB");
+  for (int i = 0; i < 2; ++i) {
+    const std::uint64_t off = h.ring_offset[i];
+    if (off % COLO_CACHE_LINE != 0 || off < sizeof(colo_segment_header) || off > size || size - off < ringBytes) {
+      return fail(COLO_E_PROTOCOL, "channel ring " + std::to_string(i) + " lies outside the channel memory");
+    }
+  }
+  const auto [lo, hi] = std::minmax(h.ring_offset[0], h.ring_offset[1]);
+  if (hi - lo < ringBytes) return fail(COLO_E_PROTOCOL, "channel rings overlap");
   auto view = [&](int i) {
     colo::ring::View v;
-    v.h = reinterpret_cast<colo_ring_header*>(static_cast<unsigned char*>(ch->base) + h->ring_offset[i]);
+    v.h = reinterpret_cast<colo_ring_header*>(static_cast<unsigned char*>(ch->base) + h.ring_offset[i]);
     v.data = reinterpret_cast<unsigned char*>(v.h + 1);
-    v.capacity = h->ring_capacity;
+    v.capacity = cap;
     return v;
   };
-  ch->tx = view(side);
-  ch->rx = view(1 - side);
+  ch->tx.r = view(side);
+  ch->rx.r = view(1 - side);
   return COLO_OK;
+}
+
+// A peer that breaks the protocol is treated as gone: this call and every later one fail.
+int peerBroke(colo_channel* ch, colo::ring::Violation what) {
+  ch->broken = std::string("the peer went away: it broke the channel protocol (") + what + ")";
+  return fail(COLO_E_UNAVAILABLE, ch->broken);
 }
 
 void ring(int bell) {
@@ -182,23 +197,28 @@ int colo_channel_local_pair(unsigned long long bytes, colo_channel** side0, colo
 }
 
 int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, void** buf) {
-  if (!ch || !buf || len > ch->tx.maxMessage()) return fail(COLO_E_INVALID, "message larger than the channel allows");
+  if (!ch || !buf) return fail(COLO_E_INVALID, "NULL argument");
+  if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
+  if (len > ch->tx.r.maxMessage()) return fail(COLO_E_INVALID, "message larger than the channel allows");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-  auto& sleeping = ch->tx.h->producer_sleeping;
+  auto& sleeping = ch->tx.r.h->producer_sleeping;
+  colo::ring::Violation bad = nullptr;
   for (;;) {
     for (int i = 0; i < kSpins; ++i) {
-      if ((*buf = colo::ring::reserve(ch->tx, len, ch->pendingHead))) {
-        ch->pendingLen = len;
+      if ((*buf = ch->tx.reserve(len, bad))) {
+        ch->reserved = len;
         return COLO_OK;
       }
-      __builtin_ia32_pause();
+      if (bad) return peerBroke(ch, bad);
+      colo::cpuRelax();
     }
     colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
-    if ((*buf = colo::ring::reserve(ch->tx, len, ch->pendingHead))) {
+    if ((*buf = ch->tx.reserve(len, bad))) {
       colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
-      ch->pendingLen = len;
+      ch->reserved = len;
       return COLO_OK;
     }
+    if (bad) return peerBroke(ch, bad);
     const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
     colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
     if (rc == COLO_E_UNAVAILABLE) return fail(rc, "the peer went away");
@@ -207,32 +227,37 @@ int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, vo
 }
 
 int colo_channel_commit(colo_channel* ch, unsigned long len) {
-  if (!ch || len > ch->pendingLen) return fail(COLO_E_INVALID, "commit larger than the reservation");
-  colo::ring::commit(ch->tx, ch->pendingHead, len);
+  if (!ch) return fail(COLO_E_INVALID, "NULL argument");
+  if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
+  if (len > ch->reserved) return fail(COLO_E_INVALID, "commit larger than the reservation");
+  ch->tx.commit(len);
+  ch->reserved = 0;
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (colo::ring::at(ch->tx.h->consumer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  if (colo::ring::at(ch->tx.r.h->consumer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
   return COLO_OK;
 }
 
 int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsigned long* len) {
   if (!ch || !buf || !len) return fail(COLO_E_INVALID, "NULL argument");
+  if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-  auto& sleeping = ch->rx.h->consumer_sleeping;
+  auto& sleeping = ch->rx.r.h->consumer_sleeping;
   std::uint64_t l = 0;
-  std::uint32_t seq = 0;
+  colo::ring::Violation bad = nullptr;
   for (;;) {
     for (int i = 0; i < kSpins; ++i) {
-      if ((*buf = colo::ring::peek(ch->rx, l, seq))) break;
-      __builtin_ia32_pause();
+      if ((*buf = ch->rx.peek(l, bad)) || bad) break;
+      colo::cpuRelax();
     }
-    if (!*buf) {
+    if (!*buf && !bad) {
       colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
-      *buf = colo::ring::peek(ch->rx, l, seq);
-      if (!*buf) {
+      *buf = ch->rx.peek(l, bad);
+      if (!*buf && !bad) {
         const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
         colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
         if (rc == COLO_E_UNAVAILABLE) {
-          if ((*buf = colo::ring::peek(ch->rx, l, seq))) break;  // what it sent before it died is still ours
+          if ((*buf = ch->rx.peek(l, bad))) break;  // what it sent before it died is still ours
+          if (bad) return peerBroke(ch, bad);
           return fail(rc, "the peer went away");
         }
         if (rc != COLO_OK) return fail(rc, "no message");
@@ -242,22 +267,22 @@ int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsign
     }
     break;
   }
-  if (seq != ch->expectSeq) return fail(COLO_E_PROTOCOL, "channel sequence broken: expected " + std::to_string(ch->expectSeq) + ", got " + std::to_string(seq));
-  ch->readLen = l;
+  if (bad) return peerBroke(ch, bad);
   *len = static_cast<unsigned long>(l);
   return COLO_OK;
 }
 
 int colo_channel_release(colo_channel* ch) {
   if (!ch) return fail(COLO_E_INVALID, "NULL argument");
-  colo::ring::release(ch->rx, ch->readLen);
-  ++ch->expectSeq;
+  if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
+  if (ch->rx.need == 0) return fail(COLO_E_INVALID, "nothing read to release");
+  ch->rx.release();
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (colo::ring::at(ch->rx.h->producer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  if (colo::ring::at(ch->rx.r.h->producer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
   return COLO_OK;
 }
 
-unsigned long colo_channel_max_message(const colo_channel* ch) { return ch ? static_cast<unsigned long>(ch->tx.maxMessage()) : 0; }
+unsigned long colo_channel_max_message(const colo_channel* ch) { return ch ? static_cast<unsigned long>(ch->tx.r.maxMessage()) : 0; }
 const char* colo_channel_memory(const colo_channel* ch) { return ch ? ch->memory.c_str() : ""; }
 void colo_channel_close(colo_channel* ch) { delete ch; }
 

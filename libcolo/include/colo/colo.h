@@ -70,7 +70,9 @@ void colo_listener_close(colo_listener* l);   /* releases the name */
  * the kernel. Side 0 asks colo-node for the memory (from its pod's hugepages when it has them,
  * else ordinary memory through memfd) and passes it to side 1 over the pair, so set a channel up
  * right after dial/accept, before other bytes flow on the pair. The pair stays open: when it
- * closes the peer is gone, and calls fail with COLO_E_UNAVAILABLE instead of hanging. */
+ * closes the peer is gone, and calls fail with COLO_E_UNAVAILABLE instead of hanging. A peer that
+ * writes into the shared memory what the protocol forbids (docs/protocol.md) counts as gone too:
+ * COLO_E_UNAVAILABLE from then on, "it broke the channel protocol" in colo_last_error(). */
 typedef struct colo_channel colo_channel;
 int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, colo_channel** out);
 int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out);
