@@ -3,6 +3,11 @@
 //   ping   --to TARGET --via tcp|unix|channel --size S --iters N     -> "p50_us p99_us" (round trip)
 //   stream --to TARGET --via tcp|unix|channel --size S --seconds T   -> "Gbit/s messages/s"
 //   local  ping|stream --size S (--iters N | --seconds T)            the same rings between two threads
+//   floor  --to TARGET --via channel --size S --iters N --rounds R    (or: local floor ...)
+//          the hardware floor and the channel interleaved, round by round (floor, channel, floor, ...),
+//          both pinned to CPUs 0 and 1: one JSON line with per-round p50/p99 and their medians.
+//          The floor is two threads of this process handing one cache line back and forth (a
+//          store, and a spin on the other's store): no transport can beat it on this machine.
 // A connection starts with a control record: 'E' + u32 size (echo), 'A' (echo, every byte copied)
 // or 'S' (sink); on a channel the first message carries it. On a channel, messages are written in
 // place: by default only their first 8 bytes are touched (the transport copies nothing; the
@@ -18,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -214,6 +220,75 @@ double stream(Endpoint& e, std::size_t size, double seconds) {
   return static_cast<double>(bytes) * 8 / secs / 1e9;
 }
 
+// ---- the floor: one cache line between CPU 0 (this thread) and CPU 1 ----
+inline void spinPause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+std::vector<double> floorRound(long iters) {
+  struct alignas(64) Line {
+    std::atomic<std::uint64_t> v{0};
+  };
+  static Line line;
+  line.v.store(0);
+  const long total = iters + 1000;
+  std::thread peer([total] {
+    pin(1);
+    for (long i = 0; i < total; ++i) {
+      const std::uint64_t want = 2 * static_cast<std::uint64_t>(i) + 1;
+      while (line.v.load(std::memory_order_acquire) != want) spinPause();
+      line.v.store(want + 1, std::memory_order_release);
+    }
+  });
+  std::vector<double> rtt;
+  rtt.reserve(static_cast<std::size_t>(iters));
+  for (long i = 0; i < total; ++i) {
+    const std::uint64_t mine = 2 * static_cast<std::uint64_t>(i) + 1;
+    const auto t0 = Clock::now();
+    line.v.store(mine, std::memory_order_release);
+    while (line.v.load(std::memory_order_acquire) != mine + 1) spinPause();
+    if (i >= 1000) rtt.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  peer.join();
+  std::sort(rtt.begin(), rtt.end());
+  return rtt;
+}
+
+double at(const std::vector<double>& sorted, double q) { return sorted.empty() ? 0 : sorted[static_cast<std::size_t>(static_cast<double>(sorted.size() - 1) * q)]; }
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Rounds of floor then channel, so that a compile or a preemption on this shared machine falls on
+// both alike; the ratio is taken round by round, then its median.
+void floorVsChannel(Endpoint& e, std::size_t size, long iters, int rounds) {
+  std::vector<double> f50, f99, c50, c99, r50, r99;
+  for (int r = 0; r < rounds; ++r) {
+    std::fprintf(stderr, "\r  floor vs channel: round %d of %d", r + 1, rounds);
+    const auto f = floorRound(iters);
+    const auto c = pingPong(e, size, iters);
+    if (c.empty()) break;
+    f50.push_back(at(f, 0.5)), f99.push_back(at(f, 0.99)), c50.push_back(at(c, 0.5)), c99.push_back(at(c, 0.99));
+    r50.push_back(c50.back() / f50.back()), r99.push_back(c99.back() / f99.back());
+  }
+  std::fprintf(stderr, "\n");
+  auto list = [](const std::vector<double>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  std::printf("{\"rounds\":%zu,\"iters\":%ld,\"size\":%zu,\"floorP50\":%.4f,\"floorP99\":%.4f,\"channelP50\":%.4f,"
+              "\"channelP99\":%.4f,\"ratioP50\":%.3f,\"ratioP99\":%.3f,\"perRound\":{\"floorP50\":%s,\"floorP99\":%s,"
+              "\"channelP50\":%s,\"channelP99\":%s}}\n",
+              c50.size(), iters, size, median(f50), median(f99), median(c50), median(c99), median(r50), median(r99),
+              list(f50).c_str(), list(f99).c_str(), list(c50).c_str(), list(c99).c_str());
+}
+
 void report(const std::string& what, const std::vector<double>& rtt, double gbps) {
   if (!rtt.empty()) std::printf("%.3f %.3f\n", rtt[rtt.size() / 2], rtt[rtt.size() * 99 / 100]);
   else if (what == "stream") std::printf("%.2f %.0f\n", gbps, g_messagesPerSecond);
@@ -247,8 +322,9 @@ int main(int argc, char** argv) {
     pin(0);
     Endpoint e;
     e.ch = a;
-    sendControl(e, what == "ping" ? (g_copyAll ? 'A' : 'E') : 'S', static_cast<std::uint32_t>(lsize));
-    if (what == "ping") report("ping", pingPong(e, lsize, std::stol(lo.count("--iters") ? lo["--iters"] : "20000")), 0);
+    sendControl(e, what == "stream" ? 'S' : (g_copyAll ? 'A' : 'E'), static_cast<std::uint32_t>(lsize));
+    if (what == "floor") floorVsChannel(e, lsize, std::stol(lo.count("--iters") ? lo["--iters"] : "20000"), std::stoi(lo.count("--rounds") ? lo["--rounds"] : "21"));
+    else if (what == "ping") report("ping", pingPong(e, lsize, std::stol(lo.count("--iters") ? lo["--iters"] : "20000")), 0);
     else report("stream", {}, stream(e, lsize, std::stod(lo.count("--seconds") ? lo["--seconds"] : "2")));
     std::fflush(stdout);
     std::_Exit(0);  // the server thread blocks forever by design
@@ -287,8 +363,11 @@ int main(int argc, char** argv) {
     e.ch = e.channel->get();
   }
   g_copyAll = o.count("--copy") && o["--copy"] == "all";
-  if (!sendControl(e, cmd == "ping" ? (g_copyAll && e.ch ? 'A' : 'E') : 'S', static_cast<std::uint32_t>(size))) return 1;
-  if (cmd == "ping") report("ping", pingPong(e, size, iters), 0);
+  if (!sendControl(e, cmd == "stream" ? 'S' : (g_copyAll && e.ch ? 'A' : 'E'), static_cast<std::uint32_t>(size))) return 1;
+  if (cmd == "floor") {
+    if (!e.ch) return std::fprintf(stderr, "floor: --via channel only\n"), 2;
+    floorVsChannel(e, size, iters, std::stoi(o.count("--rounds") ? o["--rounds"] : "21"));
+  } else if (cmd == "ping") report("ping", pingPong(e, size, iters), 0);
   else report("stream", {}, stream(e, size, seconds));
   return 0;
 }
