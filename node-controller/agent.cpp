@@ -10,6 +10,7 @@
 #include "colo/common/files.h"
 #include "colo/common/netns.h"
 #include "colo/common/quantity.h"
+#include "install/uninstall_mark.h"
 
 namespace colo::node {
 
@@ -45,7 +46,7 @@ Status Agent::start() {
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
   if (auto s = endpoints_->prepare(); !s) return s;
-  datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir}, metrics_);
+  datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir, config_.nodeName}, metrics_);
   datapath_->start();
   hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
   lifecycle_ = std::make_unique<PodLifecycle>(registry_, *hooks_, metrics_);
@@ -76,6 +77,12 @@ Status Agent::start() {
   });
   if (auto s = cniServer_->start(); !s) return s;
   if (auto s = cniServer_->listen(config_.cniSocket, 0600, "cni"); !s) return s;
+  if (!config_.cniChainStatusFile.empty()) {
+    chain_ = std::make_unique<ChainStatus>(config_.cniChainStatusFile, metrics_, [this](bool chained, const std::string& msg) {
+      ownPodEvent(chained ? "Normal" : "Warning", chained ? "ColoChained" : "ColoNotChained", msg);
+    });
+    chain_->start();
+  }
 
   if (!config_.httpAddress.empty()) {
     http_ = std::make_unique<HttpServer>(HttpSources{
@@ -135,6 +142,7 @@ Status Agent::startKubernetes() {
   auto ep = kube::Kubernetes::endpointFrom(config_);
   if (!ep) return Error{ep.error().code, "kubernetes mode: " + ep.error().message, ep.error().errnum};
   kube_ = std::make_unique<kube::Kubernetes>(std::move(*ep), config_, *lifecycle_, metrics_);
+  kube_->setOwnPodHandler([this](const PodMeta& pod) { ownPodSeen(pod); });
   lifecycle_->setEventSink([this](const Pod& p, const std::string& type, const std::string& reason, const std::string& msg) {
     kube_->events().record(p, type, reason, msg);
   });
@@ -152,9 +160,37 @@ CniOptions Agent::cniOptions() {
   return o;
 }
 
+void Agent::ownPodEvent(const std::string& type, const std::string& reason, const std::string& message) {
+  if (!kube_ || config_.podName.empty()) return;
+  Pod self;
+  self.podNamespace = config_.podNamespace;
+  self.name = config_.podName;
+  {
+    std::lock_guard lock(ownMu_);
+    self.uid = !config_.podUid.empty() ? config_.podUid : ownUid_;
+  }
+  kube_->events().record(self, type, reason, message);
+}
+
+void Agent::ownPodSeen(const PodMeta& pod) {
+  {
+    std::lock_guard lock(ownMu_);
+    ownUid_ = pod.uid;
+  }
+  if (annotation(pod.annotations, kUninstallAnnotation) != "true" || uninstallMarked_.exchange(true)) return;
+  spdlog::info("shutdown: pod {}/{} is marked {}=true (helm uninstall's pre-delete hook): colo leaves this node when colo-node stops",
+               pod.podNamespace, pod.name, kUninstallAnnotation);
+  ownPodEvent("Normal", kUninstallAckReason,
+              "colo-node on node " + config_.nodeName + " will take colo off this node (chain entry, binary, datapath, mounts) when it stops");
+}
+
 void Agent::shutdown() {
   bool leaving = false;
-  if (kube_ && !config_.daemonSetName.empty()) {
+  if (uninstallMarked_) {
+    // Decided while the API still answered: Helm may have deleted our RBAC by now.
+    leaving = true;
+    spdlog::info("shutdown: marked for uninstall by the pre-delete hook: removing colo from this node");
+  } else if (kube_ && !config_.daemonSetName.empty()) {
     auto gone = kube_->daemonSetGone(config_.podNamespace, config_.daemonSetName);
     if (!gone) {
       spdlog::warn("shutdown: cannot tell whether DaemonSet {}/{} is gone ({}); keeping colo on this node", config_.podNamespace,
@@ -181,6 +217,7 @@ void Agent::shutdown() {
 }
 
 void Agent::stop() {
+  if (chain_) chain_->stop();
   if (kube_) kube_->stop();
   if (http_) http_->stop();
   if (cniServer_) cniServer_->stop();
@@ -199,7 +236,11 @@ nlohmann::json Agent::readiness() const {
       {"datapath", datapath_ ? datapath_->status() : nlohmann::json("not started")},
   };
   if (kube_) checks["kubernetes"] = kube_->status();
-  return {{"ready", cniUp && socketPresent}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
+  // Ready means pods of this node get colo: the chain counts when an installer reports it.
+  const bool chained = !chain_ || chain_->chained();
+  if (chain_) checks["cniChain"] = chain_->status();
+  if (uninstallMarked_) checks["uninstall"] = "marked: colo leaves this node when colo-node stops";
+  return {{"ready", cniUp && socketPresent && chained}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
 }
 
 nlohmann::json Agent::debugPods() const {

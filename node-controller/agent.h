@@ -2,6 +2,7 @@
 // endpoints, and their lifetimes.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "config.h"
@@ -11,6 +12,7 @@
 #include "http/http_server.h"
 #include "kube/kubernetes.h"
 #include "hugepages/hugepage_manager.h"
+#include "install/chain_status.h"
 #include "metrics.h"
 #include "pods/cni_handler.h"
 #include "pods/registry.h"
@@ -36,6 +38,9 @@ class Agent {
   void reconcileRestored();
   Status startKubernetes();
   CniOptions cniOptions();
+  // An Event on colo-node's own pod (the chain's state, the uninstall acknowledgement).
+  void ownPodEvent(const std::string& type, const std::string& reason, const std::string& message);
+  void ownPodSeen(const PodMeta& pod);
   Config config_;
   Metrics metrics_;
   Registry registry_;
@@ -50,6 +55,10 @@ class Agent {
   std::unique_ptr<CniHandler> cni_;
   std::unique_ptr<SeqpacketServer> cniServer_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<ChainStatus> chain_;
+  std::atomic<bool> uninstallMarked_{false};
+  std::mutex ownMu_;
+  std::string ownUid_;
   std::string hugepagesStatus_ = "ok";
 };
 

@@ -26,6 +26,8 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"kubeconfig", &Config::kubeconfig}, {"serviceAccountDir", &Config::serviceAccountDir},
       {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
       {"daemonSetName", &Config::daemonSetName}, {"podNamespace", &Config::podNamespace},
+      {"podName", &Config::podName}, {"podUid", &Config::podUid}, {"cniChainStatusFile", &Config::cniChainStatusFile},
+      {"hookSelector", &Config::hookSelector}, {"hookTimeoutSeconds", &Config::hookTimeoutSeconds},
   };
   return m;
 }
@@ -90,6 +92,10 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
       out.checkConfig = true;
       continue;
     }
+    if (a == "mark-uninstall" && i == 0) {
+      out.markUninstall = true;
+      continue;
+    }
     if (a == "--help" || a == "-h") {
       out.showHelp = true;
       continue;
@@ -120,11 +126,20 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
   }
   for (const auto& [k, v] : overrides) out.config.*(fields().at(k)) = v;
   if (out.config.nodeName.empty()) out.config.nodeName = hostname();
+  if (auto at = out.config.bpfPinDir.find("{node}"); at != std::string::npos) {
+    std::string node = out.config.nodeName;
+    for (auto& ch : node) {
+      if (ch == '.' || ch == '/') ch = '_';
+    }
+    out.config.bpfPinDir.replace(at, 6, node);
+  }
   return out;
 }
 
 std::string usage() {
   return "usage: colo-node uninstall [--bpf-pin-dir D]     remove everything colo pinned and attached\n"
+         "       colo-node mark-uninstall --pod-namespace NS --hook-selector SEL [--hook-timeout-seconds 60]\n"
+         "                 [--kubeconfig F]   the chart's pre-delete hook: tell every colo-node colo is leaving\n"
          "       colo-node check-config [--config FILE] [flags] parse and validate the configuration, then exit\n"
          "       colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
@@ -132,7 +147,8 @@ std::string usage() {
          "                 [--hugepages-budget 1Gi] [--datapath auto|on|off] [--cgroup-path D]\n"
          "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
          "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--daemon-set-name N]\n"
-         "                 [--pod-namespace NS] [--version]\n";
+         "                 [--pod-namespace NS] [--pod-name N] [--pod-uid U] [--cni-chain-status-file F]\n"
+         "                 [--version]\n";
 }
 
 Status validate(const Config& c) {
@@ -141,7 +157,8 @@ Status validate(const Config& c) {
     return Error::make("invalid_argument", "mode must be standalone or kubernetes, not '" + c.mode + "'");
   }
   for (auto [key, value, lo, hi] : {std::tuple{"watchTimeoutSeconds", &c.watchTimeoutSeconds, 1L, 3600L},
-                                    std::tuple{"listPageSize", &c.listPageSize, 1L, 5000L}}) {
+                                    std::tuple{"listPageSize", &c.listPageSize, 1L, 5000L},
+                                    std::tuple{"hookTimeoutSeconds", &c.hookTimeoutSeconds, 1L, 3600L}}) {
     char* end = nullptr;
     const long v = std::strtol(value->c_str(), &end, 10);
     if (value->empty() || *end != '\0' || v < lo || v > hi) {

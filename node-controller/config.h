@@ -33,6 +33,17 @@ struct Config {
   // deleted means colo is being uninstalled, and colo-node removes everything it put on the node.
   std::string daemonSetName;
   std::string podNamespace;
+  // colo-node's own pod (downward API): Events about the node's chain go there, and the
+  // pre-delete hook's colo.dev/uninstall annotation on it decides the shutdown.
+  std::string podName;
+  std::string podUid;
+  // The installer sidecar's report (colo-cni-installer --status-file): whether colo-cni is in the
+  // node's CNI chain. When set, colo-node is not ready without it. Empty: not checked.
+  std::string cniChainStatusFile;
+  // `colo-node mark-uninstall` (the chart's pre-delete hook): colo's pods, by label selector in
+  // podNamespace, and how long to wait for their acknowledgements.
+  std::string hookSelector;
+  std::string hookTimeoutSeconds = "60";
 };
 
 struct ParsedArgs {
@@ -41,12 +52,14 @@ struct ParsedArgs {
   bool showHelp = false;
   bool uninstall = false;  // `colo-node uninstall`: remove everything colo pinned and attached
   bool checkConfig = false;  // `colo-node check-config`: parse and validate, then exit
+  bool markUninstall = false;  // `colo-node mark-uninstall`: the chart's pre-delete hook
 };
 
 // Loads YAML text over `base`. Unknown keys and wrong types are errors that name the key.
 Expected<Config> applyYaml(const std::string& yamlText, Config base);
 
-// Parses argv: --config FILE is read first, then every other flag overrides it.
+// Parses argv: --config FILE is read first, then every other flag overrides it. "{node}" in
+// bpfPinDir becomes the node name (dots, which bpffs refuses, as underscores).
 Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args);
 
 std::string usage();

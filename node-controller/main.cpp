@@ -6,6 +6,7 @@
 
 #include "agent.h"
 #include "colo/common/log.h"
+#include "install/uninstall_mark.h"
 
 int main(int argc, char** argv) {
   using namespace colo::node;
@@ -34,6 +35,20 @@ int main(int argc, char** argv) {
   if (auto v = validate(config); !v) {
     std::fprintf(stderr, "colo-node: %s\n", v.error().message.c_str());
     return 2;
+  }
+  if (parsed->markUninstall) {
+    if (config.podNamespace.empty() || config.hookSelector.empty()) {
+      std::fprintf(stderr, "colo-node mark-uninstall: --pod-namespace and --hook-selector are required\n%s", usage().c_str());
+      return 2;
+    }
+    (void)colo::log::setup({.format = config.logFormat, .level = config.logLevel, .file = "", .name = "colo-node"});
+    auto ep = colo::node::kube::Kubernetes::endpointFrom(config);
+    if (!ep) {
+      std::fprintf(stderr, "colo-node mark-uninstall: %s\n", ep.error().message.c_str());
+      return 1;
+    }
+    colo::node::kube::ApiClient api(std::move(*ep));
+    return markUninstall(api, {config.podNamespace, config.hookSelector, std::chrono::seconds(std::stoi(config.hookTimeoutSeconds))});
   }
   if (parsed->checkConfig) {
     std::printf("colo-node: configuration valid (mode %s, node %s)\n", config.mode.c_str(), config.nodeName.c_str());

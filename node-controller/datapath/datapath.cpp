@@ -112,9 +112,17 @@ Status Datapath::load() {
     spdlog::info("datapath: mounted bpffs at {}", bpffs);
   }
   if (auto s = files::makeDirs(config_.pinDir, 0700); !s) return s;
+  if (!config_.node.empty() && !pinOwner_) {
+    auto owner = PinOwner::claim(config_.pinDir, config_.node);
+    if (!owner) return owner.error();
+    pinOwner_.emplace(std::move(*owner));
+  }
 
   bpf_ = std::make_unique<ColoBpf>();
   if (auto s = bpf_->openAndLoad(config_.pinDir, true); !s) return s;
+  if (pinOwner_) {
+    if (auto s = pinOwner_->mark(bpf_map__fd((*bpf_)->maps.colo_socks)); !s) return s;
+  }
 
   // sk_msg on the sockhash: re-attaching replaces the previous program, sockets stay in the map.
   const int sockhash = bpf_map__fd((*bpf_)->maps.colo_socks);

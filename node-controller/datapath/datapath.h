@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "colo/common/error.h"
 #include "datapath/bpf_skeleton.h"
+#include "datapath/pin_owner.h"
 #include "datapath/selftest.h"
 #include "metrics.h"
 #include "pods/pod_hooks.h"
@@ -22,6 +24,7 @@ struct DatapathConfig {
   std::string mode = "auto";  // auto: on when probes and self-test pass; on: skip the self-test's veto; off
   std::string cgroupPath;     // empty: detect the cgroup v2 root
   std::string pinDir = "/sys/fs/bpf/colo";
+  std::string node;           // the pin dir's owner (see pin_owner.h); empty: not checked
 };
 
 struct DatapathStats {
@@ -58,6 +61,7 @@ class Datapath final : public PodHooks {
   DatapathConfig config_;
   Metrics& metrics_;
   std::unique_ptr<ColoBpf> bpf_;
+  std::optional<PinOwner> pinOwner_;
   bool active_ = false;
   std::string state_ = "off", reason_ = "not started", cgroup_;
   SelfTestResult selftest_;

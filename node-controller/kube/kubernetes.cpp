@@ -10,7 +10,7 @@ Expected<ApiEndpoint> Kubernetes::endpointFrom(const Config& config) {
 }
 
 Kubernetes::Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle& lifecycle, Metrics& metrics)
-    : lifecycle_(lifecycle), node_(config.nodeName), api_(std::make_unique<ApiClient>(std::move(endpoint))) {
+    : lifecycle_(lifecycle), node_(config.nodeName), ownNamespace_(config.podNamespace), ownName_(config.podName), api_(std::make_unique<ApiClient>(std::move(endpoint))) {
   WatcherSettings ws;
   ws.nodeName = config.nodeName;
   ws.pageSize = std::stoi(config.listPageSize);
@@ -43,11 +43,15 @@ Expected<bool> Kubernetes::daemonSetGone(const std::string& ns, const std::strin
 }
 
 void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) {
+  for (const auto& pod : all) {
+    if (ownPod_ && !ownName_.empty() && pod.name == ownName_ && pod.podNamespace == ownNamespace_) ownPod_(pod);
+  }
   const auto released = lifecycle_.syncAll(all, listStartUnixMs);
   if (released) spdlog::info("kube: {} pods held here are gone from the API; released", released);
 }
 
 std::string Kubernetes::upserted(const PodMeta& pod) {
+  if (ownPod_ && !ownName_.empty() && pod.name == ownName_ && pod.podNamespace == ownNamespace_) ownPod_(pod);
   if (pod.nodeName != node_) return "other_node";  // the field selector's job; never trust it blindly
   return toString(lifecycle_.applyMeta(pod));
 }

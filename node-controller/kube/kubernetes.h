@@ -2,6 +2,7 @@
 // to the pod lifecycle.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,8 @@ class Kubernetes final : public PodWatcherSink {
   // Whether the DaemonSet is gone or being deleted (colo is being uninstalled), as opposed to
   // still there (a rolling update or a node drain).
   Expected<bool> daemonSetGone(const std::string& ns, const std::string& name);
+  // Called (on the watch thread) with colo-node's own pod whenever the watch reports it.
+  void setOwnPodHandler(std::function<void(const PodMeta&)> handler) { ownPod_ = std::move(handler); }
 
   void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) override;
   std::string upserted(const PodMeta& pod) override;
@@ -34,7 +37,8 @@ class Kubernetes final : public PodWatcherSink {
 
  private:
   PodLifecycle& lifecycle_;
-  std::string node_;
+  std::string node_, ownNamespace_, ownName_;
+  std::function<void(const PodMeta&)> ownPod_;
   std::unique_ptr<ApiClient> api_;
   std::unique_ptr<PodWatcher> watcher_;
   std::unique_ptr<EventRecorder> events_;

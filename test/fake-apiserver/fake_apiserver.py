@@ -10,7 +10,9 @@ the way kube-apiserver speaks them on the wire.
   resourceVersion, BOOKMARK events with allowWatchBookmarks, timeoutSeconds, 410 Expired for a
   compacted resourceVersion as an ERROR event (or, if asked, as the HTTP status). Events are
   written in randomly cut chunks, so clients meet events split across chunks.
-- GET /api/v1/namespaces/NS/pods/NAME, POST /api/v1/namespaces/NS/events.
+- GET /api/v1/namespaces/NS/pods/NAME, PATCH it (application/merge-patch+json, metadata.labels and
+  metadata.annotations: what a pre-delete hook does), POST /api/v1/namespaces/NS/events, GET events
+  (fieldSelector reason=, involvedObject.name=, involvedObject.uid=).
 - Discovery (/api, /api/v1, /apis, /version) and Table output, so kubectl can talk to it.
 - /fake/... (no auth): create, annotate and delete pods, compact history, rotate tokens, inject
   faults (slow responses, dropped or silent watches, 410s, the whole API down), read stats.
@@ -18,7 +20,10 @@ the way kube-apiserver speaks them on the wire.
   connection; an ERROR 410 event); {"silent": true} makes every watch, open or new, say nothing
   until cleared; {"watch410Http": N} answers the next N too-old watches with HTTP 410 instead of
   an ERROR event; {"expireContinue": true} expires the next continue token; {"slowMs": N} delays
-  every API request; {"down": true} drops every API connection unanswered.
+  every API request; {"down": true} drops every API connection unanswered; {"forbidden": true}
+  answers every API request 403 (the caller's RBAC deleted). DELETE /fake/daemonsets/NS/NAME?rbac=1
+  deletes the DaemonSet and, in the same instant, its RBAC (every later request 403), as
+  `helm uninstall` does.
 """
 import argparse
 import base64
@@ -108,17 +113,18 @@ class Store:
                 self.save()
             return pod
 
-    def annotate(self, ns, name, changes):
+    def annotate(self, ns, name, changes, labels=None):
         with self.lock:
             pod = self.pods.get((ns, name))
             if pod is None:
                 return None
-            ann = pod["metadata"].setdefault("annotations", {})
-            for k, v in changes.items():
-                if v is None:
-                    ann.pop(k, None)
-                else:
-                    ann[k] = v
+            for field, delta in (("annotations", changes), ("labels", labels or {})):
+                cur = pod["metadata"].setdefault(field, {})
+                for k, v in delta.items():
+                    if v is None:
+                        cur.pop(k, None)
+                    else:
+                        cur[k] = v
             self._bump("MODIFIED", pod)
             self.save()
             return pod
@@ -235,7 +241,14 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if slow:
             time.sleep(slow / 1000.0)
-        return self.authorized()
+        if not self.authorized():
+            return False
+        with store.lock:
+            forbidden = store.faults.get("forbidden")
+        if forbidden:
+            self.send_json(403, status_obj(403, "Forbidden", 'User "system:serviceaccount:kube-system:colo" cannot perform this action: RBAC: role not found'))
+            return False
+        return True
 
     # ---- verbs ----
     def do_GET(self):
@@ -283,8 +296,18 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, ds)
         m = re.fullmatch(r"/api/v1(?:/namespaces/([^/]+))?/events", path)
         if m:
+            terms = []
+            for term in [t for t in q.get("fieldSelector", "").split(",") if t]:
+                k, _, v = term.partition("=")
+                if k not in ("reason", "involvedObject.name", "involvedObject.uid", "type"):
+                    return self.send_json(400, status_obj(400, "BadRequest", '"%s" is not a known field selector' % k))
+                terms.append((k, v.lstrip("=")))
+
+            def ev_field(e, k):
+                return e.get("involvedObject", {}).get(k.split(".", 1)[1], "") if k.startswith("involvedObject.") else e.get(k, "")
             with self.server.store.lock:
-                items = [e for e in self.server.store.events if not m.group(1) or e["metadata"]["namespace"] == m.group(1)]
+                items = [e for e in self.server.store.events if (not m.group(1) or e["metadata"]["namespace"] == m.group(1))
+                         and all(ev_field(e, k) == v for k, v in terms)]
             return self.send_json(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.server.store.rv)}, "items": items})
         self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
 
@@ -315,11 +338,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(201, ev)
 
     def do_DELETE(self):
-        path = urlparse(self.path).path
+        u = urlparse(self.path)
+        path = u.path
         m = re.fullmatch(r"/fake/daemonsets/([^/]+)/([^/]+)", path)
         if m:
             with self.server.store.lock:
                 ds = self.server.store.daemonsets.pop((m.group(1), m.group(2)), None)
+                if parse_bool(parse_qs(u.query).get("rbac", [""])[-1]):
+                    self.server.store.faults["forbidden"] = True
             return self.send_json(200 if ds else 404, ds or status_obj(404, "NotFound", "no such daemonset"))
         m = re.fullmatch(r"/fake/pods/([^/]+)/([^/]+)", path)
         if not m:
@@ -329,6 +355,23 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self):
         path = urlparse(self.path).path
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", path)
+        if m:
+            if not self.api_gate():
+                return
+            if self.headers.get("Content-Type", "").split(";")[0] != "application/merge-patch+json":
+                return self.send_json(415, status_obj(415, "UnsupportedMediaType", "the body of the request was in an unknown format"))
+            try:
+                body = self.read_body()
+            except ValueError:
+                return self.send_json(400, status_obj(400, "BadRequest", "the body is not JSON"))
+            md = (body or {}).get("metadata", {}) if isinstance(body, dict) else {}
+            if not isinstance(body, dict) or set(body) - {"metadata"} or set(md) - {"annotations", "labels"}:
+                return self.send_json(422, status_obj(422, "Invalid", "the fake patches only metadata.annotations and metadata.labels"))
+            pod = self.server.store.annotate(m.group(1), m.group(2), md.get("annotations") or {}, md.get("labels") or {})
+            if pod is None:
+                return self.send_json(404, status_obj(404, "NotFound", 'pods "%s" not found' % m.group(2)))
+            return self.send_json(200, pod)
         m = re.fullmatch(r"/fake/pods/([^/]+)/([^/]+)/annotations", path)
         if not m:
             return self.send_json(405, status_obj(405, "MethodNotAllowed", "only /fake/pods/NS/NAME/annotations is patchable"))

@@ -179,6 +179,24 @@ check "the pod map holds pods a and b" test "$(pod_map_size)" -eq 2
 chain DEL "$CONF" ctrb "$(ns b)" >/dev/null
 check "after pod b's DEL only pod a is left in the pod map" test "$(pod_map_size)" -eq 1
 
+# --- one colo-node per pin dir (kind nodes share the host's bpffs) ---
+# other_agent: a second node's colo-node on the same pin dir; prints its datapath status.
+other_agent() {
+  "$COLO_BIN/colo-node" --run-dir "$WORK/other/run" --cni-socket "$WORK/other/run/cni.sock" --state-dir "$WORK/other/state" \
+    --http-address 127.0.0.1:0 --node-name "other-$TAG.example" --datapath on "${DP[@]}" >"$WORK/other.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do grep -q "ready on node" "$WORK/other.log" && break; sleep 0.05; done
+  curl -sf "http://$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/other.log" | awk '{print $NF}')/readyz" | jq -r .checks.datapath.reason
+  kill -TERM "$pid"
+  wait "$pid" || true
+}
+REASON=$(other_agent)
+check "a second colo-node on a pin dir in use is refused, saying why ($REASON)" grep -q "held by another colo-node" <<<"$REASON"
+check "... and leaves the first one's link pinned" test -e "$PIN/sockops_link"
+stop_agent
+REASON=$(other_agent)
+check "another node's pins are refused too when their colo-node is stopped ($REASON)" grep -q "holds the datapath of node it-$TAG" <<<"$REASON"
+
 # --- uninstall ---
 stop_agent
 chain DEL "$CONF" ctra "$(ns a)" >/dev/null

@@ -69,5 +69,28 @@ TEST(NodeConfig, ErrorsNameTheProblem) {
   EXPECT_FALSE(validate(c).ok());
 }
 
+TEST(NodeConfig, PinDirPerNodeWithoutDots) {
+  // bpffs refuses '.' in names; EKS-style node names have them.
+  auto p = parseArgs({"--node-name", "ip-10-0-0-1.ec2.internal", "--bpf-pin-dir", "/sys/fs/bpf/colo-{node}"});
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->config.bpfPinDir, "/sys/fs/bpf/colo-ip-10-0-0-1_ec2_internal");
+  EXPECT_TRUE(validate(p->config).ok());
+}
+
+TEST(NodeConfig, MarkUninstallSubcommandAndChainStatus) {
+  auto p = parseArgs({"mark-uninstall", "--pod-namespace", "kube-system", "--hook-selector", "app.kubernetes.io/instance=colo",
+                      "--hook-timeout-seconds", "30"});
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_TRUE(p->markUninstall);
+  EXPECT_EQ(p->config.hookSelector, "app.kubernetes.io/instance=colo");
+  EXPECT_TRUE(validate(p->config).ok());
+  p->config.hookTimeoutSeconds = "0";
+  EXPECT_FALSE(validate(p->config).ok());
+  auto y = applyYaml("cniChainStatusFile: /run/colo/cni-chain.json\npodName: colo-x\npodUid: u-1\n", Config{});
+  ASSERT_TRUE(y.ok()) << y.error().message;
+  EXPECT_EQ(y->cniChainStatusFile, "/run/colo/cni-chain.json");
+  EXPECT_EQ(y->podName, "colo-x");
+}
+
 }  // namespace
 }  // namespace colo::node
