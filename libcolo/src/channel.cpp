@@ -32,7 +32,13 @@ int clientRoundTrip(colo_client* c, nlohmann::json req, int timeoutMs, wire::Mes
 namespace {
 
 using colo::detail::fail;
-constexpr int kSpins = 4000;  // a few microseconds of busy-poll before sleeping
+// Spin, then park. A hand-off between CPUs takes about 0.1 us, so a waiting side first looks back
+// to back (kTightLooks, a few microseconds; no pause: in a VM a pause loop can exit to the
+// hypervisor, ~0.2 us each here), then with a cpu-relax between looks until kSpinFor has passed
+// since the wait began, and only then sleeps on its eventfd. The clock is read only once the
+// tight phase is over, never on the fast path.
+constexpr int kTightLooks = 4000;
+constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr std::uint64_t kMinSegment = 64 << 10;
 constexpr std::uint64_t kMaxSegment = (std::uint64_t{1} << 30) + (std::uint64_t{2} << 20);  // 1 GiB, rounded up to a hugepage
 
@@ -77,6 +83,7 @@ int mapChannel(colo_channel* ch, int side) {
   };
   ch->tx.r = view(side);
   ch->rx.r = view(1 - side);
+  ch->tx.announceMarks();  // before our first record: the peer may then wait on record headers
   return COLO_OK;
 }
 
@@ -109,6 +116,41 @@ int remainingMs(std::chrono::steady_clock::time_point deadline, int timeoutMs) {
   if (timeoutMs < 0) return -1;
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   return left > 0 ? static_cast<int>(left) : 0;
+}
+
+enum class Look { ready, empty, broken };
+
+// Waits until look() finds something (or the peer breaks the protocol), the peer hangs up, or
+// the deadline passes. `flag` is this side's sleeping flag: set (with a full fence) before the
+// last look and the sleep, so that the other side, which stores its position, fences and then
+// reads the flag, either is seen by that last look or sees the flag and rings.
+template <class F>
+int waitFor(colo_channel* ch, int timeoutMs, std::uint32_t& flag, F look, Look& l) {
+  for (int i = 0; i < kTightLooks && timeoutMs != 0; ++i) {
+    if ((l = look()) != Look::empty) return COLO_OK;
+  }
+  using Clock = std::chrono::steady_clock;
+  const auto begin = Clock::now();
+  const auto deadline = begin + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
+  const auto spinEnd = timeoutMs < 0 ? begin + kSpinFor : std::min(begin + kSpinFor, deadline);
+  while (Clock::now() < spinEnd) {
+    for (int i = 0; i < 64; ++i) {
+      colo::cpuRelax();
+      if ((l = look()) != Look::empty) return COLO_OK;
+    }
+  }
+  for (;;) {
+    colo::ring::at(flag).store(1, std::memory_order_seq_cst);
+    l = look();
+    if (l != Look::empty) {
+      colo::ring::at(flag).store(0, std::memory_order_relaxed);
+      return COLO_OK;
+    }
+    const int rc = sleepOnBell(ch, remainingMs(deadline, timeoutMs));
+    colo::ring::at(flag).store(0, std::memory_order_relaxed);
+    if ((l = look()) != Look::empty) return COLO_OK;  // what a dying peer sent before it went is still ours
+    if (rc != COLO_OK) return rc;
+  }
 }
 
 int sendOffer(int sock, const int* fds, std::uint64_t bytes) {
@@ -200,30 +242,23 @@ int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, vo
   if (!ch || !buf) return fail(COLO_E_INVALID, "NULL argument");
   if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
   if (len > ch->tx.r.maxMessage()) return fail(COLO_E_INVALID, "message larger than the channel allows");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-  auto& sleeping = ch->tx.r.h->producer_sleeping;
   colo::ring::Violation bad = nullptr;
-  for (;;) {
-    for (int i = 0; i < kSpins; ++i) {
-      if ((*buf = ch->tx.reserve(len, bad))) {
-        ch->reserved = len;
-        return COLO_OK;
-      }
-      if (bad) return peerBroke(ch, bad);
-      colo::cpuRelax();
-    }
-    colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
-    if ((*buf = ch->tx.reserve(len, bad))) {
-      colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
-      ch->reserved = len;
-      return COLO_OK;
-    }
-    if (bad) return peerBroke(ch, bad);
-    const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
-    colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
-    if (rc == COLO_E_UNAVAILABLE) return fail(rc, "the peer went away");
-    if (rc != COLO_OK) return fail(rc, "channel full");
+  if ((*buf = ch->tx.reserve(len, bad))) {  // the fast path: room at the first look
+    ch->reserved = len;
+    return COLO_OK;
   }
+  if (bad) return peerBroke(ch, bad);
+  Look l = Look::empty;
+  const int rc = waitFor(ch, timeout_ms, ch->tx.r.h->producer_sleeping, [&] {
+    if ((*buf = ch->tx.reserve(len, bad))) return Look::ready;
+    return bad ? Look::broken : Look::empty;
+  }, l);
+  if (l == Look::broken) return peerBroke(ch, bad);
+  if (l == Look::ready) {
+    ch->reserved = len;
+    return COLO_OK;
+  }
+  return fail(rc, rc == COLO_E_UNAVAILABLE ? "the peer went away" : "channel full");
 }
 
 int colo_channel_commit(colo_channel* ch, unsigned long len) {
@@ -240,32 +275,15 @@ int colo_channel_commit(colo_channel* ch, unsigned long len) {
 int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsigned long* len) {
   if (!ch || !buf || !len) return fail(COLO_E_INVALID, "NULL argument");
   if (!ch->broken.empty()) return fail(COLO_E_UNAVAILABLE, ch->broken);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-  auto& sleeping = ch->rx.r.h->consumer_sleeping;
   std::uint64_t l = 0;
   colo::ring::Violation bad = nullptr;
-  for (;;) {
-    for (int i = 0; i < kSpins; ++i) {
-      if ((*buf = ch->rx.peek(l, bad)) || bad) break;
-      colo::cpuRelax();
-    }
-    if (!*buf && !bad) {
-      colo::ring::at(sleeping).store(1, std::memory_order_seq_cst);
-      *buf = ch->rx.peek(l, bad);
-      if (!*buf && !bad) {
-        const int rc = sleepOnBell(ch, remainingMs(deadline, timeout_ms));
-        colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
-        if (rc == COLO_E_UNAVAILABLE) {
-          if ((*buf = ch->rx.peek(l, bad))) break;  // what it sent before it died is still ours
-          if (bad) return peerBroke(ch, bad);
-          return fail(rc, "the peer went away");
-        }
-        if (rc != COLO_OK) return fail(rc, "no message");
-        continue;
-      }
-      colo::ring::at(sleeping).store(0, std::memory_order_relaxed);
-    }
-    break;
+  if (!(*buf = ch->rx.peek(l, bad)) && !bad) {  // else the fast path: a message at the first look
+    Look got = Look::empty;
+    const int rc = waitFor(ch, timeout_ms, ch->rx.r.h->consumer_sleeping, [&] {
+      if ((*buf = ch->rx.peek(l, bad))) return Look::ready;
+      return bad ? Look::broken : Look::empty;
+    }, got);
+    if (got == Look::empty) return fail(rc, rc == COLO_E_UNAVAILABLE ? "the peer went away" : "no message");
   }
   if (bad) return peerBroke(ch, bad);
   *len = static_cast<unsigned long>(l);

@@ -8,6 +8,7 @@
 // is ever read or written, whatever the peer puts in the shared memory.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -20,6 +21,8 @@ namespace colo::ring {
 static_assert(std::endian::native == std::endian::little, "the channel layout is little-endian");
 
 inline constexpr std::uint64_t kRecordHeader = sizeof(colo_record_header);
+inline constexpr std::uint64_t kEmptyMark = COLO_RECORD_EMPTY;
+inline constexpr std::uint64_t kWrapMark = COLO_RECORD_WRAP;
 inline std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
 
 template <class T>
@@ -34,7 +37,10 @@ struct View {
   std::uint64_t mask() const { return capacity - 1; }
   std::uint64_t maxMessage() const { return capacity / 2 - kRecordHeader; }
   // One read of a record header (length in the low half, sequence in the high half).
-  std::uint64_t headerAt(std::uint64_t off) const { return at(*reinterpret_cast<std::uint64_t*>(data + off)).load(std::memory_order_relaxed); }
+  std::uint64_t headerAt(std::uint64_t off, std::memory_order o = std::memory_order_relaxed) const {
+    return at(*reinterpret_cast<std::uint64_t*>(data + off)).load(o);
+  }
+  void setHeader(std::uint64_t off, std::uint64_t word, std::memory_order o) { at(*reinterpret_cast<std::uint64_t*>(data + off)).store(word, o); }
 };
 
 // What the peer did wrong, in words; nullptr while it behaves.
@@ -46,29 +52,44 @@ struct Producer {
   std::uint64_t produced = 0;  // messages committed
   std::uint64_t tail = 0;      // the consumer's last published position, checked
   std::uint64_t start = 0;     // where the reserved record starts
+  std::uint64_t skip = 0;      // bytes skipped before it (the end of the ring)
+
+  // Marks: the first slot is empty, and every record will be followed by an empty mark, so that a
+  // consumer can wait on the record header itself (one cache line) instead of on `head`.
+  void announceMarks() {
+    r.setHeader(0, kEmptyMark, std::memory_order_relaxed);
+    at(r.h->producer_flags).store(COLO_RING_MARKS, std::memory_order_release);
+  }
 
   // Space for `len` payload bytes (len <= maxMessage()), or nullptr when the ring is full for now
   // or the consumer published an impossible position (then `bad` says what).
   void* reserve(std::uint64_t len, Violation& bad) {
-    const std::uint64_t t = at(r.h->tail).load(std::memory_order_acquire);
-    // The consumer's position only moves forward, by whole records, and never past ours.
-    if ((t & 7) != 0 || t - tail > head - tail) return bad = "its read position is outside what was written", nullptr;
-    tail = t;
-    const std::uint64_t need = align8(kRecordHeader + len);
+    const std::uint64_t need = align8(kRecordHeader + len) + kRecordHeader;  // with the mark after it
     const std::uint64_t off = head & r.mask();
-    const std::uint64_t skip = off + need > r.capacity ? r.capacity - off : 0;  // records never wrap
-    if (head + skip + need - tail > r.capacity) return nullptr;
-    if (skip) at(reinterpret_cast<colo_record_header*>(r.data + off)->length).store(COLO_RECORD_WRAP, std::memory_order_relaxed);
+    skip = off + need - kRecordHeader > r.capacity ? r.capacity - off : 0;  // records never wrap
+    // The consumer's position is read only when the last one seen says the ring is full: it is
+    // the line the consumer writes, so reading it costs a transfer between CPUs.
+    if (head + skip + need - tail > r.capacity) {
+      const std::uint64_t t = at(r.h->tail).load(std::memory_order_acquire);
+      // The consumer's position only moves forward, by whole records, and never past ours.
+      if ((t & 7) != 0 || t - tail > head - tail) return bad = "its read position is outside what was written", nullptr;
+      tail = t;
+      if (head + skip + need - tail > r.capacity) return nullptr;
+    }
     start = head + skip;
     return r.data + (start & r.mask()) + kRecordHeader;
   }
 
+  // Publishes the record: the mark after it, then its header (release: a consumer waiting on the
+  // header sees the payload and the mark), then a skip marker if it went to the start of the
+  // ring (after the record, for the same reason), then `head` for consumers that wait on it.
   void commit(std::uint64_t len) {
-    auto* rec = reinterpret_cast<colo_record_header*>(r.data + (start & r.mask()));
+    const std::uint64_t n = align8(kRecordHeader + len);
     ++produced;
-    at(rec->length).store(static_cast<std::uint32_t>(len), std::memory_order_relaxed);
-    at(rec->sequence).store(static_cast<std::uint32_t>(produced), std::memory_order_relaxed);
-    head = start + align8(kRecordHeader + len);
+    r.setHeader((start + n) & r.mask(), kEmptyMark, std::memory_order_relaxed);
+    r.setHeader(start & r.mask(), len | (produced & 0xffffffffu) << 32, std::memory_order_release);
+    if (skip) r.setHeader(head & r.mask(), kWrapMark, std::memory_order_release);
+    head = start + n;
     at(r.h->produced).store(produced, std::memory_order_relaxed);
     at(r.h->head).store(head, std::memory_order_release);
   }
@@ -80,18 +101,61 @@ struct Consumer {
   std::uint64_t consumed = 0;  // messages released
   std::uint64_t head = 0;      // the producer's last published position, checked
   std::uint64_t need = 0;      // bytes of the record handed out by peek
+  bool marks = false;          // the producer marks empty slots: wait on record headers
 
   // The next record's payload and length, or nullptr when the ring is empty for now or the
   // producer broke the protocol (then `bad` says what).
-  const void* peek(std::uint64_t& len, Violation& bad) {
-    const std::uint64_t h = at(r.h->head).load(std::memory_order_acquire);
-    // The producer's position only moves forward, by whole records, at most a ring ahead of ours.
-    if ((h & 7) != 0 || h - tail > r.capacity || h - tail < head - tail) return bad = "its write position is outside the ring", nullptr;
-    head = h;
-    if (tail == head) return nullptr;
+  const void* peek(std::uint64_t& len, Violation& bad) { return marks ? peekMarked(len, bad) : peekHead(len, bad); }
+
+  void release() {
+    tail += need;
+    need = 0;
+    ++consumed;
+    at(r.h->consumed).store(consumed, std::memory_order_relaxed);
+    at(r.h->tail).store(tail, std::memory_order_release);
+  }
+
+ private:
+  // With marks, the header at our position is the only thing to watch: an empty mark, a skip
+  // marker or a record, published with release after its payload.
+  const void* peekMarked(std::uint64_t& len, Violation& bad) {
     std::uint64_t off = tail & r.mask();
-    std::uint64_t word = r.headerAt(off);
-    if (static_cast<std::uint32_t>(word) == COLO_RECORD_WRAP) {
+    std::uint64_t word = r.headerAt(off, std::memory_order_acquire);
+    if (static_cast<std::uint32_t>(word) == kEmptyMark) return nullptr;
+    if (static_cast<std::uint32_t>(word) == kWrapMark) {
+      if (off == 0) return bad = "a wrap marker is at the start of the ring", nullptr;
+      tail += r.capacity - off;
+      at(r.h->tail).store(tail, std::memory_order_release);
+      off = 0;
+      word = r.headerAt(0, std::memory_order_acquire);
+      if (static_cast<std::uint32_t>(word) == kEmptyMark) return nullptr;
+      if (static_cast<std::uint32_t>(word) == kWrapMark) return bad = "a wrap marker is at the start of the ring", nullptr;
+    }
+    return record(off, word, r.capacity - off, len, bad);
+  }
+
+  const void* peekHead(std::uint64_t& len, Violation& bad) {
+    std::uint64_t off = tail & r.mask();
+    std::uint64_t word;
+    // The producer's position is read only when the last one seen says the ring is empty. The
+    // record header is loaded right after it, before the branch, so that both lines travel from
+    // the producer's CPU together instead of one after the other (the load is ordered after the
+    // acquire; its value is used only when the position says a record is there).
+    if (tail == head) {
+      const std::uint64_t h = at(r.h->head).load(std::memory_order_acquire);
+      word = r.headerAt(off);
+      // The producer's position only moves forward, by whole records, at most a ring ahead of ours.
+      if ((h & 7) != 0 || h - tail > r.capacity) return bad = "its write position is outside the ring", nullptr;
+      head = h;
+      if (tail == head) {
+        // Same cache line as head: a producer that marks says so before its first record.
+        marks = (at(r.h->producer_flags).load(std::memory_order_acquire) & COLO_RING_MARKS) != 0;
+        return nullptr;
+      }
+    } else {
+      word = r.headerAt(off);
+    }
+    if (static_cast<std::uint32_t>(word) == kWrapMark) {
       const std::uint64_t skip = r.capacity - off;
       if (off == 0 || skip > head - tail) return bad = "a wrap marker points past what was written", nullptr;
       tail += skip;
@@ -100,23 +164,20 @@ struct Consumer {
       off = 0;
       word = r.headerAt(0);
     }
+    return record(off, word, std::min(head - tail, r.capacity - off), len, bad);
+  }
+
+  // Checks the record at `off` whose header is `word`, with at most `room` bytes it may span.
+  const void* record(std::uint64_t off, std::uint64_t word, std::uint64_t room, std::uint64_t& len, Violation& bad) {
     const std::uint64_t length = static_cast<std::uint32_t>(word);
     const auto sequence = static_cast<std::uint32_t>(word >> 32);
     if (length > r.maxMessage()) return bad = "a record is longer than the ring allows", nullptr;
     const std::uint64_t n = align8(kRecordHeader + length);
-    if (n > head - tail || off + n > r.capacity) return bad = "a record runs past what was written", nullptr;
+    if (n > room) return bad = "a record runs past what was written", nullptr;
     if (sequence != static_cast<std::uint32_t>(consumed + 1)) return bad = "a record is out of sequence", nullptr;
     need = n;
     len = length;
     return r.data + off + kRecordHeader;
-  }
-
-  void release() {
-    tail += need;
-    need = 0;
-    ++consumed;
-    at(r.h->consumed).store(consumed, std::memory_order_relaxed);
-    at(r.h->tail).store(tail, std::memory_order_release);
   }
 };
 

@@ -95,7 +95,12 @@ void run(Input in) {
         int rc = COLO_OK;
         switch (op % 8) {
           case 0: store(base, in.take<std::uint16_t>() * std::uint64_t{8}, in.take<std::uint64_t>()); break;
-          case 1: store(ring0, 0, in.take<std::uint16_t>() * std::uint64_t{8}); break;         // head of what it sends
+          case 1: {  // head of what it sends, and whether it marks empty slots
+            const auto v = in.take<std::uint16_t>();
+            store(ring0, 0, (v & 0x7fff) * std::uint64_t{8});
+            store(ring0, 16, v >> 15);
+            break;
+          }
           case 2: store(ring1, 64, in.take<std::uint16_t>() * std::uint64_t{8}); break;        // tail of what it reads
           case 3: {                                                                              // a record header
             const std::uint64_t off = in.take<std::uint16_t>() * std::uint64_t{8} % seg.ring_capacity;

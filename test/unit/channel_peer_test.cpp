@@ -134,7 +134,8 @@ TEST(ChannelPeer, WritePositionMovingBackwards) {
   const void* in = nullptr;
   unsigned long len = 0;
   ASSERT_EQ(colo_channel_read(p.victim, 100, &in, &len), COLO_OK);
-  p.publish(8);  // takes back half of the record the victim holds
+  ASSERT_EQ(colo_channel_release(p.victim), COLO_OK);
+  p.publish(8);  // behind what the victim has already read
   expectBroken(p.victim, "write position");
 }
 
@@ -206,11 +207,73 @@ TEST(ChannelPeer, ReadPositionOutsideWhatWasWritten) {
   HostilePeer p;
   p.handOver();
   // The victim writes into ring 1; the peer, its consumer, claims to have read more than that.
+  // It is read when the ring looks full, so the victim writes until then.
   std::atomic_ref<std::uint64_t>(p.ring(1).tail).store(1 << 20);
   void* out = nullptr;
-  EXPECT_EQ(colo_channel_reserve(p.victim, 8, 100, &out), COLO_E_UNAVAILABLE);
+  int rc = COLO_OK;
+  for (int i = 0; i < 1000 && (rc = colo_channel_reserve(p.victim, 1000, 100, &out)) == COLO_OK; ++i) ASSERT_EQ(colo_channel_commit(p.victim, 1000), COLO_OK);
+  EXPECT_EQ(rc, COLO_E_UNAVAILABLE);
   EXPECT_NE(std::string(colo_last_error()).find("read position"), std::string::npos) << colo_last_error();
   EXPECT_EQ(colo_channel_reserve(p.victim, 8, 0, &out), COLO_E_UNAVAILABLE);
+}
+
+// A producer that marks empty slots (libcolo does) lets the consumer wait on record headers; the
+// same checks hold there, without `head` to bound them.
+struct MarkingPeer : HostilePeer {
+  MarkingPeer() {
+    std::uint64_t empty = COLO_RECORD_EMPTY;
+    std::memcpy(data(0), &empty, 8);
+    std::atomic_ref<std::uint32_t>(ring(0).producer_flags).store(COLO_RING_MARKS);
+    handOver();
+  }
+  void mark(std::uint64_t off) { record(off, COLO_RECORD_EMPTY, 0); }
+};
+
+TEST(ChannelPeer, MarkedRecordsAreReadWithoutHead) {
+  MarkingPeer p;
+  const void* in = nullptr;
+  unsigned long len = 0;
+  EXPECT_EQ(colo_channel_read(p.victim, 10, &in, &len), COLO_E_TIMEOUT);  // an empty mark: nothing yet
+  p.mark(16);
+  std::memcpy(p.data(0) + 8, "hello", 5);
+  p.record(0, 5, 1);  // no head published at all
+  ASSERT_EQ(colo_channel_read(p.victim, 100, &in, &len), COLO_OK) << colo_last_error();
+  EXPECT_EQ(std::string(static_cast<const char*>(in), len), "hello");
+  ASSERT_EQ(colo_channel_release(p.victim), COLO_OK);
+  EXPECT_EQ(colo_channel_read(p.victim, 10, &in, &len), COLO_E_TIMEOUT);
+}
+
+TEST(ChannelPeer, MarkedRecordsAreChecked) {
+  {
+    MarkingPeer p;
+    p.record(0, 0x7fffffff, 1);
+    expectBroken(p.victim, "longer than the ring");
+  }
+  {
+    MarkingPeer p;
+    p.record(0, 8, 9);
+    expectBroken(p.victim, "out of sequence");
+  }
+  {
+    MarkingPeer p;
+    p.record(0, COLO_RECORD_WRAP, 1);
+    expectBroken(p.victim, "wrap marker");
+  }
+  {
+    MarkingPeer p;
+    const std::uint64_t cap = p.segment().ring_capacity;
+    p.mark(cap / 2 + 64);
+    p.record(cap / 2, 56, 2);
+    p.record(0, static_cast<std::uint32_t>(cap / 2 - 8), 1);
+    for (int i = 0; i < 2; ++i) {
+      const void* in = nullptr;
+      unsigned long len = 0;
+      ASSERT_EQ(colo_channel_read(p.victim, 100, &in, &len), COLO_OK) << colo_last_error();
+      ASSERT_EQ(colo_channel_release(p.victim), COLO_OK);
+    }
+    p.record(cap / 2 + 64, static_cast<std::uint32_t>(cap / 2 - 8), 3);  // would end 64 bytes past the ring
+    expectBroken(p.victim, "past what was written");
+  }
 }
 
 // The segment header is the agent's, but the peer maps it writable too and may hand over its own.

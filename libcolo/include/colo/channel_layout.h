@@ -9,7 +9,9 @@
 #define COLO_CHANNEL_VERSION 1
 #define COLO_CACHE_LINE 64
 #define COLO_RECORD_ALIGN 8
-#define COLO_RECORD_WRAP 0xffffffffu /* record length meaning "skip to the start of the ring" */
+#define COLO_RECORD_WRAP 0xffffffffu  /* record length meaning "skip to the start of the ring" */
+#define COLO_RECORD_EMPTY 0xfffffffeu /* record length meaning "nothing here yet" (marks, below) */
+#define COLO_RING_MARKS 1u            /* producer_flags: every record is followed by an empty mark */
 
 /* Segment: [segment header: 64 B][ring 0][ring 1]. Ring 0 carries side 0 -> side 1 (side 0 is
  * the one that asked for the channel), ring 1 the other way. */
@@ -28,7 +30,8 @@ struct colo_ring_header {
   /* written by the producer */
   uint64_t head;            /* bytes committed */
   uint64_t produced;        /* messages committed (sequence numbers start at 1) */
-  uint8_t pad0[48];
+  uint32_t producer_flags;  /* COLO_RING_MARKS, set before the first record */
+  uint8_t pad0[44];
   /* written by the consumer */
   uint64_t tail;            /* bytes released */
   uint64_t consumed;        /* messages released */
