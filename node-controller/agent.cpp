@@ -92,7 +92,7 @@ Status Agent::start() {
           if (kube_) kube_->watcher().publishMetrics();
           return metrics_.render();
         },
-        [this] { return debugPods(); }});
+        [this] { return debugPods(); }, config_.exposeDebugPods == "true"});
     if (auto s = http_->start(config_.httpAddress); !s) return s;
   }
   spdlog::info("colo-node {} ready on node {} (mode {})", COLO_VERSION, config_.nodeName, config_.mode);

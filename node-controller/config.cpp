@@ -27,7 +27,7 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
       {"daemonSetName", &Config::daemonSetName}, {"podNamespace", &Config::podNamespace},
       {"podName", &Config::podName}, {"podUid", &Config::podUid}, {"cniChainStatusFile", &Config::cniChainStatusFile},
-      {"hookSelector", &Config::hookSelector}, {"hookTimeoutSeconds", &Config::hookTimeoutSeconds},
+      {"exposeDebugPods", &Config::exposeDebugPods}, {"hookSelector", &Config::hookSelector}, {"hookTimeoutSeconds", &Config::hookTimeoutSeconds},
   };
   return m;
 }
@@ -148,6 +148,7 @@ std::string usage() {
          "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
          "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--daemon-set-name N]\n"
          "                 [--pod-namespace NS] [--pod-name N] [--pod-uid U] [--cni-chain-status-file F]\n"
+         "                 [--expose-debug-pods false]\n"
          "                 [--version]\n";
 }
 
@@ -177,6 +178,9 @@ Status validate(const Config& c) {
     return Error::make("invalid_argument", "datapath must be auto, on or off, not '" + c.datapath + "'");
   }
   if (c.bpfPinDir.empty() || c.bpfPinDir.find("/sys/fs/bpf/") != 0) return Error::make("invalid_argument", "bpfPinDir must be under /sys/fs/bpf/");
+  if (c.exposeDebugPods != "true" && c.exposeDebugPods != "false") {
+    return Error::make("invalid_argument", "exposeDebugPods must be true or false, not '" + c.exposeDebugPods + "'");
+  }
   if (!c.httpAddress.empty() && c.httpAddress.rfind(':') == std::string::npos) {
     return Error::make("invalid_argument", "httpAddress must be HOST:PORT, not '" + c.httpAddress + "'");
   }

@@ -14,6 +14,7 @@ struct Config {
   std::string cniSocket = "/run/colo/cni.sock";  // colo-cni talks to us here (0600, dir 0700)
   std::string stateDir = "/run/colo/state";     // what survives our restart
   std::string httpAddress = "127.0.0.1:9756";   // /healthz /readyz /metrics /debug/pods; empty: off
+  std::string exposeDebugPods = "false";        // "true": /debug/pods also to clients not on this host
   std::string logFormat = "text";
   std::string logLevel = "info";
   std::string logFile;

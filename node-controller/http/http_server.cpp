@@ -29,7 +29,14 @@ Status HttpServer::start(const std::string& address) {
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(sources_.metrics(), "text/plain; version=0.0.4");
   });
-  server_->Get("/debug/pods", [this](const httplib::Request&, httplib::Response& res) {
+  server_->Get("/debug/pods", [this](const httplib::Request& req, httplib::Response& res) {
+    const auto& a = req.remote_addr;
+    const bool local = a.rfind("127.", 0) == 0 || a == "::1" || a.rfind("::ffff:127.", 0) == 0;
+    if (!local && !sources_.exposeDebugPods) {
+      res.status = 403;
+      res.set_content("/debug/pods is served only to this host (exposeDebugPods: false)\n", "text/plain");
+      return;
+    }
     res.set_content(sources_.pods().dump(2) + "\n", "application/json");
   });
 

@@ -19,6 +19,8 @@ struct HttpSources {
   std::function<nlohmann::json()> readiness;  // {"ready": bool, "checks": {...}}
   std::function<std::string()> metrics;
   std::function<nlohmann::json()> pods;
+  // /debug/pods names pods, IPs and identities: only to clients on this host unless exposed.
+  bool exposeDebugPods = false;
 };
 
 class HttpServer {

@@ -73,7 +73,7 @@ check(not undocumented, "every key in values.yaml has its comment %s" % undocume
 
 # ---- strict structural check against the API types ----
 MODELS = {("v1", "ConfigMap"): k8s.V1ConfigMap, ("v1", "ServiceAccount"): k8s.V1ServiceAccount, ("v1", "Service"): k8s.V1Service,
-          ("apps/v1", "DaemonSet"): k8s.V1DaemonSet,
+          ("apps/v1", "DaemonSet"): k8s.V1DaemonSet, ("batch/v1", "Job"): k8s.V1Job,
           ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.V1ClusterRole,
           ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.V1ClusterRoleBinding,
           ("rbac.authorization.k8s.io/v1", "Role"): k8s.V1Role,
@@ -201,9 +201,42 @@ check(r.returncode == 0 and cm["mode"] == "kubernetes", "ConfigMap: colo-node ac
 rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in by_kind["ClusterRole"][0]["rules"])
 check(rules == [(("",), ("events",), ("create",)), (("",), ("pods",), ("get", "list", "watch"))],
       "ClusterRole: exactly pods get/list/watch and events create")
-role = by_kind["Role"][0]["rules"]
-check(role == [{"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["colo"], "verbs": ["get"]}],
+roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
+check(roles["colo"]["rules"] == [{"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["colo"], "verbs": ["get"]}],
       "Role: get on its own DaemonSet only")
+check(pod.get("nodeSelector") == {"kubernetes.io/os": "linux"}, "DaemonSet: kubernetes.io/os: linux by default")
+installers = pod["initContainers"] + [c for c in pod["containers"] if c["name"] == "cni-chain"]
+for c in installers:
+    sc = c.get("securityContext", {})
+    check(not sc.get("privileged") and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities") ==
+          {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]} and sc.get("readOnlyRootFilesystem") is True,
+          "%s: not privileged; only CHOWN, DAC_OVERRIDE, FOWNER; read-only root" % c["name"])
+    check(bool(c.get("resources", {}).get("requests")) and bool(c.get("resources", {}).get("limits")), "%s: has resources" % c["name"])
+    check({m["mountPath"] for m in c["volumeMounts"]} == {"/host/cni/bin", "/host/cni/net.d", "/run/colo"},
+          "%s: only the host paths it uses" % c["name"])
+    check("--status-file" in c["command"], "%s: reports whether colo-cni is chained" % c["name"])
+check("--wait" in pod["initContainers"][0]["command"], "install-cni waits for the primary's configuration")
+check("bpfPinDir: \"/sys/fs/bpf/colo-{node}\"" in by_kind["ConfigMap"][0]["data"]["config.yaml"], "ConfigMap: a pin dir per node")
+check(cm.get("exposeDebugPods") == "false" and cm.get("cniChainStatusFile"), "ConfigMap: /debug/pods local only; chain status read")
+hook = [d for d in docs if d["kind"] == "Job"]
+check(len(hook) == 1 and hook[0]["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" and
+      hook[0]["spec"]["template"]["spec"]["containers"][0]["command"][1] == "mark-uninstall",
+      "the uninstall hook: a pre-delete Job running colo-node mark-uninstall")
+hook_role = roles.get("colo-uninstall", {})
+check(hook_role.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "pre-delete" and
+      sorted((tuple(r["resources"]), tuple(r["verbs"])) for r in hook_role.get("rules", [])) == [(("events",), ("list",)), (("pods",), ("list", "patch"))],
+      "the hook's own Role (a hook too): pods list/patch, events list")
+manifests = [d for d in yaml.safe_load_all(open(os.path.join(ROOT, "manifests", "colo.yaml"))) if d]
+check(not any("helm.sh/hook" in d.get("metadata", {}).get("annotations", {}) for d in manifests),
+      "manifests/ (kubectl apply) has no hook: it would mark colo for uninstall at install")
+custom = {d["kind"]: d for d in renderings["custom.yaml"]}
+chain = next(c for c in custom["DaemonSet"]["spec"]["template"]["spec"]["containers"] if c["name"] == "cni-chain")
+check(chain["command"][chain["command"].index("--conf-file") + 1] == "10-calico.conflist" if "--conf-file" in chain["command"] else False,
+      "cni.confFile names the file to chain into")
+bad = subprocess.run(["bash", RENDER, "-f", os.path.join(ROOT, "test", "chart", "values", "bad-servicemonitor-loopback.yaml")],
+                     capture_output=True, text=True)
+check(bad.returncode != 0 and "serviceMonitor.enabled needs colo-node to listen" in bad.stderr,
+      "a ServiceMonitor with the agent on loopback is refused by the templates too (%s)" % bad.stderr.strip()[-120:])
 check("ServiceMonitor" not in by_kind, "no ServiceMonitor unless asked")
 check(any(d["kind"] == "ServiceMonitor" for d in renderings.get("monitoring.yaml", [])), "serviceMonitor.enabled renders a ServiceMonitor")
 notes = subprocess.run(["bash", RENDER, "--notes"], capture_output=True, text=True).stdout

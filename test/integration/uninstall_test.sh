@@ -5,6 +5,7 @@
 # starts; `helm uninstall` leaves the node clean although Helm deletes the DaemonSet and the RBAC
 # in the same instant (the pre-delete hook `colo-node mark-uninstall` decides it beforehand);
 # without the hook a colo-node that gets 403 keeps everything rather than half-uninstalling.
+# And /debug/pods stays off node addresses unless the operator exposes it.
 source "$(dirname "$0")/kube_lib.sh"
 
 make_test_pki
@@ -121,4 +122,19 @@ check "uninstall: colo-node decided from the mark, not from the API (which now s
 check "... pods released, endpoints and state removed" bash -c "[[ ! -e $WORK/state && -z \$(ls -A $WORK/run/pods) ]]"
 check "... the sidecar took colo-cni out of the chain, byte for byte" cmp "$CONF/10-kindnet.conflist" "$WORK/kindnet.orig"
 check "... no file names colo-cni, and the binary is gone" bash -c "! grep -rlq colo-cni '$CONF' && test ! -e '$CNIBIN/colo-cni'"
+
+# --- /debug/pods is never served on a node address unless asked (the ServiceMonitor needs one) ---
+DBG=cdbg$TAG
+DBG=${DBG:0:15}
+ip link add "$DBG" type veth peer name "${DBG}p"  # both ends here: an address of this host that is not loopback
+track_link "$DBG"
+ip addr add 198.18.15.1/32 dev "$DBG"
+ip link set "$DBG" up
+start_agent --http-address 198.18.15.1:0
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$AGENT_HTTP$1"; }
+check "on a node address /metrics is served" test "$(code /metrics)" == 200
+check "... /debug/pods is not (403) by default" test "$(code /debug/pods)" == 403
+stop_agent
+start_agent --http-address 198.18.15.1:0 --expose-debug-pods true
+check "... unless exposeDebugPods is true" test "$(code /debug/pods)" == 200
 finish

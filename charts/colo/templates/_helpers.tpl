@@ -38,3 +38,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "colo.pluginConfig" -}}
 {{- dict "failurePolicy" .Values.cni.failurePolicy "timeoutMs" .Values.cni.timeoutMs "enableAll" .Values.cni.enableAll "logLevel" .Values.cni.logLevel | toJson -}}
 {{- end -}}
+
+{{/* The installer containers: root for the host's CNI directories, no privilege beyond reading
+and writing files of other owners there (DAC_OVERRIDE), keeping their owner (CHOWN) and mode
+(FOWNER). */}}
+{{- define "colo.installerSecurityContext" -}}
+runAsUser: 0
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+  add: [CHOWN, DAC_OVERRIDE, FOWNER]
+{{- end -}}

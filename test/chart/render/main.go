@@ -1,6 +1,6 @@
 // colo-helm-render renders a Helm chart the way `helm template` does, with the engines Helm
 // itself uses: Go's text/template and sprig v3 (from Debian's packages), plus Helm's own
-// functions (include, tpl, required, toYaml, fromYaml, toJson, fromJson, lookup). No helm binary
+// functions (include, tpl, required, fail, toYaml, fromYaml, toJson, fromJson, lookup). No helm binary
 // can be installed here; this is what lets CI render charts/colo and check the result.
 //
 //	colo-helm-render [-f values.yaml]... [--name R] [--namespace NS] [--notes] CHART_DIR
@@ -123,6 +123,8 @@ func main() {
 		}
 		return v, nil
 	}
+	// Helm's fail: the rendering stops with the chart's message.
+	funcs["fail"] = func(msg string) (string, error) { return "", fmt.Errorf("%s", msg) }
 	funcs["include"] = func(name string, data interface{}) (string, error) {
 		var buf bytes.Buffer
 		err := root.ExecuteTemplate(&buf, name, data)
