@@ -7,6 +7,8 @@ BIN=$(cd "$BUILD/bin" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 PODS=${COLO_BENCH_PODS:-200}
 [[ $(id -u) -eq 0 ]] || { echo "bench: needs root" >&2; exit 1; }
+# The report's picture needs matplotlib, from Debian.
+/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || { echo "bench: installing python3-matplotlib"; apt-get install -y -q python3-matplotlib >/dev/null; }
 
 WORK=$(mktemp -d /tmp/colo-bench.XXXXXX)
 OUT=$BUILD/bench
@@ -73,3 +75,7 @@ bash "$HERE/kube.sh" "$BUILD"
 echo
 echo "== Clients: 64 B round trips from the C++, Go and Python clients (Unix pair, channel)"
 bash "$HERE/clients.sh" "$BUILD"
+
+echo
+echo "== Report: docs/benchmarks.md tables and docs/benchmarks-transports.png from $OUT/*.json"
+/usr/bin/python3 "$HERE/report.py" --results "$OUT" --doc "$HERE/../docs/benchmarks.md" --png "$HERE/../docs/benchmarks-transports.png"
