@@ -147,6 +147,7 @@ Status Agent::startKubernetes() {
     kube_->events().record(p, type, reason, msg);
   });
   kube_->start();
+  podApi_->setServiceCache(&kube_->services());  // dial by Kubernetes name
   return {};
 }
 

@@ -61,6 +61,7 @@ const (
 type dialReply struct {
 	Transport string `json:"transport"`
 	Name      string `json:"name"`
+	Route     *Route `json:"route"`
 	Peer      struct {
 		Identity
 		Address string `json:"address"`
@@ -69,7 +70,10 @@ type dialReply struct {
 
 // Dial connects to target: "namespace/name" or "name" (a name served on this node: a Unix pair
 // with the listener's identity), or "ip:port" / "[ipv6]:port" (TCP, connected by colo-node from
-// inside this pod's network namespace). The context's deadline bounds the whole dial (2 s when it
+// inside this pod's network namespace), or, when colo-node runs in Kubernetes mode,
+// "service/<ns>/<name>:<port or port name>" or "pod/<ns>/<name>:<port>": the nearest way there (a
+// Unix pair to a backend on this node that listens on "port/<targetPort>", else TCP to a backend's
+// pod IP on this node, else TCP to the ClusterIP); Conn.Route says which and why. The context's deadline bounds the whole dial (2 s when it
 // has none; colo-node allows at most 10 s).
 func (c *Client) Dial(ctx context.Context, target string) (*Conn, error) {
 	timeout := defaultDialTimeout
@@ -104,7 +108,7 @@ func (c *Client) Dial(ctx context.Context, target string) (*Conn, error) {
 	if err != nil {
 		return nil, newError("dial", target, ErrInternal, "adopting the socket: %v", err)
 	}
-	conn := &Conn{Conn: nc, transport: Transport(r.Transport), name: r.Name, address: r.Peer.Address}
+	conn := &Conn{Conn: nc, transport: Transport(r.Transport), name: r.Name, address: r.Peer.Address, route: r.Route}
 	if conn.transport == TransportUnix {
 		conn.peer = r.Peer.Identity
 	}

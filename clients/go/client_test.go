@@ -129,7 +129,8 @@ func TestLateReplyIsSkippedAndItsSocketClosed(t *testing.T) {
 		mine, theirs := socketpair(t)
 		defer syscall.Close(mine)
 		reply(c, map[string]any{"v": 1, "id": second["id"], "ok": true, "transport": "unix", "name": "shop/echo",
-			"peer": map[string]any{"namespace": "shop", "name": "echo-0", "uid": "u1", "key": "u1"}}, theirs)
+			"peer":  map[string]any{"namespace": "shop", "name": "echo-0", "uid": "u1", "key": "u1"},
+			"route": map[string]any{"via": "unix", "why": "on this node"}}, theirs)
 		syscall.Close(theirs)
 		syscall.Write(mine, []byte("hi"))
 		time.Sleep(200 * time.Millisecond)
@@ -151,6 +152,9 @@ func TestLateReplyIsSkippedAndItsSocketClosed(t *testing.T) {
 	defer conn.Close()
 	if conn.Transport() != TransportUnix || conn.Peer().Name != "echo-0" || conn.Name() != "shop/echo" {
 		t.Fatalf("conn: %v %+v %q", conn.Transport(), conn.Peer(), conn.Name())
+	}
+	if r := conn.Route(); r == nil || r.Via != "unix" || r.Why != "on this node" {
+		t.Fatalf("route: %+v", r)
 	}
 	if id, ok := IdentityOf(conn.RemoteAddr()); !ok || id.String() != "shop/echo-0" {
 		t.Fatalf("RemoteAddr identity: %v %v", id, ok)

@@ -61,7 +61,19 @@ type Conn struct {
 	peer      Identity
 	name      string
 	address   string
+	route     *Route
 }
+
+// Route is how colo-node resolved a Kubernetes name: Via is "unix" (a backend on this node serving
+// colo name port/<targetPort>), "pod-ip" (TCP to a backend's pod IP) or "cluster-ip" (TCP to the
+// Service's ClusterIP); Why says why that one.
+type Route struct {
+	Via string `json:"via"`
+	Why string `json:"why"`
+}
+
+// Route is how a Kubernetes name was resolved; nil for other targets.
+func (c *Conn) Route() *Route { return c.route }
 
 // Transport is TransportUnix or TransportTCP.
 func (c *Conn) Transport() Transport { return c.transport }

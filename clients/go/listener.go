@@ -19,7 +19,9 @@ type Listener struct {
 	closed atomic.Bool
 }
 
-// Listen registers name (1 to 63 of [a-z0-9.-]) in this pod's namespace.
+// Listen registers name (1 to 63 of [a-z0-9.-]) in this pod's namespace, or "port/<n>": this pod
+// serves its TCP port n over colo too, and a dial of a Service (or of this pod) by Kubernetes name
+// from a pod on this node gets a Unix pair to it.
 func Listen(ctx context.Context, name string) (*Listener, error) {
 	ac, err := dialAgent(ctx, "listen")
 	if err != nil {

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "echo_client: dial %s: %s (%s)\n", argv[1], colo_strerror(conn.failure.status), conn.failure.message.c_str());
     return 1;
   }
+  if (*colo_last_route()) std::printf("route %s\n", colo_last_route());
   if (!conn.value->isUnix()) {
     std::printf("transport tcp, peer %s\n", conn.value->address().c_str());
     for (long i = 0; i < count; ++i) {

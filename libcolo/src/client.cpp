@@ -22,6 +22,7 @@ struct colo_listener {
 
 namespace {
 thread_local std::string g_lastError;
+thread_local std::string g_lastRoute;
 }
 
 namespace colo::detail {
@@ -133,6 +134,8 @@ int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out
   out->transport = m.body.value("transport", "") == "tcp" ? COLO_TRANSPORT_TCP : COLO_TRANSPORT_UNIX;
   fillIdentity(&out->peer, m.body.value("peer", nlohmann::json::object()));
   copy(out->address, sizeof(out->address), m.body.value("peer", nlohmann::json::object()), "address");
+  const auto route = m.body.value("route", nlohmann::json::object());
+  g_lastRoute = route.is_object() && route.contains("via") ? route.value("via", "") + ": " + route.value("why", "") : "";
   return COLO_OK;
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_dial");
@@ -196,5 +199,6 @@ const char* colo_strerror(int status) {
 }
 
 const char* colo_last_error(void) { return g_lastError.c_str(); }
+const char* colo_last_route(void) { return g_lastRoute.c_str(); }
 
 }  // extern "C"

@@ -97,8 +97,12 @@ bool Broker::allowed(const Pod& caller, const Pod& listener) {
 
 Reply Broker::listen(const json& req, const Pod& pod, const ConnInfo& conn) {
   const std::string name = req.value("name", "");
-  if (!validName(name)) return wire::errorReply(req, code::kInvalidArgument, "listen: name must be 1..63 of [a-z0-9.-]");
-  const std::string q = qualify(pod, name);
+  // "port/<n>": this pod serves its TCP port n over colo too (dial by Kubernetes name finds it).
+  const bool isPort = name.rfind("port/", 0) == 0;
+  const int port = isPort && name.size() <= 10 && name.size() > 5 && std::all_of(name.begin() + 5, name.end(), ::isdigit) ? std::stoi(name.substr(5)) : 0;
+  if (isPort && (port < 1 || port > 65535)) return wire::errorReply(req, code::kInvalidArgument, "listen: port/<n> takes a port from 1 to 65535");
+  if (!isPort && !validName(name)) return wire::errorReply(req, code::kInvalidArgument, "listen: name must be 1..63 of [a-z0-9.-], or port/<n>");
+  const std::string q = isPort ? portName(pod, port) : qualify(pod, name);
   if (auto it = names_.find(q); it != names_.end()) {
     return wire::errorReply(req, "already_exists", "listen: " + q + " is already registered by pod " + it->second.podKey);
   }
@@ -128,6 +132,10 @@ Reply Broker::dial(const json& req, const Pod& pod, const ConnInfo&) {
   if (target.empty() || target.size() > 300) return wire::errorReply(req, code::kInvalidArgument, "dial: missing target");
   socklen_t len = 0;
   if (parseHostPort(target, len)) return dialTcp(req, pod, target, timeout);
+  // A Kubernetes name has a ':' (its port), which no colo name has.
+  if ((target.rfind("service/", 0) == 0 || target.rfind("pod/", 0) == 0) && target.find(':') != std::string::npos) {
+    return dialKube(req, pod, target, timeout);
+  }
   const std::string q = target.find('/') == std::string::npos ? qualify(pod, target) : target;
   return dialName(req, pod, q);
 }

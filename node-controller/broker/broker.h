@@ -4,11 +4,13 @@
 // so its source address and NetworkPolicy are what they would have been.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "kube/service_cache.h"
 #include "metrics.h"
 #include "pods/registry.h"
 #include "server/seqpacket_server.h"
@@ -28,6 +30,9 @@ class Broker {
   Reply channel(const nlohmann::json& req, const Pod& pod);
   // A connection went away: the names it listened on go with it.
   void connectionClosed(const ConnInfo& conn);
+  // Kubernetes mode: dial resolves service/<ns>/<name>:<port> and pod/<ns>/<name>:<port> from
+  // this cache (kube_dial.cpp). Set once, before or while the loop runs.
+  void setServiceCache(const kube::ServiceCache* cache, std::string nodeName);
 
   static nlohmann::json identityOf(const Pod& pod);
   // Namespace-qualified name of a registration by `pod`: "<namespace>/<name>".
@@ -44,6 +49,12 @@ class Broker {
   };
   Reply dialName(const nlohmann::json& req, const Pod& caller, const std::string& qualified);
   Reply dialTcp(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
+  Reply dialKube(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
+  // The name a pod registers with listen "port/<n>": "pod/<ns>/<name>:<n>", its own per pod.
+  static std::string portName(const Pod& pod, int port);
+  std::atomic<const kube::ServiceCache*> services_{nullptr};
+  std::string nodeName_;  // set with services_, read after it
+  std::uint64_t backendTurn_ = 0;  // round robin over equal backends
   Registry& registry_;
   Metrics& metrics_;
   std::map<std::string, Listener> names_;  // loop thread only

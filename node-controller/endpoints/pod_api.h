@@ -19,6 +19,8 @@ class PodApi {
   PodApi(const Config& config, Registry& registry, Metrics& metrics);
   Reply handle(wire::Message& msg, const ConnInfo& conn);
   void connectionClosed(const ConnInfo& conn) { broker_.connectionClosed(conn); }
+  // Kubernetes mode: dial accepts service/... and pod/... names, resolved from this cache.
+  void setServiceCache(const kube::ServiceCache* cache) { broker_.setServiceCache(cache, config_.nodeName); }
   // The filesystem socket can be reached by anything that sees the path; only a process inside
   // the pod's own network namespace is that pod.
   Status admit(const ConnInfo& conn) const;

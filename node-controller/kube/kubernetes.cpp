@@ -17,6 +17,16 @@ Kubernetes::Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle&
   ws.watchTimeoutSeconds = std::stoi(config.watchTimeoutSeconds);
   watcher_ = std::make_unique<PodWatcher>(*api_, ws, *this, metrics);
   events_ = std::make_unique<EventRecorder>(*api_, config.nodeName, metrics);
+  serviceWatcher_ = std::make_unique<ResourceWatcher>(
+      *api_, "/api/v1/services", "services", ws,
+      ResourceWatcher::Sink{[this](const auto& all) { services_.replaceServices(all); },
+                            [this](const std::string& type, const nlohmann::json& o) { services_.serviceEvent(type, o); }},
+      metrics);
+  sliceWatcher_ = std::make_unique<ResourceWatcher>(
+      *api_, "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices", ws,
+      ResourceWatcher::Sink{[this](const auto& all) { services_.replaceSlices(all); },
+                            [this](const std::string& type, const nlohmann::json& o) { services_.sliceEvent(type, o); }},
+      metrics);
 }
 
 Kubernetes::~Kubernetes() { stop(); }
@@ -24,11 +34,15 @@ Kubernetes::~Kubernetes() { stop(); }
 void Kubernetes::start() {
   events_->start();
   watcher_->start();
+  serviceWatcher_->start();
+  sliceWatcher_->start();
   spdlog::info("kube: watching pods of node {} at {}:{} ({})", node_, api_->endpoint().host, api_->endpoint().port, api_->endpoint().source);
 }
 
 void Kubernetes::stop() {
   if (watcher_) watcher_->stop();
+  if (serviceWatcher_) serviceWatcher_->stop();
+  if (sliceWatcher_) sliceWatcher_->stop();
   if (events_) events_->stop();
 }
 

@@ -10,6 +10,8 @@
 #include "kube/api_client.h"
 #include "kube/event_recorder.h"
 #include "kube/pod_watcher.h"
+#include "kube/resource_watcher.h"
+#include "kube/service_cache.h"
 #include "pods/pod_lifecycle.h"
 
 namespace colo::node::kube {
@@ -22,6 +24,8 @@ class Kubernetes final : public PodWatcherSink {
   void stop();
   PodWatcher& watcher() { return *watcher_; }
   EventRecorder& events() { return *events_; }
+  // Services and EndpointSlices of the whole cluster, for dial by Kubernetes name.
+  const ServiceCache& services() const { return services_; }
   nlohmann::json status() const { return watcher_->status(); }
   // The endpoint from config: kubeconfig when set, else in-cluster.
   static Expected<ApiEndpoint> endpointFrom(const Config& config);
@@ -42,6 +46,8 @@ class Kubernetes final : public PodWatcherSink {
   std::unique_ptr<ApiClient> api_;
   std::unique_ptr<PodWatcher> watcher_;
   std::unique_ptr<EventRecorder> events_;
+  ServiceCache services_;
+  std::unique_ptr<ResourceWatcher> serviceWatcher_, sliceWatcher_;
 };
 
 }  // namespace colo::node::kube

@@ -199,8 +199,9 @@ with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
     r = subprocess.run([COLO_NODE, "check-config", "--config", f.name, "--node-name", "n1"], capture_output=True, text=True)
 check(r.returncode == 0 and cm["mode"] == "kubernetes", "ConfigMap: colo-node accepts config.yaml (%s)" % (r.stdout + r.stderr).strip())
 rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in by_kind["ClusterRole"][0]["rules"])
-check(rules == [(("",), ("events",), ("create",)), (("",), ("pods",), ("get", "list", "watch"))],
-      "ClusterRole: exactly pods get/list/watch and events create")
+check(rules == [(("",), ("events",), ("create",)), (("",), ("pods",), ("get", "list", "watch")), (("",), ("services",), ("get", "list", "watch")),
+               (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"))],
+      "ClusterRole: exactly pods, services and endpointslices get/list/watch and events create")
 roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
 check(roles["colo"]["rules"] == [{"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["colo"], "verbs": ["get"]}],
       "Role: get on its own DaemonSet only")

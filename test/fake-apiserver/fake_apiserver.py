@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A fake kube-apiserver for colo's tests: the core/v1 pods and events a node agent uses, spoken
-the way kube-apiserver speaks them on the wire.
+"""A fake kube-apiserver for colo's tests: the core/v1 pods and events a node agent uses, and the
+Services and discovery.k8s.io/v1 EndpointSlices it resolves names with, spoken the way
+kube-apiserver speaks them on the wire.
 
 - HTTPS (or HTTP), bearer tokens (401 Status otherwise) or a client certificate signed by --client-ca.
 - GET /api/v1/pods and /api/v1/namespaces/NS/pods: fieldSelector (spec.nodeName, metadata.name,
@@ -13,8 +14,11 @@ the way kube-apiserver speaks them on the wire.
 - GET /api/v1/namespaces/NS/pods/NAME, PATCH it (application/merge-patch+json, metadata.labels and
   metadata.annotations: what a pre-delete hook does), POST /api/v1/namespaces/NS/events, GET events
   (fieldSelector reason=, involvedObject.name=, involvedObject.uid=).
+- Services (/api/v1[/namespaces/NS]/services) and EndpointSlices
+  (/apis/discovery.k8s.io/v1[/namespaces/NS]/endpointslices): list and watch as for pods (one
+  resourceVersion sequence and history for all kinds, as etcd has), not persisted by --state.
 - Discovery (/api, /api/v1, /apis, /version) and Table output, so kubectl can talk to it.
-- /fake/... (no auth): create, annotate and delete pods, compact history, rotate tokens, inject
+- /fake/... (no auth): create, annotate and delete pods (and services, endpointslices), compact history, rotate tokens, inject
   faults (slow responses, dropped or silent watches, 410s, the whole API down), read stats.
   Faults: {"watchEnd": "drop"|"expire"} ends every open watch that way (half an event then a dead
   connection; an ERROR 410 event); {"silent": true} makes every watch, open or new, say nothing
@@ -55,7 +59,8 @@ class Store:
         self.lock = threading.Condition()
         self.rv = 1000
         self.pods = {}          # (ns, name) -> pod object
-        self.history = []       # (rv, type, object) for watches
+        self.objects = {"pods": self.pods, "services": {}, "endpointslices": {}}  # by kind (plural)
+        self.history = []       # (rv, type, object, kind) for watches
         self.compacted = 0      # watches from a resourceVersion below this get 410
         self.snapshots = {}     # continue id -> (rv, items, created)
         self.events = []        # posted core/v1 Events
@@ -82,10 +87,10 @@ class Store:
             json.dump({"rv": self.rv, "pods": list(self.pods.values())}, f)
         os.replace(tmp, self.state_file)
 
-    def _bump(self, typ, obj):
+    def _bump(self, typ, obj, kind="pods"):
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
-        self.history.append((self.rv, typ, json.loads(json.dumps(obj))))
+        self.history.append((self.rv, typ, json.loads(json.dumps(obj)), kind))
         if len(self.history) > 100000:
             self.history = self.history[-50000:]
             self.compacted = self.history[0][0]
@@ -137,6 +142,29 @@ class Store:
             self._bump("DELETED", pod)
             self.save()
             return pod
+
+    KINDS = {"services": ("v1", "Service"), "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice")}
+
+    def upsert_object(self, kind, obj):
+        """A Service or an EndpointSlice, as given (namespace default), with uid and versions."""
+        with self.lock:
+            md = obj.setdefault("metadata", {})
+            md.setdefault("namespace", "default")
+            key = (md["namespace"], md["name"])
+            old = self.objects[kind].get(key)
+            obj["apiVersion"], obj["kind"] = self.KINDS[kind]
+            md["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
+            md["creationTimestamp"] = old["metadata"]["creationTimestamp"] if old else now_rfc3339()
+            self.objects[kind][key] = obj
+            self._bump("MODIFIED" if old else "ADDED", obj, kind)
+            return obj
+
+    def delete_object(self, kind, ns, name):
+        with self.lock:
+            obj = self.objects[kind].pop((ns, name), None)
+            if obj is not None:
+                self._bump("DELETED", obj, kind)
+            return obj
 
 
 def parse_bool(text):
@@ -265,18 +293,32 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
                                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
         if path == "/apis":
-            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+            gv = {"groupVersion": "discovery.k8s.io/v1", "version": "v1"}
+            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "discovery.k8s.io", "versions": [gv], "preferredVersion": gv}]})
+        if path == "/apis/discovery.k8s.io/v1":
+            return self.send_json(200, {"kind": "APIResourceList", "groupVersion": "discovery.k8s.io/v1", "resources": [
+                {"name": "endpointslices", "singularName": "endpointslice", "namespaced": True, "kind": "EndpointSlice",
+                 "verbs": ["get", "list", "watch"]}]})
         if path == "/api/v1":
             return self.send_json(200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
                 {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "shortNames": ["po"],
                  "verbs": ["get", "list", "watch"]},
                 {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event", "shortNames": ["ev"],
-                 "verbs": ["create", "get", "list"]}]})
+                 "verbs": ["create", "get", "list"]},
+                {"name": "services", "singularName": "service", "namespaced": True, "kind": "Service", "shortNames": ["svc"],
+                 "verbs": ["get", "list", "watch"]}]})
         m = re.fullmatch(r"/api/v1(?:/namespaces/([^/]+))?/pods", path)
         if m:
             if parse_bool(q.get("watch", "")):
                 return self.watch(m.group(1), q)
             return self.list_pods(m.group(1), q)
+        m = re.fullmatch(r"/api/v1(?:/namespaces/([^/]+))?/(services)|/apis/discovery\.k8s\.io/v1(?:/namespaces/([^/]+))?/(endpointslices)", path)
+        if m:
+            ns, kind = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
+            if parse_bool(q.get("watch", "")):
+                return self.watch(ns, q, kind)
+            return self.list_pods(ns, q, kind)
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", path)
         if m:
             store = self.server.store
@@ -347,6 +389,10 @@ class Handler(BaseHTTPRequestHandler):
                 if parse_bool(parse_qs(u.query).get("rbac", [""])[-1]):
                     self.server.store.faults["forbidden"] = True
             return self.send_json(200 if ds else 404, ds or status_obj(404, "NotFound", "no such daemonset"))
+        m = re.fullmatch(r"/fake/(services|endpointslices)/([^/]+)/([^/]+)", path)
+        if m:
+            obj = self.server.store.delete_object(m.group(1), m.group(2), m.group(3))
+            return self.send_json(200 if obj else 404, obj or status_obj(404, "NotFound", "no such object"))
         m = re.fullmatch(r"/fake/pods/([^/]+)/([^/]+)", path)
         if not m:
             return self.send_json(404, status_obj(404, "NotFound", "not found"))
@@ -388,7 +434,7 @@ class Handler(BaseHTTPRequestHandler):
         return fields, [tuple(t.split("=", 1)) for t in q.get("labelSelector", "").split(",") if "=" in t]
 
     # ---- list ----
-    def list_pods(self, ns, q):
+    def list_pods(self, ns, q, kind="pods"):
         store = self.server.store
         sel = self.selectors(q)
         if sel is None:
@@ -410,7 +456,7 @@ class Handler(BaseHTTPRequestHandler):
                 rv, items = snap[0], snap[1]
             else:
                 rv = store.rv
-                items = [json.loads(json.dumps(p)) for k, p in sorted(store.pods.items()) if matches(p, ns, fields, labels)]
+                items = [json.loads(json.dumps(p)) for k, p in sorted(store.objects[kind].items()) if matches(p, ns, fields, labels)]
                 start = 0
                 snap_id = None
             page = items[start:start + limit] if limit else items[start:]
@@ -423,7 +469,8 @@ class Handler(BaseHTTPRequestHandler):
                 meta["remainingItemCount"] = len(items) - start - limit
         if "as=Table" in self.headers.get("Accept", ""):
             return self.send_json(200, self.table(page, meta))
-        self.send_json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": page})
+        api_version, item_kind = Store.KINDS.get(kind, ("v1", "Pod"))
+        self.send_json(200, {"kind": item_kind + "List", "apiVersion": api_version, "metadata": meta, "items": page})
 
     def table(self, pods, meta):
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
@@ -456,7 +503,7 @@ class Handler(BaseHTTPRequestHandler):
             self.write_chunk(data[:n])
             data = data[n:]
 
-    def watch(self, ns, q):
+    def watch(self, ns, q, kind="pods"):
         store = self.server.store
         sel = self.selectors(q)
         if sel is None:
@@ -470,7 +517,7 @@ class Handler(BaseHTTPRequestHandler):
             gen = store.generation
             if rv_text in ("", "0"):
                 # "most recent" / "any": the current state as ADDED events, then changes.
-                backlog = [("ADDED", json.loads(json.dumps(p))) for k, p in sorted(store.pods.items())]
+                backlog = [("ADDED", json.loads(json.dumps(p))) for k, p in sorted(store.objects[kind].items())]
                 since = store.rv
             else:
                 try:
@@ -484,7 +531,7 @@ class Handler(BaseHTTPRequestHandler):
                         return self.send_json(410, status_obj(410, "Expired", "too old resource version: %d (%d)" % (since, store.compacted)))
                     backlog = "expired"
                 else:
-                    backlog = [(t, o) for (r, t, o) in store.history if r > since]
+                    backlog = [(t, o) for (r, t, o, k) in store.history if r > since and k == kind]
         self.close_connection = True
         if self.stay_silent():
             return
@@ -505,9 +552,10 @@ class Handler(BaseHTTPRequestHandler):
                     fault = None
                     if store.generation != gen:
                         fault = store.faults.get("watchEnd", "drop")
-                    new = [(r, t, o) for (r, t, o) in store.history if r > since]
+                    new = [(r, t, o) for (r, t, o, k) in store.history if r > since and k == kind]
                     if new:
                         since = new[-1][0]
+                    since = max(since, store.rv)  # changes of other kinds move the version too
                     cur_rv = store.rv
                 if fault == "drop":  # half an event, then the connection dies: no terminating chunk
                     self.write_chunk(b'{"type":"MODIFIED","object":{"kind":"Pod","metad')
@@ -562,6 +610,8 @@ class Handler(BaseHTTPRequestHandler):
             with store.lock:
                 store.save()
             return self.send_json(201, out if isinstance(body, list) else out[0])
+        if path in ("/fake/services", "/fake/endpointslices"):
+            return self.send_json(201, store.upsert_object(path[len("/fake/"):], body))
         if path == "/fake/daemonsets":
             md = body["metadata"]
             body.update({"apiVersion": "apps/v1", "kind": "DaemonSet"})

@@ -112,6 +112,10 @@ for c in "${LANGS[@]}"; do
   check "$c client: an unknown name is 'not found'" grep -q "not found" <<<"$(client "$c" b nope || true)"
   check "$c client: a refused port is 'connection refused'" grep -q "connection refused" <<<"$(client "$c" b "$(ip_of a):7999" || true)"
 done
+for c in "${LANGS[@]}"; do
+  check "$c client: a Kubernetes name without Kubernetes mode is a clear error" \
+    grep -q "Kubernetes names need colo-node in Kubernetes mode" <<<"$(client "$c" b service/default/web:80 || true)"
+done
 check "each denial was counted once" test "$(metric colo_broker_denials_total)" == "$((DENIALS + 3))"
 
 # --- gRPC (Go) over colo: a Unix pair on the node, TCP elsewhere, the same code ---

@@ -40,11 +40,13 @@ class Conn(socket.socket):
     peer = Identity()
     name = ""
     address = ""
+    route = None  # dial by Kubernetes name: {"via": "unix"|"pod-ip"|"cluster-ip", "why": "..."}
 
     @classmethod
-    def adopt(cls, fd, transport, peer=None, name="", address=""):
+    def adopt(cls, fd, transport, peer=None, name="", address="", route=None):
         conn = cls(fileno=fd)
         conn.transport, conn.peer, conn.name, conn.address = transport, peer or Identity(), name, address
+        conn.route = route
         return conn
 
 
@@ -86,8 +88,10 @@ class Client:
 
     def dial(self, target, timeout=DEFAULT_DIAL_TIMEOUT):
         """A Conn to `target`: "namespace/name" or "name" (served on this node: a Unix pair with the
-        listener's identity) or "ip:port" / "[ipv6]:port" (TCP from this pod's netns). `timeout` in
-        seconds bounds the dial (colo-node allows at most 10 s)."""
+        listener's identity) or "ip:port" / "[ipv6]:port" (TCP from this pod's netns), or in
+        Kubernetes mode "service/<ns>/<name>:<port or port name>" or "pod/<ns>/<name>:<port>" (the
+        nearest way: `conn.route` says which and why). `timeout` in seconds bounds the dial
+        (colo-node allows at most 10 s)."""
         t = min(max(timeout if timeout is not None else DEFAULT_DIAL_TIMEOUT, 0.001), MAX_DIAL_TIMEOUT)
         reply, fds = self.call("dial", {"target": target, "timeoutMs": max(1, int(t * 1000))}, t + 1.0, target)
         if len(fds) != 1:
@@ -96,7 +100,8 @@ class Client:
         peer = reply.get("peer") if isinstance(reply.get("peer"), dict) else {}
         transport = str(reply.get("transport", ""))
         return Conn.adopt(fds[0], transport, Identity.from_json(peer) if transport == "unix" else Identity(),
-                          name=str(reply.get("name", "")), address=str(peer.get("address", "")))
+                          name=str(reply.get("name", "")), address=str(peer.get("address", "")),
+                          route=reply.get("route") if isinstance(reply.get("route"), dict) else None)
 
 
 class Listener:
@@ -151,7 +156,8 @@ class Listener:
 
 
 def listen(name, timeout=5.0):
-    """Registers `name` (1 to 63 of [a-z0-9.-]) in this pod's namespace."""
+    """Registers `name` (1 to 63 of [a-z0-9.-]) in this pod's namespace, or "port/<n>": this pod
+    serves its TCP port n over colo too (dial by Kubernetes name finds it)."""
     return Listener(name, timeout)
 
 

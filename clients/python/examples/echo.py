@@ -88,6 +88,8 @@ def dial(target, message="hello through colo", count=1, channel_bytes=1 << 20, u
             print(f"echo: dial {target}: {e}", file=sys.stderr)
             return 1
         with conn:
+            if conn.route:  # a Kubernetes name: how colo-node resolved it
+                say(f"route {conn.route.get('via')}: {conn.route.get('why')}")
             if conn.transport == "tcp" or not use_channel:
                 say(f"transport tcp, peer {conn.address}" if conn.transport == "tcp" else f"transport unix, peer {conn.peer}")
                 for _ in range(count):

@@ -96,7 +96,8 @@ class Client(unittest.TestCase):
             b.close()
             x, y = socket.socketpair()
             reply(c, {"v": 1, "id": second["id"], "ok": True, "transport": "unix", "name": "shop/echo",
-                      "peer": {"namespace": "shop", "name": "echo-0", "uid": "u1", "key": "u1"}}, [y.fileno()])
+                      "peer": {"namespace": "shop", "name": "echo-0", "uid": "u1", "key": "u1"},
+                      "route": {"via": "unix", "why": "on this node"}}, [y.fileno()])
             y.close()
             x.send(b"hi")
             time.sleep(0.3)
@@ -110,6 +111,7 @@ class Client(unittest.TestCase):
             conn = c.dial("shop/echo")
             self.assertEqual((conn.transport, str(conn.peer), conn.name), ("unix", "shop/echo-0", "shop/echo"))
             self.assertIsInstance(conn, socket.socket)
+            self.assertEqual(conn.route, {"via": "unix", "why": "on this node"})
             self.assertEqual(conn.recv(2), b"hi")
             conn.close()
         late[0].settimeout(1)

@@ -55,10 +55,17 @@ void colo_close(colo_client* c);
 int colo_whoami(colo_client* c, colo_identity* out);
 
 /* target: "namespace/name" or "name" (a name registered on this node; own namespace if not
- * qualified), or "ip:port" / "[ipv6]:port" (TCP, connected from this pod's network namespace). */
+ * qualified), or "ip:port" / "[ipv6]:port" (TCP, connected from this pod's network namespace), or,
+ * in Kubernetes mode, "service/<ns>/<name>:<port or port name>" or "pod/<ns>/<name>:<port>": the
+ * nearest way (a Unix pair to a backend on this node that listens on "port/<targetPort>", else TCP
+ * to a backend's pod IP on this node, else TCP to the ClusterIP). */
 int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out);
+/* The calling thread's last successful dial by Kubernetes name: "<via>: <why>" with via "unix",
+ * "pod-ip" or "cluster-ip"; "" after any other dial. */
+const char* colo_last_route(void);
 
-/* Registers `name` (in this pod's namespace) on its own connection to the agent. */
+/* Registers `name` (in this pod's namespace) on its own connection to the agent; "port/<n>" says
+ * this pod serves its TCP port n over colo too (dial by Kubernetes name finds it). */
 int colo_listen(const char* name, colo_listener** out);
 /* Waits up to timeout_ms (-1: forever) for the next incoming connection. */
 int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out);

@@ -161,6 +161,9 @@ func dial(args []string) error {
 		return fmt.Errorf("dial %s: %w", target, err) // errors.Is(err, colo.ErrDenied) etc.
 	}
 	defer conn.Close()
+	if r := conn.Route(); r != nil { // a Kubernetes name: how colo-node resolved it
+		fmt.Printf("route %s: %s\n", r.Via, r.Why)
+	}
 	msg := []byte(message)
 	if conn.Transport() == colo.TransportTCP || !useChannel {
 		if conn.Transport() == colo.TransportTCP {

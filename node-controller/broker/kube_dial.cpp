@@ -1,0 +1,136 @@
+// dial by Kubernetes name: service/<namespace>/<name>:<port> (a port number or name) and
+// pod/<namespace>/<name>:<port>, resolved from colo-node's watch of Services and EndpointSlices.
+// Nearest first: a ready backend on this node that serves colo name port/<targetPort> gets a
+// Unix pair with identities (policy as for names); else a ready backend on this node gets TCP to
+// its pod IP; else TCP to the ClusterIP, both from the caller's netns (NetworkPolicy as ever).
+// The reply's "route" says which, and why.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "broker/broker.h"
+
+namespace colo::node {
+
+using nlohmann::json;
+namespace code = wire::code;
+
+namespace {
+
+struct KubeName {
+  std::string kind, ns, name, port;
+};
+
+bool dnsLabel(const std::string& s) {
+  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  });
+}
+
+// "service/shop/cart:http" -> {service, shop, cart, http}
+std::optional<KubeName> parseKubeName(const std::string& t) {
+  const auto s1 = t.find('/');
+  const auto s2 = t.find('/', s1 + 1);
+  const auto colon = t.rfind(':');
+  if (s1 == std::string::npos || s2 == std::string::npos || colon == std::string::npos || colon < s2) return std::nullopt;
+  KubeName k{t.substr(0, s1), t.substr(s1 + 1, s2 - s1 - 1), t.substr(s2 + 1, colon - s2 - 1), t.substr(colon + 1)};
+  const bool number = !k.port.empty() && k.port.size() <= 5 && std::all_of(k.port.begin(), k.port.end(), ::isdigit) &&
+                      std::stoi(k.port) >= 1 && std::stoi(k.port) <= 65535;
+  // A port name (IANA_SVC_NAME): 1 to 15 of [a-z0-9-] with at least one letter.
+  const bool portName = !k.port.empty() && k.port.size() <= 15 && std::any_of(k.port.begin(), k.port.end(), ::isalpha) &&
+                        std::all_of(k.port.begin(), k.port.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+  if (!dnsLabel(k.ns) || !dnsLabel(k.name) || !(number || (portName && k.kind == "service"))) return std::nullopt;
+  return k;
+}
+
+std::string hostPort(const std::string& ip, int port) {
+  return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+std::string bare(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+}  // namespace
+
+void Broker::setServiceCache(const kube::ServiceCache* cache, std::string nodeName) {
+  nodeName_ = std::move(nodeName);
+  services_.store(cache, std::memory_order_release);
+}
+
+std::string Broker::portName(const Pod& pod, int port) {
+  return "pod/" + (pod.podNamespace.empty() ? std::string("default") : pod.podNamespace) + "/" + pod.name + ":" + std::to_string(port);
+}
+
+Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout) {
+  const kube::ServiceCache* cache = services_.load(std::memory_order_acquire);
+  if (!cache) {
+    return wire::errorReply(req, code::kInvalidArgument, "dial " + target + ": Kubernetes names need colo-node in Kubernetes mode (it runs standalone)");
+  }
+  auto k = parseKubeName(target);
+  if (!k) {
+    return wire::errorReply(req, code::kInvalidArgument,
+                            "dial " + target + ": expected service/<namespace>/<name>:<port or port name> or pod/<namespace>/<name>:<port>");
+  }
+  // Each way out says how it went and why, on success and on failure alike.
+  auto routed = [&](Reply r, const char* via, const std::string& why) {
+    r.body["route"] = {{"via", via}, {"why", why}};
+    spdlog::debug("broker: {} dials {}: {} ({})", caller.key, target, via, why);
+    return r;
+  };
+  auto listening = [&](const std::string& key) { return names_.count(key) != 0; };
+
+  if (k->kind == "pod") {
+    const int port = std::stoi(k->port);
+    const std::string key = "pod/" + k->ns + "/" + k->name + ":" + k->port;
+    if (listening(key)) return routed(dialName(req, caller, key), "unix", "pod " + k->ns + "/" + k->name + " is on this node and serves colo name port/" + k->port);
+    for (const auto& p : registry_.list()) {
+      if ((p.podNamespace.empty() ? "default" : p.podNamespace) == k->ns && p.name == k->name && !p.ips.empty()) {
+        return routed(dialTcp(req, caller, hostPort(bare(p.ips[0]), port), timeout), "pod-ip",
+                      "pod " + k->ns + "/" + k->name + " is on this node but does not serve colo name port/" + k->port);
+      }
+    }
+    if (auto ip = cache->podAddress(k->ns, k->name)) {
+      return routed(dialTcp(req, caller, hostPort(*ip, port), timeout), "pod-ip", "pod " + k->ns + "/" + k->name + " is on another node");
+    }
+    return wire::errorReply(req, code::kNotFound, "dial " + target + ": pod " + k->ns + "/" + k->name +
+                                                      " is not on this node and no EndpointSlice names it");
+  }
+
+  auto svc = cache->service(k->ns, k->name, k->port);
+  if (!svc) return wire::errorReply(req, svc.error().code, "dial " + target + ": " + svc.error().message);
+  std::vector<kube::Backend> local;
+  for (const auto& b : svc->ready) {
+    if (b.nodeName == nodeName_) local.push_back(b);
+  }
+  const std::string svcName = "service " + k->ns + "/" + k->name;
+  // 1. A ready backend here that serves its target port over colo: a Unix pair.
+  std::vector<std::string> unix;
+  for (const auto& b : local) {
+    const std::string key = "pod/" + b.podNs + "/" + b.podName + ":" + std::to_string(b.targetPort);
+    if (!b.podName.empty() && listening(key)) unix.push_back(key);
+  }
+  if (!unix.empty()) {
+    const std::string& key = unix[backendTurn_++ % unix.size()];
+    return routed(dialName(req, caller, key), "unix",
+                  svcName + ": ready backend " + key.substr(4, key.rfind(':') - 4) + " is on this node and serves colo name port/" +
+                      key.substr(key.rfind(':') + 1));
+  }
+  // 2. A ready backend here: TCP to its pod IP.
+  if (!local.empty()) {
+    const auto& b = local[backendTurn_++ % local.size()];
+    return routed(dialTcp(req, caller, hostPort(b.address, b.targetPort), timeout), "pod-ip",
+                  svcName + ": ready backend " + b.podNs + "/" + b.podName + " is on this node but does not serve colo name port/" +
+                      std::to_string(b.targetPort));
+  }
+  // 3. Elsewhere: the ClusterIP (kube-proxy or the CNI balances), or a backend of a headless service.
+  const std::string why = svc->ready.empty() ? svcName + " has no ready backend on this node (none at all)" : svcName + " has no ready backend on this node";
+  if (!svc->clusterIP.empty() && svc->clusterIP != "None") {
+    return routed(dialTcp(req, caller, hostPort(svc->clusterIP, svc->port.port), timeout), "cluster-ip", why);
+  }
+  if (!svc->ready.empty()) {
+    const auto& b = svc->ready[backendTurn_++ % svc->ready.size()];
+    return routed(dialTcp(req, caller, hostPort(b.address, b.targetPort), timeout), "pod-ip", why + "; headless: a backend's pod IP");
+  }
+  return wire::errorReply(req, code::kUnavailable, "dial " + target + ": " + svcName + " is headless and has no ready backend");
+}
+
+}  // namespace colo::node
