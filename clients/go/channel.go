@@ -150,6 +150,9 @@ func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error
 	if err := unix.Fstat(mem, &st); err != nil {
 		return fail(ErrInternal, "fstat(channel memory): %v", err)
 	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < minSegment || st.Size > maxSegment {
+		return fail(ErrProtocol, "channel memory is not a memory file of 64 KiB to 1 GiB")
+	}
 	var fs unix.Statfs_t
 	ch.memory = "memfd"
 	if unix.Fstatfs(mem, &fs) == nil && uint32(fs.Type) == unix.HUGETLBFS_MAGIC {

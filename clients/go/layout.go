@@ -13,6 +13,9 @@ const (
 	segmentHeader  = 64
 	ringHeader     = 192
 	minRingData    = 4096
+	maxRingData    = 1 << 31
+	minSegment     = 64 << 10
+	maxSegment     = 1<<30 + 2<<20 // 1 GiB, rounded up to a hugepage
 
 	// Ring control offsets.
 	offHead             = 0
@@ -59,8 +62,8 @@ func checkSegment(mem []byte) (off0, off1, capacity uint64, err error) {
 	}
 	off0, off1, capacity = le.Uint64(mem[16:]), le.Uint64(mem[24:]), le.Uint64(mem[32:])
 	size := uint64(len(mem))
-	if capacity < minRingData || capacity&(capacity-1) != 0 || capacity > size {
-		return 0, 0, 0, fmt.Errorf("ring capacity %d is not a power of two within the segment", capacity)
+	if capacity < minRingData || capacity > maxRingData || capacity&(capacity-1) != 0 || capacity > size {
+		return 0, 0, 0, fmt.Errorf("ring capacity %d is not a power of two in 4 KiB to 2 GiB within the segment", capacity)
 	}
 	for _, off := range []uint64{off0, off1} {
 		if off%64 != 0 || off < segmentHeader || off > size || size-off < ringHeader+capacity {

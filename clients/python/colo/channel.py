@@ -12,6 +12,7 @@ import os
 import platform
 import select
 import socket
+import stat
 import struct
 import threading
 import time
@@ -23,6 +24,8 @@ VERSION = 1
 SEGMENT_HEADER = 64
 RING_HEADER = 192
 MIN_RING_DATA = 4096
+MAX_RING_DATA = 1 << 31
+MIN_SEGMENT, MAX_SEGMENT = 64 << 10, (1 << 30) + (2 << 20)  # 1 GiB, rounded up to a hugepage
 RECORD_HEADER = 8
 RECORD_WRAP = 0xFFFFFFFF
 # Ring control, as indexes into the control block viewed as u64 (and u32 for the sleep flags).
@@ -67,8 +70,8 @@ def check_segment(mem):
     magic, version, rings, off0, off1, cap = struct.unpack_from("<QIIQQQ", mem, 0)
     if magic != MAGIC or version != VERSION or rings != 2:
         raise ValueError("no colo segment header (magic, version 1, 2 rings)")
-    if cap < MIN_RING_DATA or cap & (cap - 1) or cap > size:
-        raise ValueError(f"ring capacity {cap} is not a power of two within the segment")
+    if cap < MIN_RING_DATA or cap > MAX_RING_DATA or cap & (cap - 1) or cap > size:
+        raise ValueError(f"ring capacity {cap} is not a power of two in 4 KiB to 2 GiB within the segment")
     for off in (off0, off1):
         if off % 64 or off < SEGMENT_HEADER or off > size or size - off < RING_HEADER + cap:
             raise ValueError(f"ring at offset {off} does not fit the {size}-byte segment")
@@ -103,7 +106,10 @@ class Channel:
         self._bells = [os.dup(bell0), os.dup(bell1)]
         self._pair = os.dup(pair_fd) if pair_fd is not None else None
         try:
-            size = os.fstat(mem_fd).st_size
+            st = os.fstat(mem_fd)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode) or not MIN_SEGMENT <= size <= MAX_SEGMENT:
+                raise errors.ProtocolError("channel", "channel memory is not a memory file of 64 KiB to 1 GiB")
             self.memory = "hugepages" if _is_hugetlbfs(mem_fd) else "memfd"
             self._mm = mmap.mmap(mem_fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
             self._view = memoryview(self._mm)
