@@ -81,6 +81,12 @@ OUT=$(client go b echo-py "$(head -c 30000 /dev/zero | tr '\0' g)" --count 300)
 check "30 KB messages, Go writing and Python reading, across many wraps of the ring" grep -q "(x300)" <<<"$OUT"
 OUT=$(client py b echo-go "$(head -c 30000 /dev/zero | tr '\0' p)" --count 300)
 check "and Python writing, Go reading" grep -q "(x300)" <<<"$OUT"
+for other in go py; do  # libcolo's rings (with their marks) against the Go and Python rings, both ways
+  OUT=$(client cpp b "echo-$other" "$(head -c 30000 /dev/zero | tr '\0' c)" --count 300)
+  check "30 KB messages across wraps: C++ client and $other server" grep -q "(x300)" <<<"$OUT"
+  OUT=$(client "$other" b echo-cpp "$(head -c 30000 /dev/zero | tr '\0' o)" --count 300)
+  check "30 KB messages across wraps: $other client and C++ server" grep -q "(x300)" <<<"$OUT"
+done
 
 # --- channels in the dialer's hugepages, mapped by each language on both sides ---
 for c in go py; do
