@@ -313,6 +313,9 @@ TEST(ChannelPeer, MemoryThatIsNotAFileIsRefused) {
 // A peer that scribbles over the whole segment while the victim reads and writes: every call
 // ends in OK, a timeout or "the peer went away", never a crash, and once gone it stays gone.
 TEST(ChannelPeer, ScribblingPeerNeverCrashesTheOtherSide) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the peer racing the reader on the payload is what this test is about";
+#endif
   for (int trial = 0; trial < 20; ++trial) {
     HostilePeer p;
     p.handOver();
