@@ -5,7 +5,7 @@
 #   scripts/go.sh build OUT DIR                 builds the main package in DIR (an example, a tool)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
+BUILD=$(realpath -m "${BUILD:-$ROOT/build}")  # absolute: GOPATH entries must be
 command -v go >/dev/null || { echo "go.sh: go missing: run scripts/install-deps.sh" >&2; exit 1; }
 mkdir -p "$BUILD/go/path/src/colo.dev"
 ln -sfn "$ROOT/clients/go" "$BUILD/go/path/src/colo.dev/colo"

@@ -20,6 +20,7 @@ const (
 	// Ring control offsets.
 	offHead             = 0
 	offProduced         = 8
+	offProducerFlags    = 16 // ringMarks: every record is followed by an empty mark
 	offTail             = 64
 	offConsumed         = 72
 	offConsumerSleeping = 128
@@ -27,6 +28,8 @@ const (
 
 	recordHeader = 8
 	recordWrap   = 0xffffffff // a record length meaning "skip to the start of the ring"
+	recordEmpty  = 0xfffffffe // a record length meaning "nothing here yet" (marks)
+	ringMarks    = 1          // producer_flags: the producer marks the slot after each record
 )
 
 // layoutSegment lays out a zeroed segment of len(mem) bytes, as colo-node does, and returns the

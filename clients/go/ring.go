@@ -50,20 +50,24 @@ type producer struct {
 // full for now, or when the consumer published an impossible position (bad says what). A record
 // that would run past the end of the data is preceded by a wrap marker and starts at offset 0.
 func (p *producer) reserve(n uint64) (buf []byte, bad string) {
-	t := atomic.LoadUint64(p.u64(offTail))
-	// The consumer's position only moves forward, by whole records, and never past ours.
-	if t&7 != 0 || t-p.tail > p.head-p.tail {
-		return nil, "its read position is outside what was written"
-	}
-	p.tail = t
 	need := align8(recordHeader + n)
 	off := p.head & p.mask
 	var skip uint64
 	if off+need > p.capacity {
 		skip = p.capacity - off
 	}
+	// The consumer's position is read only when the last one seen says the ring is full: it is
+	// the line the consumer writes, so reading it costs a transfer between CPUs.
 	if p.head+skip+need-p.tail > p.capacity {
-		return nil, ""
+		t := atomic.LoadUint64(p.u64(offTail))
+		// The consumer's position only moves forward, by whole records, and never past ours.
+		if t&7 != 0 || t-p.tail > p.head-p.tail {
+			return nil, "its read position is outside what was written"
+		}
+		p.tail = t
+		if p.head+skip+need-p.tail > p.capacity {
+			return nil, ""
+		}
 	}
 	if skip != 0 {
 		binary.LittleEndian.PutUint32(p.data[off:], recordWrap)
@@ -91,22 +95,35 @@ type consumer struct {
 	consumed uint64 // messages released
 	head     uint64 // the producer's last published position, checked
 	need     uint64 // bytes of the record handed out by peek; 0 when none
+	marks    bool   // the producer marks empty slots: wait on record headers, not on head
+}
+
+func (c *consumer) header(off uint64) uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&c.data[off])))
 }
 
 // peek returns the next record's payload in place; nil when the ring is empty for now, or when
 // the producer broke the protocol (bad says what). A wrap marker is consumed on the way.
 func (c *consumer) peek() (msg []byte, bad string) {
-	h := atomic.LoadUint64(c.u64(offHead))
-	// The producer's position only moves forward, by whole records, at most a ring ahead of ours.
-	if h&7 != 0 || h-c.tail > c.capacity || h-c.tail < c.head-c.tail {
-		return nil, "its write position is outside the ring"
-	}
-	c.head = h
-	if c.tail == c.head {
-		return nil, ""
+	if c.marks {
+		return c.peekMarked()
 	}
 	off := c.tail & c.mask
-	word := binary.LittleEndian.Uint64(c.data[off:])
+	// The producer's position is read only when the last one seen says the ring is empty.
+	if c.tail == c.head {
+		h := atomic.LoadUint64(c.u64(offHead))
+		// The producer's position only moves forward, by whole records, at most a ring ahead of ours.
+		if h&7 != 0 || h-c.tail > c.capacity {
+			return nil, "its write position is outside the ring"
+		}
+		c.head = h
+		if c.tail == c.head {
+			// A producer that marks empty slots (libcolo) says so before its first record.
+			c.marks = atomic.LoadUint32(c.u32(offProducerFlags))&ringMarks != 0
+			return nil, ""
+		}
+	}
+	word := c.header(off)
 	if uint32(word) == recordWrap {
 		skip := c.capacity - off
 		if off == 0 || skip > c.head-c.tail {
@@ -118,14 +135,49 @@ func (c *consumer) peek() (msg []byte, bad string) {
 			return nil, "a wrap marker is not followed by a record"
 		}
 		off = 0
-		word = binary.LittleEndian.Uint64(c.data[0:])
+		word = c.header(0)
 	}
+	room := c.head - c.tail
+	if room > c.capacity-off {
+		room = c.capacity - off
+	}
+	return c.record(off, word, room)
+}
+
+// peekMarked waits on the header at our position alone: an empty mark, a wrap marker, or a
+// record the producer published (with its payload) by storing that header.
+func (c *consumer) peekMarked() (msg []byte, bad string) {
+	off := c.tail & c.mask
+	word := c.header(off)
+	if uint32(word) == recordEmpty {
+		return nil, ""
+	}
+	if uint32(word) == recordWrap {
+		if off == 0 {
+			return nil, "a wrap marker is at the start of the ring"
+		}
+		c.tail += c.capacity - off
+		atomic.StoreUint64(c.u64(offTail), c.tail)
+		off = 0
+		word = c.header(0)
+		if uint32(word) == recordEmpty {
+			return nil, ""
+		}
+		if uint32(word) == recordWrap {
+			return nil, "a wrap marker is at the start of the ring"
+		}
+	}
+	return c.record(off, word, c.capacity-off)
+}
+
+// record checks the record at off whose header is word, with at most room bytes it may span.
+func (c *consumer) record(off, word, room uint64) (msg []byte, bad string) {
 	length, sequence := uint64(uint32(word)), uint32(word>>32)
 	if length > c.maxMessage() {
 		return nil, "a record is longer than the ring allows"
 	}
 	n := align8(recordHeader + length)
-	if n > c.head-c.tail || off+n > c.capacity {
+	if n > room {
 		return nil, "a record runs past what was written"
 	}
 	if sequence != uint32(c.consumed+1) {
