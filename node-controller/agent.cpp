@@ -46,7 +46,7 @@ Status Agent::start() {
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
   if (auto s = endpoints_->prepare(); !s) return s;
-  datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir, config_.nodeName}, metrics_);
+  datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir, config_.nodeName, config_.legacyBpfPinDir}, metrics_);
   datapath_->start();
   hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
   lifecycle_ = std::make_unique<PodLifecycle>(registry_, *hooks_, metrics_);

@@ -22,7 +22,7 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"logLevel", &Config::logLevel},   {"logFile", &Config::logFile},     {"mode", &Config::mode},
       {"endpointName", &Config::endpointName}, {"hugepageSize", &Config::hugepageSize},
       {"hugepagesBudget", &Config::hugepagesBudget}, {"datapath", &Config::datapath},
-      {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir},
+      {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir}, {"legacyBpfPinDir", &Config::legacyBpfPinDir},
       {"kubeconfig", &Config::kubeconfig}, {"serviceAccountDir", &Config::serviceAccountDir},
       {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
       {"daemonSetName", &Config::daemonSetName}, {"podNamespace", &Config::podNamespace},
@@ -148,7 +148,7 @@ std::string usage() {
          "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
          "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--daemon-set-name N]\n"
          "                 [--pod-namespace NS] [--pod-name N] [--pod-uid U] [--cni-chain-status-file F]\n"
-         "                 [--expose-debug-pods false]\n"
+         "                 [--expose-debug-pods false] [--legacy-bpf-pin-dir D]\n"
          "                 [--version]\n";
 }
 
@@ -178,6 +178,9 @@ Status validate(const Config& c) {
     return Error::make("invalid_argument", "datapath must be auto, on or off, not '" + c.datapath + "'");
   }
   if (c.bpfPinDir.empty() || c.bpfPinDir.find("/sys/fs/bpf/") != 0) return Error::make("invalid_argument", "bpfPinDir must be under /sys/fs/bpf/");
+  if (!c.legacyBpfPinDir.empty() && c.legacyBpfPinDir.find("/sys/fs/bpf/") != 0) {
+    return Error::make("invalid_argument", "legacyBpfPinDir must be under /sys/fs/bpf/");
+  }
   if (c.exposeDebugPods != "true" && c.exposeDebugPods != "false") {
     return Error::make("invalid_argument", "exposeDebugPods must be true or false, not '" + c.exposeDebugPods + "'");
   }

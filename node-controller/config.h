@@ -25,6 +25,7 @@ struct Config {
   std::string datapath = "auto";                // sockmap splice: auto (on if the self-test passes), on, off
   std::string cgroupPath;                       // where sock_ops attaches; empty: the detected cgroup v2 root
   std::string bpfPinDir = "/sys/fs/bpf/colo";   // pinned maps and links
+  std::string legacyBpfPinDir;                  // an older colo's pin dir to take over (datapath.h)
   // Kubernetes mode
   std::string kubeconfig;                       // empty: in-cluster (service account)
   std::string serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -13,6 +13,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -111,6 +112,7 @@ Status Datapath::load() {
     }
     spdlog::info("datapath: mounted bpffs at {}", bpffs);
   }
+  adoptLegacyPins();
   if (auto s = files::makeDirs(config_.pinDir, 0700); !s) return s;
   if (!config_.node.empty() && !pinOwner_) {
     auto owner = PinOwner::claim(config_.pinDir, config_.node);
@@ -148,6 +150,26 @@ Status Datapath::load() {
     spdlog::info("datapath: sock_ops attached at {}, pinned in {}", cgroup_, config_.pinDir);
   }
   return {};
+}
+
+// colo 0.1.0 pinned every node's datapath in one directory. Upgrading to a pin dir per node would
+// leave that link attached beside the new one; renaming the directory instead keeps its maps, its
+// link and every spliced connection, and hands them to this node (bpffs renames atomically, so of
+// two nodes sharing a bpffs one takes it and the other starts fresh). A directory that carries an
+// owner marker belongs to a current colo-node and is never taken.
+void Datapath::adoptLegacyPins() {
+  const std::string& legacy = config_.legacyPinDir;
+  std::error_code ec;
+  if (legacy.empty() || legacy == config_.pinDir || std::filesystem::exists(config_.pinDir, ec) || !std::filesystem::exists(legacy, ec)) return;
+  for (const auto& e : std::filesystem::directory_iterator(legacy, ec)) {
+    if (e.path().filename().string().rfind("owner_", 0) == 0) return;
+  }
+  if (::rename(legacy.c_str(), config_.pinDir.c_str()) == 0) {
+    spdlog::info("datapath: took over {} (colo 0.1.0's shared pin dir) as {}: maps, link and spliced connections kept", legacy, config_.pinDir);
+  } else if (errno != ENOENT) {
+    spdlog::warn("datapath: cannot take over {} as {}: {}; remove it with `colo-node uninstall --bpf-pin-dir {}`", legacy, config_.pinDir,
+                 std::strerror(errno), legacy);
+  }
 }
 
 void Datapath::start() {

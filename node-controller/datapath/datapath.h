@@ -25,6 +25,7 @@ struct DatapathConfig {
   std::string cgroupPath;     // empty: detect the cgroup v2 root
   std::string pinDir = "/sys/fs/bpf/colo";
   std::string node;           // the pin dir's owner (see pin_owner.h); empty: not checked
+  std::string legacyPinDir;   // 0.1.0's shared pin dir, taken over (renamed) when pinDir is new
 };
 
 struct DatapathStats {
@@ -55,6 +56,7 @@ class Datapath final : public PodHooks {
 
  private:
   Status load();
+  void adoptLegacyPins();
   Status setAddress(const std::string& cidr, bool present);
   void publish();
 

@@ -197,6 +197,19 @@ stop_agent
 REASON=$(other_agent)
 check "another node's pins are refused too when their colo-node is stopped ($REASON)" grep -q "holds the datapath of node it-$TAG" <<<"$REASON"
 
+# --- upgrade from colo 0.1.0, whose pin dir was shared (no owner marker): taken over, link kept ---
+rm "$PIN"/owner_*  # as 0.1.0 left it
+LINK_INODE=$(stat -c %i "$PIN/sockops_link")
+PIN2=/sys/fs/bpf/colo-it2-$TAG
+adopt_cleanup() { "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN2" >/dev/null 2>&1 || true; }
+on_exit adopt_cleanup
+start_agent --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN2" --legacy-bpf-pin-dir "$PIN"
+check "an upgraded colo-node takes over 0.1.0's pin dir" grep -q "took over $PIN" "$WORK/agent.log"
+check "... the same sock_ops link, still attached (no second one)" bash -c \
+  "[[ \$(stat -c %i '$PIN2/sockops_link') == $LINK_INODE && ! -e '$PIN' && \$(bpftool cgroup show '$CG' | grep -c sock_ops) -eq 1 ]]"
+stop_agent
+mv "$PIN2" "$PIN"
+
 # --- uninstall ---
 stop_agent
 chain DEL "$CONF" ctra "$(ns a)" >/dev/null
