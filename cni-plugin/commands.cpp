@@ -1,7 +1,12 @@
 #include "commands.h"
 
-#include "plugin_log.h"
+#include <sys/stat.h>
 
+#include <chrono>
+
+#include "colo/common/netns.h"
+#include "colo/common/spool.h"
+#include "plugin_log.h"
 #include "spec_version.h"
 
 namespace colo::cni {
@@ -9,15 +14,7 @@ namespace {
 
 using nlohmann::json;
 
-enum class Decision { Yes, No, AskAgent };
-
-// An explicit annotation wins; then enableAll; then, if the runtime passed annotations, the pod is
-// known not to have opted in; otherwise only the agent (the API) can tell.
-Decision optIn(const PluginConfig& c) {
-  if (auto a = annotatedOptIn(c)) return *a ? Decision::Yes : Decision::No;
-  if (c.enableAll) return Decision::Yes;
-  return c.annotations ? Decision::No : Decision::AskAgent;
-}
+using Kind = optin::Decision::Kind;
 
 std::string describe(const Context& ctx) {
   std::string s = "container " + ctx.inv.containerId.substr(0, 12);
@@ -53,7 +50,7 @@ CniError agentError(const Context& ctx, const AgentFailure& f, Code unavailableC
   const std::string where = "agentSocket " + ctx.config.agentSocket + ": " + f.message;
   switch (f.kind) {
     case AgentFailure::Kind::Rejected:
-      return CniError{cniCodeForAgentError(f.code), "colo-node refused: " + f.message, where};
+      return CniError{agentUnavailable(f) ? unavailableCode : cniCodeForAgentError(f.code), "colo-node refused: " + f.message, where};
     case AgentFailure::Kind::Timeout:
       return CniError{unavailableCode, "colo-node did not answer within " + std::to_string(ctx.config.timeout.count()) + " ms", where};
     default:
@@ -61,9 +58,14 @@ CniError agentError(const Context& ctx, const AgentFailure& f, Code unavailableC
   }
 }
 
-// failurePolicy in one place: open logs and lets the pod go on without colo; closed fails the verb.
+// failurePolicy in one place, and only for an agent that could not be asked: open logs and lets
+// the pod go on without colo; closed fails the verb. A working agent's refusal is never overruled.
 Outcome onFailure(const Context& ctx, const char* verb, const AgentFailure& f, std::string okOutput, Code unavailableCode) {
   const CniError e = agentError(ctx, f, unavailableCode);
+  if (!agentUnavailable(f)) {
+    plog::error(std::string() + verb + " " + describe(ctx) + ": " + e.msg + " (" + e.details + ")");
+    return e;
+  }
   if (ctx.config.failurePolicy == FailurePolicy::Open) {
     plog::warn(std::string() + verb + " " + describe(ctx) + ": " + e.msg + " (" + e.details + "); continuing without colo (failurePolicy open)");
     return okOutput;
@@ -80,6 +82,26 @@ Outcome requirePrevResult(const Context& ctx, const char* verb) {
   return std::string();
 }
 
+json optInJson(const optin::Decision& d) { return d.kind == Kind::Yes ? json(true) : d.kind == Kind::No ? json(false) : json(nullptr); }
+
+void logBadOptIn(const Context& ctx, const char* verb, const optin::Decision& d) {
+  if (d.badValue.empty()) return;
+  plog::warn(std::string() + verb + " " + describe(ctx) + ": annotation " + kEnabledAnnotation + " value '" + d.badValue +
+             "' is not understood (true/false, 1/0, t/f, TRUE/FALSE, True/False); the pod is not opted in");
+}
+
+// What colo-node could not be told is written down, so that it applies it when it starts.
+bool spoolIt(const Context& ctx, const char* verb, json req) {
+  const std::string dir = ctx.spoolDir.empty() ? spool::dirFor(ctx.config.agentSocket) : ctx.spoolDir;
+  req["writtenUnixMs"] = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (auto s = spool::write(dir, req); !s) {
+    plog::error(std::string() + verb + " " + describe(ctx) + ": cannot record it for colo-node in " + dir + ": " + s.error().message);
+    return false;
+  }
+  plog::warn(std::string() + verb + " " + describe(ctx) + ": recorded in " + dir + "; colo-node applies it when it starts");
+  return true;
+}
+
 }  // namespace
 
 Code cniCodeForAgentError(const std::string& agentCode) {
@@ -93,56 +115,88 @@ Code cniCodeForAgentError(const std::string& agentCode) {
   return Code::Internal;
 }
 
+bool agentUnavailable(const AgentFailure& f) {
+  if (f.kind != AgentFailure::Kind::Rejected) return true;
+  return f.code == "unavailable" || f.code == "timeout";
+}
+
 Outcome cmdAdd(const Context& ctx) {
   if (auto r = requirePrevResult(ctx, "ADD"); !r) return r;
   const std::string out = passThrough(ctx.config);
-  const Decision d = optIn(ctx.config);
+  const optin::Decision d = optInOf(ctx.config);
+  logBadOptIn(ctx, "ADD", d);
   // A pod that has not opted in is still reported: in Kubernetes mode the agent holds it dormant so
   // that adding the annotation later turns colo on without restarting the pod. Nothing about
-  // such a pod may fail, whatever the failure policy.
-  auto fail = [&](const AgentFailure& f) -> Outcome {
-    if (d == Decision::No) {
-      plog::debug(std::string() + "ADD " + describe(ctx) + ": not opted in; colo-node not reached (" + f.message + ")");
-      return out;
-    }
-    return onFailure(ctx, "ADD", f, out, Code::TryAgainLater);
-  };
+  // such a pod may fail, whatever the failure policy or the agent's answer.
   auto ns = ctx.openNetns(ctx.inv.netns);
-  if (!ns) return fail({AgentFailure::Kind::Rejected, "bad_netns", "cannot open CNI_NETNS: " + ns.error().message});
+  if (!ns) {
+    if (d.kind == Kind::No) return out;
+    return onFailure(ctx, "ADD", {AgentFailure::Kind::Unreachable, "bad_netns", "cannot open CNI_NETNS: " + ns.error().message}, out,
+                     Code::InvalidEnvironment);
+  }
   json req = {{"op", "cni.add"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)},
               {"netnsPath", ctx.inv.netns}, {"ips", addressesOf(*ctx.config.prevResult)},
               {"annotations", ctx.config.annotations ? *ctx.config.annotations : json(nullptr)},
-              {"optIn", d == Decision::Yes ? json(true) : d == Decision::No ? json(false) : json(nullptr)},
+              {"optIn", optInJson(d)},
               {"enableAll", ctx.config.enableAll},
               {"failurePolicy", ctx.config.failurePolicy == FailurePolicy::Closed ? "closed" : "open"}};
-  auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
-  if (!reply) return fail(reply.error());
+  if (auto id = netns::inspect(ns->get())) {
+    req["netnsInode"] = id->inode;  // a spooled ADD is only adopted into this very netns
+    req["netnsDevice"] = id->device;
+  }
+  auto reply = ctx.agent(ctx.config)->call(req, ns->get());
+  if (!reply) {
+    const auto& f = reply.error();
+    if (d.kind == Kind::No) {
+      plog::debug("ADD " + describe(ctx) + ": not opted in; colo-node not reached (" + f.message + ")");
+      return out;
+    }
+    // The pod goes on without colo (open): leave the ADD for colo-node to adopt at its start.
+    if (agentUnavailable(f) && ctx.config.failurePolicy == FailurePolicy::Open) {
+      req.erase("deadlineUnixMs");
+      spoolIt(ctx, "ADD", req);
+    }
+    return onFailure(ctx, "ADD", f, out, Code::TryAgainLater);
+  }
   for (const auto& w : reply->value("warnings", json::array())) plog::warn("ADD " + describe(ctx) + ": " + w.get<std::string>());
   plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->value("optedIn", false) ? "accepted" : "did not opt in") + " the pod (key " + reply->value("key", std::string("-")) + ")");
   return out;
 }
 
+// DEL needs nothing but the attachment (container ID, ifname, network): not the netns, not
+// prevResult, not CNI_PATH. What colo-node cannot be told now it is told at its next start.
 Outcome cmdDel(const Context& ctx) {
   json req = {{"op", "cni.del"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)}};
-  auto reply = ctx.agent(ctx.config)->call(std::move(req), -1);
-  if (!reply) {
-    // DEL is best effort: nothing must keep a pod from going away.
-    plog::warn(std::string() + "DEL " + describe(ctx) + ": " + reply.error().message + " (" + ctx.config.agentSocket + "); nothing more to undo here");
+  auto reply = ctx.agent(ctx.config)->call(req, -1);
+  if (reply) {
+    plog::info(std::string() + "DEL " + describe(ctx) + ": " + (reply->value("removed", false) ? "removed" : "nothing to remove"));
     return std::string();
   }
-  plog::info(std::string() + "DEL " + describe(ctx) + ": " + (reply->value("removed", false) ? "removed" : "nothing to remove"));
-  return std::string();
+  const auto& f = reply.error();
+  if (!agentUnavailable(f)) {
+    plog::warn("DEL " + describe(ctx) + ": colo-node refused: " + f.message + "; nothing more to undo here");
+    return std::string();
+  }
+  plog::warn("DEL " + describe(ctx) + ": colo-node could not do it: " + f.message + " (" + ctx.config.agentSocket + ")");
+  if (spoolIt(ctx, "DEL", req)) return std::string();
+  // Neither colo-node nor the spool has it: saying "done" would lose it. Ask the runtime to retry.
+  return CniError{Code::TryAgainLater, "colo-node could not release the pod and the release could not be recorded", f.message};
 }
 
 Outcome cmdCheck(const Context& ctx) {
   if (auto r = requirePrevResult(ctx, "CHECK"); !r) return r;
-  if (optIn(ctx.config) == Decision::No) return std::string();
+  const optin::Decision d = optInOf(ctx.config);
+  logBadOptIn(ctx, "CHECK", d);
+  if (d.kind == Kind::No) return std::string();  // colo made nothing for this pod: nothing to check
   auto ns = ctx.openNetns(ctx.inv.netns);
   if (!ns) return CniError{Code::InvalidEnvironment, "cannot open CNI_NETNS", ns.error().message};
   json req = {{"op", "cni.check"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)},
-              {"ips", addressesOf(*ctx.config.prevResult)}};
+              {"ips", addressesOf(*ctx.config.prevResult)},
+              {"annotations", ctx.config.annotations ? *ctx.config.annotations : json(nullptr)},
+              {"optIn", optInJson(d)}, {"enableAll", ctx.config.enableAll}};
   auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
   if (!reply) return onFailure(ctx, "CHECK", reply.error(), std::string(), Code::TryAgainLater);
+  plog::debug("CHECK " + describe(ctx) + ": " + reply->value("checked", std::string("ok")));
   return std::string();
 }
 
@@ -156,20 +210,25 @@ Outcome cmdStatus(const Context& ctx) {
 }
 
 Outcome cmdGc(const Context& ctx) {
-  json valid = json::array();
-  for (const auto& a : ctx.config.validAttachments.value_or(std::vector<Attachment>{})) {
-    valid.push_back({{"containerID", a.containerId}, {"ifname", a.ifname}});
+  if (!ctx.config.validAttachments) {
+    // Without the list every attachment would look stale: releasing them would cut running pods off.
+    plog::warn("GC network " + ctx.config.name + ": neither cni.dev/valid-attachments nor cni.dev/attachments was given; releasing nothing");
+    return std::string();
   }
+  json valid = json::array();
+  for (const auto& a : *ctx.config.validAttachments) valid.push_back({{"containerID", a.containerId}, {"ifname", a.ifname}});
   auto reply = ctx.agent(ctx.config)->call({{"op", "cni.gc"}, {"network", ctx.config.name}, {"validAttachments", valid}}, -1);
   if (!reply) return onFailure(ctx, "GC", reply.error(), std::string(), Code::TryAgainLater);
-  plog::info(std::string() + "GC network " + ctx.config.name + ": colo-node removed " + std::to_string(reply->value("removed", json::array()).size()) + " stale pods");
+  plog::info("GC network " + ctx.config.name + ": colo-node released " + std::to_string(reply->value("removed", json::array()).size()) +
+             " stale attachments, " + std::to_string(reply->value("pending", json::array()).size()) + " still pending");
   return std::string();
 }
 
-std::string versionInfo() {
-  json v = {{"cniVersion", std::string(kImplementedVersion)}, {"supportedVersions", json::array()}};
-  for (auto s : kSupportedVersions) v["supportedVersions"].push_back(std::string(s));
-  return v.dump() + "\n";
+std::string versionInfo(const std::string& asked) {
+  const std::string v = isSupported(asked) ? asked : std::string(kImplementedVersion);
+  json out = {{"cniVersion", v}, {"supportedVersions", json::array()}};
+  for (auto s : kSupportedVersions) out["supportedVersions"].push_back(std::string(s));
+  return out.dump() + "\n";
 }
 
 }  // namespace colo::cni

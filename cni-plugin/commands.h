@@ -23,6 +23,7 @@ struct Context {
   const PodArgs& pod;
   const AgentFactory& agent;
   const NetnsOpener& openNetns;
+  const std::string& spoolDir;  // empty: beside the agent socket
 };
 
 using Outcome = Expected<std::string, CniError>;
@@ -32,9 +33,13 @@ Outcome cmdDel(const Context& ctx);
 Outcome cmdCheck(const Context& ctx);
 Outcome cmdStatus(const Context& ctx);
 Outcome cmdGc(const Context& ctx);
-std::string versionInfo();
+// The VERSION reply, in `asked` when that is a version colo-cni speaks, else in its own.
+std::string versionInfo(const std::string& asked = "");
 
 // How an agent error code maps onto the spec's numbers (typed errors survive the hop).
 Code cniCodeForAgentError(const std::string& agentCode);
+// Whether a failure means the agent could not do its job at all (down, hung, broken): only then
+// does failurePolicy decide. A refusal from a working agent is its verdict and stands.
+bool agentUnavailable(const AgentFailure& f);
 
 }  // namespace colo::cni

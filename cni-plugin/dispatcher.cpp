@@ -32,13 +32,25 @@ RunResult fail(const CniError& e, const std::string& cniVersion) {
 }  // namespace
 
 RunResult dispatch(const Getenv& getenv, const std::string& stdinData, const Dependencies& deps) {
+  // Every reply, errors included, is in the config's cniVersion whenever it can be read.
+  const std::string asked = peekVersion(stdinData);
   try {
+    const std::string command = getenv("CNI_COMMAND").value_or("");
+    if (command == "VERSION") return RunResult{0, versionInfo(asked)};
     auto inv = readInvocation(getenv);
-    if (!inv) return fail(inv.error(), "");
-    if (inv->command == "VERSION") return RunResult{0, versionInfo()};
+    if (!inv) {
+      // DEL undoes what ADD made for one attachment; a variable that cannot name one leaves
+      // nothing this DEL could undo (GC and the agent's sweep clean up the rest).
+      if (command == "DEL") {
+        if (auto cfg = parseConfig(stdinData); cfg && deps.setupLogging) plog::open(cfg->logFile, *plog::parseLevel(cfg->logLevel));
+        plog::warn("DEL: " + inv.error().msg + (inv.error().details.empty() ? "" : " (" + inv.error().details + ")") + "; nothing to undo");
+        return RunResult{0, ""};
+      }
+      return fail(inv.error(), asked);
+    }
 
     auto config = parseConfig(stdinData);
-    if (!config) return fail(config.error(), "");
+    if (!config) return fail(config.error(), asked);
     const std::string& version = config->cniVersion;
     if (deps.setupLogging) plog::open(config->logFile, *plog::parseLevel(config->logLevel));
 
@@ -61,12 +73,12 @@ RunResult dispatch(const Getenv& getenv, const std::string& stdinData, const Dep
       return fail(pod.error(), version);
     }
 
-    const Context ctx{*inv, *config, *pod, deps.agent, deps.openNetns};
+    const Context ctx{*inv, *config, *pod, deps.agent, deps.openNetns, deps.spoolDir};
     auto out = verb->run(ctx);
     if (!out) return fail(out.error(), version);
     return RunResult{0, std::move(out.value())};
   } catch (const std::exception& e) {
-    return fail({Code::Internal, "colo-cni internal error", e.what()}, "");
+    return fail({Code::Internal, "colo-cni internal error", e.what()}, asked);
   }
 }
 
@@ -74,6 +86,7 @@ Dependencies realDependencies() {
   return Dependencies{
       [](const PluginConfig& c) { return makeUnixAgentClient(c.agentSocket, c.timeout); },
       [](const std::string& path) { return netns::open(path); },
+      {},  // beside each config's agentSocket
       true,
   };
 }

@@ -10,6 +10,7 @@ namespace colo::cni {
 struct Dependencies {
   AgentFactory agent;
   NetnsOpener openNetns;
+  std::string spoolDir;      // empty: spool::dirFor(config.agentSocket)
   bool setupLogging = true;  // off in unit tests
 };
 

@@ -9,15 +9,14 @@ namespace colo::cni {
 namespace {
 
 struct Requirement {
-  bool containerId, netns, ifname, path;
+  bool containerId, netns, ifname;
 };
 
 // Which variables the spec requires per verb.
 std::optional<Requirement> requirementsFor(const std::string& cmd) {
-  if (cmd == "ADD" || cmd == "CHECK") return Requirement{true, true, true, true};
-  if (cmd == "DEL") return Requirement{true, false, true, true};
-  if (cmd == "GC" || cmd == "STATUS") return Requirement{false, false, false, true};
-  if (cmd == "VERSION") return Requirement{false, false, false, false};
+  if (cmd == "ADD" || cmd == "CHECK") return Requirement{true, true, true};
+  if (cmd == "DEL") return Requirement{true, false, true};
+  if (cmd == "GC" || cmd == "STATUS" || cmd == "VERSION") return Requirement{false, false, false};
   return std::nullopt;
 }
 
@@ -34,7 +33,6 @@ Expected<Invocation, CniError> readInvocation(const Getenv& getenv) {
   if (req->containerId && inv.containerId.empty()) return missing("CNI_CONTAINERID");
   if (req->netns && inv.netns.empty()) return missing("CNI_NETNS");
   if (req->ifname && inv.ifname.empty()) return missing("CNI_IFNAME");
-  if (req->path && inv.path.empty()) return missing("CNI_PATH");
   if (!inv.containerId.empty() && !names::isContainerId(inv.containerId)) {
     return CniError{Code::InvalidEnvironment, "invalid characters in CNI_CONTAINERID", inv.containerId};
   }

@@ -18,10 +18,11 @@ struct Invocation {
   std::string netns;        // ADD, CHECK (optional for DEL)
   std::string ifname;       // ADD, DEL, CHECK
   std::string args;         // CNI_ARGS, optional
-  std::string path;         // CNI_PATH
+  std::string path;         // CNI_PATH: optional (colo-cni calls no other plugin)
 };
 
-// Missing or malformed required variables: code 4. Unknown CNI_COMMAND: code 4.
+// Missing or malformed required variables: code 4. Unknown CNI_COMMAND: code 4. CNI_PATH is
+// never required: a chained plugin that calls nothing does not need it.
 Expected<Invocation, CniError> readInvocation(const Getenv& getenv);
 
 Getenv processGetenv();

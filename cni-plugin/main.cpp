@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   }
   std::string input;
   colo::cni::RunResult r;
-  if (getenv("CNI_COMMAND") != "VERSION" && !readStdin(input)) {
+  // VERSION reads stdin too: it answers in the cniVersion it was asked with.
+  if (!readStdin(input) && getenv("CNI_COMMAND") != "VERSION") {
     r = {1, colo::cni::CniError{colo::cni::Code::IoFailure, "cannot read network configuration from stdin", ""}.toJson("1.1.0")};
   } else {
     r = colo::cni::dispatch(getenv, input, colo::cni::realDependencies());

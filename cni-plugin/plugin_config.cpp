@@ -19,12 +19,12 @@ std::optional<CniError> readString(const json& j, const char* key, std::string& 
   return std::nullopt;
 }
 
-std::optional<CniError> readAttachments(const json& list, std::vector<Attachment>& out) {
-  if (!list.is_array()) return invalid("'cni.dev/valid-attachments' must be an array");
+std::optional<CniError> readAttachments(const json& list, const std::string& key, std::vector<Attachment>& out) {
+  if (!list.is_array()) return invalid("'" + key + "' must be an array");
   for (const auto& a : list) {
     if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string() || !a.contains("ifname") ||
         !a["ifname"].is_string()) {
-      return invalid("each entry of 'cni.dev/valid-attachments' needs string 'containerID' and 'ifname'", a.dump());
+      return invalid("each entry of '" + key + "' needs string 'containerID' and 'ifname'", a.dump());
     }
     out.push_back({a["containerID"].get<std::string>(), a["ifname"].get<std::string>()});
   }
@@ -81,26 +81,32 @@ Expected<PluginConfig, CniError> parseConfig(const std::string& stdinData) {
   if (j.contains("runtimeConfig") && !j["runtimeConfig"].is_null()) {
     const json& rc = j["runtimeConfig"];
     if (!rc.is_object()) return invalid("'runtimeConfig' must be an object");
-    if (rc.contains(kAnnotationsCapability) && !rc[kAnnotationsCapability].is_null()) {
+    if (rc.contains(kAnnotationsCapability)) {
+      // null: the runtime has the capability and the pod has no annotations (containerd).
       const json& a = rc[kAnnotationsCapability];
-      if (!a.is_object()) return invalid(std::string("runtimeConfig '") + kAnnotationsCapability + "' must be an object");
-      for (const auto& [k, v] : a.items()) {
-        if (!v.is_string()) return invalid("pod annotation '" + k + "' must be a string", v.dump());
-      }
-      c.annotations = a;
+      if (!a.is_null() && !a.is_object()) return invalid(std::string("runtimeConfig '") + kAnnotationsCapability + "' must be an object");
+      c.annotations = optin::keepColo(a.is_null() ? json::object() : a);
     }
   }
-  if (j.contains("cni.dev/valid-attachments")) {
+  for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
+    if (!j.contains(key)) continue;
     std::vector<Attachment> list;
-    if (auto e = readAttachments(j["cni.dev/valid-attachments"], list)) return *e;
-    c.validAttachments = std::move(list);
+    if (auto e = readAttachments(j[key], key, list)) return *e;
+    if (!c.validAttachments) c.validAttachments.emplace();
+    c.validAttachments->insert(c.validAttachments->end(), list.begin(), list.end());
   }
   return c;
 }
 
-std::optional<bool> annotatedOptIn(const PluginConfig& config) {
-  if (!config.annotations || !config.annotations->contains(kEnabledAnnotation)) return std::nullopt;
-  return (*config.annotations)[kEnabledAnnotation].get<std::string>() == "true";
+std::string peekVersion(const std::string& stdinData) {
+  const json j = json::parse(stdinData, nullptr, false);
+  if (!j.is_object() || !j.contains("cniVersion") || !j["cniVersion"].is_string()) return {};
+  auto v = j["cniVersion"].get<std::string>();
+  return parseVersion(v) ? v : std::string();
+}
+
+optin::Decision optInOf(const PluginConfig& config) {
+  return optin::decide(config.annotations ? *config.annotations : json(nullptr), config.enableAll);
 }
 
 }  // namespace colo::cni

@@ -10,6 +10,7 @@
 #include "colo/common/files.h"
 #include "colo/common/netns.h"
 #include "colo/common/quantity.h"
+#include "colo/common/spool.h"
 #include "install/uninstall_mark.h"
 
 namespace colo::node {
@@ -51,10 +52,21 @@ Status Agent::start() {
   hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
   lifecycle_ = std::make_unique<PodLifecycle>(registry_, *hooks_, metrics_);
 
+  auto host = netns::current();
+  if (!host) return host.error();
+  if (auto s = makeKubernetes(); !s) return s;
+  cni_ = std::make_unique<CniHandler>(registry_, *lifecycle_, metrics_, *host, cniOptions());
+
+  // Before anything is served: pods from the state dir, then what colo-cni spooled while we were
+  // down, on the owner thread like every other change to pod state.
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = registry_.load();
   if (!loaded) return loaded.error();
-  reconcileRestored();
+  std::size_t spooled = 0;
+  lifecycle_->run(std::chrono::steady_clock::time_point::max(), [&] {
+    reconcileRestored();
+    spooled = cni_->applySpool(spool::dirFor(config_.cniSocket));
+  });
   std::vector<Pod> active;
   for (auto& p : registry_.list()) {
     if (p.active) active.push_back(std::move(p));
@@ -63,13 +75,11 @@ Status Agent::start() {
   lifecycle_->updateGauges();
   const double restoreSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics_.set("colo_restore_seconds", {}, restoreSeconds);
-  spdlog::info("registry: {} pods restored from {}, {} still alive, endpoints back in {:.1f} ms", *loaded, config_.stateDir,
-               registry_.size(), restoreSeconds * 1000);
+  spdlog::info("registry: {} pods restored from {}, {} still alive, {} spooled CNI requests applied, endpoints back in {:.1f} ms", *loaded,
+               config_.stateDir, registry_.size(), spooled, restoreSeconds * 1000);
+  lifecycle_->startSweep(std::chrono::seconds(30));
+  if (kube_) kube_->start();
 
-  auto host = netns::current();
-  if (!host) return host.error();
-  if (auto s = startKubernetes(); !s) return s;
-  cni_ = std::make_unique<CniHandler>(registry_, *lifecycle_, metrics_, *host, cniOptions());
   cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) -> Reply {
     const std::string op = m.body.value("op", "");
     if (CniHandler::handles(op)) return cni_->handle(m);
@@ -100,7 +110,7 @@ Status Agent::start() {
 }
 
 // A pod whose netns vanished while we were down will get no DEL we could act on: release it now.
-// A pod whose netns is still there gets its endpoint back (and keeps its hugepage mount).
+// A pod whose netns is still there is held again the way ADD holds one (and keeps its hugepage mount).
 void Agent::reconcileRestored() {
   std::vector<std::string> held;
   for (auto pod : registry_.list()) {
@@ -112,26 +122,19 @@ void Agent::reconcileRestored() {
     if (!id || !(*id == pod.netns)) {
       spdlog::warn("registry: pod {} ({}/{}): netns {} is gone or replaced since colo-node last ran; released", pod.key,
                    pod.podNamespace, pod.name, pod.netnsPath);
-      endpoints_->detach(pod);
-      registry_.remove(pod.key);
+      pod.undoPending = true;  // whatever is left of its endpoint directory and mount goes too
+      (void)lifecycle_->release(pod, "stale");
       metrics_.add("colo_pods_released_stale_total");
+      if (registry_.get(pod.key)) held.push_back(pod.key);  // still pending: keep its directory for the retry
       continue;
-    }
-    std::vector<std::string> warnings;
-    if (!pod.active) {
-      (void)registry_.put(std::move(pod), std::move(fd.value()));  // dormant: only the netns is held
-      continue;
-    }
-    if (auto s = endpoints_->attach(pod, fd->get(), true, warnings); !s) {
-      spdlog::error("registry: pod {}: endpoint not restored: {}", pod.key, s.error().message);
     }
     held.push_back(pod.key);
-    (void)registry_.put(std::move(pod), std::move(fd.value()));
+    cni_->restore(std::move(pod), std::move(fd.value()));
   }
   endpoints_->removeOrphans(held);
 }
 
-Status Agent::startKubernetes() {
+Status Agent::makeKubernetes() {
   lifecycle_->setDatapathNote([this]() -> std::string {
     if (datapath_->active()) return {};
     const auto st = datapath_->status();
@@ -146,7 +149,6 @@ Status Agent::startKubernetes() {
   lifecycle_->setEventSink([this](const Pod& p, const std::string& type, const std::string& reason, const std::string& msg) {
     kube_->events().record(p, type, reason, msg);
   });
-  kube_->start();
   podApi_->setServiceCache(&kube_->services());  // dial by Kubernetes name
   return {};
 }
@@ -208,7 +210,10 @@ void Agent::shutdown() {
     if (kube_) (void)files::writeAtomic(decisionFile, "keep\n", 0644);
     return;
   }
-  for (const auto& pod : registry_.list()) lifecycle_->release(pod);
+  for (auto pod : registry_.list()) {
+    pod.undoPending = true;
+    (void)lifecycle_->release(pod, "uninstall");
+  }
   endpoints_->removeOrphans({});
   if (auto s = Datapath::uninstall(config_.bpfPinDir); !s) spdlog::warn("shutdown: {}", s.error().message);
   std::error_code ec;
@@ -222,6 +227,7 @@ void Agent::stop() {
   if (kube_) kube_->stop();
   if (http_) http_->stop();
   if (cniServer_) cniServer_->stop();
+  if (lifecycle_) lifecycle_->stop();  // after every sender of commands, before the pods server its commands use
   if (podServer_) podServer_->stop();
 }
 

@@ -36,7 +36,7 @@ class Agent {
 
  private:
   void reconcileRestored();
-  Status startKubernetes();
+  Status makeKubernetes();  // made, not started: it starts once restore is done
   CniOptions cniOptions();
   // An Event on colo-node's own pod (the chain's state, the uninstall acknowledgement).
   void ownPodEvent(const std::string& type, const std::string& reason, const std::string& message);

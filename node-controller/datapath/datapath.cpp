@@ -268,10 +268,20 @@ Status Datapath::attach(Pod& pod, int, bool, std::vector<std::string>&) {
   return {};
 }
 
-void Datapath::detach(const Pod& pod) {
+Status Datapath::detach(const Pod& pod) {
   std::lock_guard lock(mu_);
-  if (!bpf_) return;
-  for (const auto& ip : pod.ips) (void)setAddress(ip, false);
+  if (!bpf_) return {};
+  for (const auto& ip : pod.ips) (void)setAddress(ip, false);  // an address not in the map is already undone
+  return {};
+}
+
+Status Datapath::verify(const Pod& pod, int) {
+  {
+    std::lock_guard lock(mu_);
+    if (!bpf_ || !active_ || pod.ips.empty()) return {};
+  }
+  if (!podAddressesPresent(pod)) return Error::make("not_found", "the pod's addresses are not in the datapath's pod map");
+  return {};
 }
 
 bool Datapath::podAddressesPresent(const Pod& pod) const {

@@ -45,7 +45,9 @@ class Datapath final : public PodHooks {
 
   // PodHooks: the pod's addresses enter / leave the pod map.
   Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) override;
-  void detach(const Pod& pod) override;
+  Status detach(const Pod& pod) override;
+  // The pod's addresses are in the pod map (when the datapath is on).
+  Status verify(const Pod& pod, int netnsFd) override;
   // Makes the pod map hold exactly these pods' addresses (at start, after a restart).
   void sync(const std::vector<Pod>& pods);
   bool podAddressesPresent(const Pod& pod) const;

@@ -58,7 +58,7 @@ Status EndpointManager::attach(Pod& pod, int netnsFd, bool failOpen, std::vector
   // hugepages/ through their subPath mount; nobody but root can create anything here.
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::fromErrno("mkdir(" + dir + ")");
   ::chmod(dir.c_str(), 0755);  // whatever the umask
-  auto undo = [&] { detach(pod); };
+  auto undo = [&] { (void)detach(pod); };
 
   if (auto s = hugepagesFor(pod, failOpen, warnings); !s) {
     undo();
@@ -83,15 +83,56 @@ Status EndpointManager::attach(Pod& pod, int netnsFd, bool failOpen, std::vector
   return {};
 }
 
-void EndpointManager::detach(const Pod& pod) {
+Status EndpointManager::detach(const Pod& pod) {
   server_.removeListeners(pod.key);
-  const std::string dir = dirFor(pod.key);
-  hugepages_.unmount(pod.key, dir + "/hugepages");
-  ::unlink((dir + "/colo.sock").c_str());
-  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
-    spdlog::warn("endpoint {}: {}", pod.key, Error::fromErrno("rmdir(" + dir + ")").message);
-  }
   metrics_.set("colo_endpoints", {}, static_cast<double>(server_.listenerCount()));
+  const std::string dir = dirFor(pod.key);
+  if (auto s = hugepages_.unmount(pod.key, dir + "/hugepages"); !s) return s;
+  if (::unlink((dir + "/colo.sock").c_str()) != 0 && errno != ENOENT) return Error::fromErrno("unlink(" + dir + "/colo.sock)");
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return Error::fromErrno("rmdir(" + dir + ")");
+  return {};
+}
+
+namespace {
+// Whether a listening socket named `@name` exists in the netns `netnsFd`: /proc/thread-self/net/unix
+// read from a thread inside it (abstract names are per netns). Nothing connects, so the pod's
+// server sees no stray connection.
+Status abstractListening(int netnsFd, const std::string& name) {
+  bool found = false;
+  auto s = netns::runIn(netnsFd, [&]() -> Status {
+    auto text = files::read("/proc/thread-self/net/unix", 64u << 20);
+    if (!text) return text.error();
+    std::size_t pos = 0;
+    const std::string want = "@" + name;
+    while (pos < text->size()) {
+      auto nl = text->find('\n', pos);
+      if (nl == std::string::npos) nl = text->size();
+      const std::string_view line(text->data() + pos, nl - pos);
+      pos = nl + 1;
+      // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening.
+      const auto last = line.rfind(' ');
+      if (last == std::string_view::npos || line.substr(last + 1) != want) continue;
+      if (line.find(" 00010000 ") != std::string_view::npos) found = true;
+    }
+    return {};
+  });
+  if (!s) return s;
+  if (!found) return Error::make("not_found", "nothing listens on @" + name + " in the pod's network namespace");
+  return {};
+}
+}  // namespace
+
+Status EndpointManager::verify(const Pod& pod, int netnsFd) {
+  const std::string dir = dirFor(pod.key);
+  struct stat st{};
+  if (::stat((dir + "/colo.sock").c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return Error::make("not_found", dir + "/colo.sock is missing");
+  }
+  if (auto s = abstractListening(netnsFd, config_.endpointName); !s) return s;
+  if (pod.hugepageBytes > 0) {
+    if (auto s = hugepages_.verify(dir + "/hugepages", pod.hugepageBytes); !s) return s;
+  }
+  return {};
 }
 
 void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {
@@ -102,7 +143,7 @@ void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {
     spdlog::info("endpoint {}: directory left without a pod; removed", key);
     Pod ghost;
     ghost.key = key;
-    detach(ghost);
+    if (auto s = detach(ghost); !s) spdlog::warn("endpoint {}: {}", key, s.error().message);
   }
 }
 

@@ -21,7 +21,9 @@ class EndpointManager final : public PodHooks {
   // Creates the pods directory once, at start, so that attach (on every pod's start) need not.
   Status prepare();
   Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) override;
-  void detach(const Pod& pod) override;
+  Status detach(const Pod& pod) override;
+  // @<name> listening in the pod's netns, colo.sock present, the hugetlbfs mount with its size.
+  Status verify(const Pod& pod, int netnsFd) override;
 
   std::string dirFor(const std::string& key) const { return podsDir_ + "/" + key; }
   const std::string& podsDir() const { return podsDir_; }

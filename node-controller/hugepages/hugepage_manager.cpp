@@ -95,16 +95,24 @@ Expected<std::uint64_t> HugepageManager::mount(const std::string& key, const std
   return size;
 }
 
-void HugepageManager::unmount(const std::string& key, const std::string& dir) {
-  if (isHugetlbfs(dir) && ::umount2(dir.c_str(), MNT_DETACH) != 0) {
-    spdlog::warn("hugepages: {}", Error::fromErrno("umount(" + dir + ")").message);
-  }
-  ::rmdir(dir.c_str());
+Status HugepageManager::unmount(const std::string& key, const std::string& dir) {
+  if (isHugetlbfs(dir) && ::umount2(dir.c_str(), MNT_DETACH) != 0) return Error::fromErrno("umount(" + dir + ")");
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return Error::fromErrno("rmdir(" + dir + ")");
   {
     std::lock_guard lock(mu_);
     reserved_.erase(key);
   }
   metrics_.set("colo_hugepages_reserved_bytes", {}, static_cast<double>(used()));
+  return {};
 }
 
+Status HugepageManager::verify(const std::string& dir, std::uint64_t bytes) const {
+  struct statfs st{};
+  if (::statfs(dir.c_str(), &st) != 0 || st.f_type != HUGETLBFS_MAGIC) return Error::make("not_found", "no hugetlbfs mount at " + dir);
+  const auto size = static_cast<std::uint64_t>(st.f_blocks) * static_cast<std::uint64_t>(st.f_bsize);
+  if (size != bytes) {
+    return Error::make("invalid_argument", "the hugetlbfs mount at " + dir + " holds " + std::to_string(size) + " bytes, not " + std::to_string(bytes));
+  }
+  return {};
+}
 }  // namespace colo::node

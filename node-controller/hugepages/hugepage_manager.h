@@ -27,8 +27,11 @@ class HugepageManager {
   // `dir` already holds a hugetlbfs mount (a restarted agent), adopts it. "resource_exhausted"
   // names the shortfall; nothing is reserved on failure.
   Expected<std::uint64_t> mount(const std::string& key, const std::string& dir, std::uint64_t bytes);
-  // Unmounts and releases the reservation. Idempotent.
-  void unmount(const std::string& key, const std::string& dir);
+  // Unmounts and releases the reservation. Idempotent. Fails when the directory cannot be
+  // unmounted or removed (then the reservation stays, for the retry).
+  Status unmount(const std::string& key, const std::string& dir);
+  // The hugetlbfs mount at `dir` exists and holds `bytes`.
+  Status verify(const std::string& dir, std::uint64_t bytes) const;
 
   static bool isHugetlbfs(const std::string& dir);
 

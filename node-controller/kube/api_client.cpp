@@ -4,6 +4,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <condition_variable>
+#include <optional>
+#include <thread>
+
 namespace colo::node::kube {
 namespace {
 
@@ -89,29 +93,75 @@ Expected<std::unique_ptr<httplib::ClientImpl>> ApiClient::connect() const {
   return cli;
 }
 
+namespace {
+// Stops a call when its deadline passes: httplib's timeouts bound each connect and read, not the
+// call as a whole (headers or a body that trickle in would take as long as they like).
+class Watchdog {
+ public:
+  Watchdog(httplib::ClientImpl* cli, std::chrono::steady_clock::time_point deadline)
+      : thread_([this, cli, deadline] {
+          std::unique_lock lock(mu_);
+          if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+            fired_ = true;
+            cli->stop();
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  bool fired() {
+    std::lock_guard lock(mu_);
+    return fired_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false, fired_ = false;
+  std::thread thread_;
+};
+}  // namespace
+
 Expected<ApiResult> ApiClient::request(const std::string& method, const std::string& path, const std::string& body,
                                        std::chrono::milliseconds timeout) {
   if (method != "GET" && method != "POST" && method != "PATCH") return Error::make("invalid_argument", "unsupported method " + method);
+  // One deadline for everything: connect, TLS, headers, body, and the 401 retry.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string what = method + " " + endpoint_.host + ":" + std::to_string(endpoint_.port) + path;
   for (int attempt = 0;; ++attempt) {
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Error::make("timeout", what + ": no answer within " + std::to_string(timeout.count()) + " ms");
     auto cli = connect();
     if (!cli) return cli.error();
     Registration reg(*this, cli->get());
     if (!reg.ok) return Error::make("cancelled", "client shut down");
-    const auto secs = timeout.count() / 1000, usecs = (timeout.count() % 1000) * 1000;
+    const auto secs = left.count() / 1000000, usecs = left.count() % 1000000;
     (*cli)->set_connection_timeout(secs, usecs);
     (*cli)->set_read_timeout(secs, usecs);
     (*cli)->set_write_timeout(secs, usecs);
     httplib::Headers headers = {{"Accept", "application/json"}, {"User-Agent", "colo-node/" COLO_VERSION}};
     if (auto tok = tokens_.current(); !tok.empty()) headers.emplace("Authorization", "Bearer " + tok);
-    httplib::Result res = method == "GET"    ? (*cli)->Get(path.c_str(), headers)
-                          : method == "POST" ? (*cli)->Post(path.c_str(), headers, body, "application/json")
-                                             : (*cli)->Patch(path.c_str(), headers, body, "application/merge-patch+json");
-    if (!res) return Error::make("unavailable", method + " " + endpoint_.host + ":" + std::to_string(endpoint_.port) + path + ": " + errorText(res.error()));
-    if (res->status == 401 && attempt == 0 && !endpoint_.tokenFile.empty()) {
-      tokens_.refresh();  // a rotated token: read it again and retry once
+    std::optional<httplib::Result> res;
+    bool timedOut = false;
+    {
+      Watchdog dog(cli->get(), deadline);
+      res = method == "GET"    ? (*cli)->Get(path.c_str(), headers)
+            : method == "POST" ? (*cli)->Post(path.c_str(), headers, body, "application/json")
+                               : (*cli)->Patch(path.c_str(), headers, body, "application/merge-patch+json");
+      timedOut = dog.fired();
+    }
+    if (timedOut) return Error::make("timeout", what + ": no answer within " + std::to_string(timeout.count()) + " ms");
+    if (!*res) return Error::make("unavailable", what + ": " + errorText(res->error()));
+    if ((*res)->status == 401 && attempt == 0 && !endpoint_.tokenFile.empty()) {
+      tokens_.refresh();  // a rotated token: read it again and retry once, within what is left
       continue;
     }
-    return ApiResult{res->status, std::move(res->body)};
+    return ApiResult{(*res)->status, std::move((*res)->body)};
   }
 }
 

@@ -56,11 +56,11 @@ Expected<bool> Kubernetes::daemonSetGone(const std::string& ns, const std::strin
          !j["metadata"]["deletionTimestamp"].is_null();
 }
 
-void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) {
+void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs, const std::set<std::string>& unidentified) {
   for (const auto& pod : all) {
     if (ownPod_ && !ownName_.empty() && pod.name == ownName_ && pod.podNamespace == ownNamespace_) ownPod_(pod);
   }
-  const auto released = lifecycle_.syncAll(all, listStartUnixMs);
+  const auto released = lifecycle_.syncAll(all, listStartUnixMs, unidentified);
   if (released) spdlog::info("kube: {} pods held here are gone from the API; released", released);
 }
 

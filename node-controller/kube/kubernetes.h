@@ -35,7 +35,7 @@ class Kubernetes final : public PodWatcherSink {
   // Called (on the watch thread) with colo-node's own pod whenever the watch reports it.
   void setOwnPodHandler(std::function<void(const PodMeta&)> handler) { ownPod_ = std::move(handler); }
 
-  void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) override;
+  void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs, const std::set<std::string>& unidentified) override;
   std::string upserted(const PodMeta& pod) override;
   void deleted(const PodMeta& pod) override;
 

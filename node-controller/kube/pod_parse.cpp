@@ -1,5 +1,7 @@
 #include "kube/pod_parse.h"
 
+#include "colo/common/opt_in.h"
+
 namespace colo::node::kube {
 
 using nlohmann::json;
@@ -9,12 +11,14 @@ std::string strAt(const json& obj, const char* key) {
   auto it = obj.find(key);
   return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
-// Annotations and labels are string maps; anything else in them is dropped, not trusted.
-json stringMap(const json& obj, const char* key) {
+// Annotations and labels: only the colo.dev/ string entries colo reads are kept (a pod may carry
+// 256 KiB of annotations; fifty such pods must not cost the agent 100 MB).
+json coloMap(const json& obj, const char* key) {
   json out = json::object();
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_object()) return out;
-  for (const auto& [k, v] : it->items()) {
+  const json kept = optin::keepColo(*it);
+  for (const auto& [k, v] : kept.items()) {
     if (v.is_string()) out[k] = v;
   }
   return out;
@@ -30,8 +34,8 @@ std::optional<PodMeta> podFromApi(const json& obj) {
   p.podNamespace = strAt(md, "namespace");
   if (p.uid.empty() || p.name.empty() || p.podNamespace.empty()) return std::nullopt;
   p.resourceVersion = strAt(md, "resourceVersion");
-  p.annotations = stringMap(md, "annotations");
-  p.labels = stringMap(md, "labels");
+  p.annotations = coloMap(md, "annotations");
+  p.labels = coloMap(md, "labels");
   p.terminating = md.contains("deletionTimestamp") && !md["deletionTimestamp"].is_null();
   if (auto spec = obj.find("spec"); spec != obj.end() && spec->is_object()) {
     p.nodeName = strAt(*spec, "nodeName");
@@ -47,6 +51,19 @@ std::optional<PodMeta> podFromApi(const json& obj) {
     }
   }
   return p;
+}
+
+std::string identify(const json& obj) {
+  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return "an object without metadata";
+  const json& md = obj["metadata"];
+  const std::string ns = strAt(md, "namespace"), name = strAt(md, "name");
+  return "pod " + (ns.empty() ? "?" : ns) + "/" + (name.empty() ? "?" : name) + (strAt(md, "uid").empty() ? " (no metadata.uid)" : "");
+}
+
+std::string namespacedName(const json& obj) {
+  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return {};
+  const std::string ns = strAt(obj["metadata"], "namespace"), name = strAt(obj["metadata"], "name");
+  return ns.empty() || name.empty() ? std::string() : ns + "/" + name;
 }
 
 std::optional<WatchEvent> parseWatchEvent(std::string_view line) {

@@ -16,6 +16,11 @@ struct WatchEvent {
   std::string type;  // ADDED MODIFIED DELETED BOOKMARK ERROR
   nlohmann::json object;
 };
+// For logs: "pod ns/name", and whether it lacks a uid, of an object podFromApi refused.
+std::string identify(const nlohmann::json& obj);
+// "ns/name" of an object, or "" when it does not say.
+std::string namespacedName(const nlohmann::json& obj);
+
 // nullopt for a line that is not a watch event.
 std::optional<WatchEvent> parseWatchEvent(std::string_view line);
 

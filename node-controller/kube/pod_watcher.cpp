@@ -46,6 +46,7 @@ PodWatcher::PodWatcher(ApiClient& api, WatcherSettings settings, PodWatcherSink&
   metrics_.describe("colo_kube_lists_total", "counter", "Full lists of this node's pods, by why they were needed.");
   metrics_.describe("colo_kube_watch_ends_total", "counter", "Watch streams that ended, by how.");
   metrics_.describe("colo_kube_watch_events_total", "counter", "Watch events received, by type.");
+  metrics_.describe("colo_kube_objects_refused_total", "counter", "Objects from the API colo could not use (no metadata.uid, an event over the line limit), by where.");
   metrics_.describe("colo_kube_synced", "gauge", "1 once the pod list has been read and the watch follows it.");
   metrics_.describe("colo_kube_event_apply_seconds", "gauge", "From a watch event's arrival to colo applying it, by what it changed (on: colo turned on, endpoint and map entry in place; off; updated; unchanged; not_held; deleted), over the last 4096 of each.");
   metrics_.describe("colo_kube_event_apply_samples", "gauge", "Events behind colo_kube_event_apply_seconds.");
@@ -68,6 +69,12 @@ std::string PodWatcher::selector() const { return "fieldSelector=" + urlEncode("
 void PodWatcher::setError(const std::string& e) {
   std::lock_guard lock(mu_);
   lastError_ = e;
+}
+
+void PodWatcher::clearError() {
+  std::lock_guard lock(mu_);
+  if (!lastError_.empty()) spdlog::info("kube: recovered (last error was: {})", lastError_);
+  lastError_.clear();
 }
 
 void PodWatcher::sleepBackoff(int failures) {
@@ -101,9 +108,11 @@ void PodWatcher::run() {
       needList = false;
       failures = 0;
     }
-    const End end = watch();
+    bool progressed = false;
+    const End end = watch(progressed);
     if (stopping_ || end == End::Stopped) break;
-    static const char* names[] = {"expired", "closed", "silent", "dropped", "refused", "stopped"};
+    if (progressed) failures = 0;  // only failures in a row count towards a relist
+    static const char* names[] = {"expired", "closed", "silent", "dropped", "refused", "too_long", "stopped"};
     metrics_.add("colo_kube_watch_ends_total", {{"how", names[static_cast<int>(end)]}});
     switch (end) {
       case End::Expired:  // our resourceVersion is too old: only a new list is consistent
@@ -118,6 +127,10 @@ void PodWatcher::run() {
         break;
       case End::Silent:
         spdlog::warn("kube: watch silent for {} s; restarting it", settings_.watchTimeoutSeconds + 5);
+        break;
+      case End::TooLong:  // the same event would come again from the same resourceVersion: list instead
+        needList = true;
+        listReason = "too_long";
         break;
       case End::Dropped:
       case End::Refused:
@@ -136,7 +149,9 @@ void PodWatcher::run() {
 bool PodWatcher::list() {
   const std::int64_t listStart = nowUnixMs();
   std::vector<PodMeta> all;
+  std::set<std::string> unidentified;
   std::string cont, rv;
+  bool firstPage = true;
   for (int page = 0;; ++page) {
     std::string path = "/api/v1/pods?" + selector() + "&limit=" + std::to_string(settings_.pageSize);
     if (!cont.empty()) path += "&continue=" + urlEncode(cont);
@@ -149,7 +164,9 @@ bool PodWatcher::list() {
     if (res->status == 410) {  // the continue token expired mid-list: a consistent list must start over
       spdlog::info("kube: list continuation expired after {} pages; starting the list over", page);
       all.clear();
+      unidentified.clear();
       cont.clear();
+      firstPage = true;  // the new list's resourceVersion is the one to watch from, not the abandoned one's
       continue;
     }
     if (res->status != 200) {
@@ -163,10 +180,19 @@ bool PodWatcher::list() {
       return false;
     }
     for (const auto& item : j["items"]) {
-      if (auto p = podFromApi(item)) all.push_back(std::move(*p));
+      if (auto p = podFromApi(item)) {
+        all.push_back(std::move(*p));
+        continue;
+      }
+      // Logged, never silently dropped; and its pod is never released on this list's word.
+      spdlog::warn("kube: list returned {} that colo cannot use; ignored", identify(item));
+      metrics_.add("colo_kube_objects_refused_total", {{"where", "list"}});
+      const auto nn = namespacedName(item);
+      unidentified.insert(nn.empty() ? std::string("*") : nn);
     }
     const json md = j.value("metadata", json::object());
-    if (page == 0) rv = md.value("resourceVersion", "");
+    if (firstPage) rv = md.value("resourceVersion", "");
+    firstPage = false;
     cont = md.value("continue", "");
     if (cont.empty()) break;
     if (stopping_) return false;
@@ -182,14 +208,14 @@ bool PodWatcher::list() {
     resourceVersion_ = rv;
     lastError_.clear();
   }
-  sink_.synced(all, listStart);
+  sink_.synced(all, listStart, unidentified);
   synced_ = true;
   metrics_.set("colo_kube_synced", {}, 1);
   spdlog::info("kube: {} pods on node {} at resourceVersion {}; watching", all.size(), settings_.nodeName, rv);
   return true;
 }
 
-PodWatcher::End PodWatcher::watch() {
+PodWatcher::End PodWatcher::watch(bool& progressed) {
   std::string rv;
   {
     std::lock_guard lock(mu_);
@@ -197,7 +223,7 @@ PodWatcher::End PodWatcher::watch() {
   }
   const std::string path = "/api/v1/pods?" + selector() + "&watch=1&allowWatchBookmarks=true&resourceVersion=" + urlEncode(rv) +
                            "&timeoutSeconds=" + std::to_string(settings_.watchTimeoutSeconds);
-  LineDecoder decoder;
+  LineDecoder decoder(settings_.maxLine);
   End end = End::Closed;
   bool ended = false;
   auto lastByte = Clock::now();
@@ -205,12 +231,19 @@ PodWatcher::End PodWatcher::watch() {
   auto res = api_.stream(path, std::chrono::seconds(settings_.watchTimeoutSeconds + 5), [&](const char* data, std::size_t n) {
     const auto arrival = Clock::now();
     lastByte = arrival;
+    if (!progressed) {
+      progressed = true;  // bytes of a 200 watch: the API answers again
+      clearError();
+    }
     const bool ok = decoder.feed(data, n, [&](std::string_view line) {
       if (!ended) handleEvent(line, end, arrival);
       if (end == End::Expired || end == End::Dropped) ended = true;
     });
     if (!ok) {
-      end = End::Dropped;
+      spdlog::error("kube: a watch event is longer than {} bytes; not decoded; listing again", settings_.maxLine);
+      metrics_.add("colo_kube_objects_refused_total", {{"where", "too_long"}});
+      setError("watch: an event longer than " + std::to_string(settings_.maxLine) + " bytes");
+      end = End::TooLong;
       ended = true;
     }
     return !ended && !stopping_;
@@ -230,6 +263,7 @@ PodWatcher::End PodWatcher::watch() {
     setError("watch: " + res.error);
     return End::Dropped;
   }
+  clearError();  // a watch the server ended cleanly: the API works
   return End::Closed;
 }
 
@@ -258,7 +292,12 @@ void PodWatcher::handleEvent(std::string_view line, End& end, Clock::time_point 
     return;
   }
   auto pod = podFromApi(ev->object);
-  if (!pod) return;
+  if (!pod) {
+    // Logged, never silently dropped; without a uid it names no held pod, so it releases none.
+    spdlog::warn("kube: watch {} event for {} that colo cannot use; ignored", ev->type, identify(ev->object));
+    metrics_.add("colo_kube_objects_refused_total", {{"where", "watch"}});
+    return;
+  }
   std::string change = "deleted";
   if (ev->type == "DELETED") {
     {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,7 @@ struct WatcherSettings {
   std::string nodeName;
   int pageSize = 500;
   int watchTimeoutSeconds = 300;  // asked of the server; silence past this (+5 s) restarts the watch
+  std::size_t maxLine = 16u << 20;  // a watch event longer than this is logged and answered by a relist
   std::chrono::milliseconds backoffBase{250};
   // Capped low so that colo converges within seconds of the API returning; jitter spreads a fleet.
   std::chrono::milliseconds backoffMax{4000};
@@ -36,7 +38,8 @@ class PodWatcherSink {
  public:
   virtual ~PodWatcherSink() = default;
   // A full list: every pod of this node, and when the list began (pods newer than that may be missing).
-  virtual void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) = 0;
+  // `unidentified`: "ns/name" ("*" when even that is missing) of listed objects without a uid.
+  virtual void synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs, const std::set<std::string>& unidentified) = 0;
   // Returns what the update did ("on", "off", ...): latencies are kept per kind.
   virtual std::string upserted(const PodMeta& pod) = 0;
   virtual void deleted(const PodMeta& pod) = 0;
@@ -60,11 +63,12 @@ class PodWatcher {
   std::size_t cachedPods() const;
 
  private:
-  enum class End { Expired, Closed, Silent, Dropped, Refused, Stopped };
+  enum class End { Expired, Closed, Silent, Dropped, Refused, TooLong, Stopped };
   void run();
   bool list();
-  End watch();
+  End watch(bool& progressed);
   void handleEvent(std::string_view line, End& end, std::chrono::steady_clock::time_point arrival);
+  void clearError();
   void sleepBackoff(int failures);
   void recordApply(const std::string& change, double seconds);
   void setError(const std::string& e);

@@ -1,4 +1,5 @@
 #include "pods/cni_handler.h"
+#include "pods/cni_fields.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,54 +8,16 @@
 #include <set>
 
 #include "colo/common/names.h"
+#include "colo/common/opt_in.h"
 
 namespace colo::node {
 namespace {
 
-using json = nlohmann::json;
-namespace code = wire::code;
+using namespace cnifields;
+using Clock = PodOwner::Clock;
 
-// Thrown inside handlers for a bad field; turned into an invalid_argument reply.
-struct BadField {
-  std::string code;
-  std::string message;
-};
-
-std::string str(const json& obj, const char* key, bool required, std::size_t maxLen = 253) {
-  if (!obj.is_object() || !obj.contains(key) || obj[key].is_null()) {
-    if (required) throw BadField{code::kBadRequest, std::string("missing '") + key + "'"};
-    return {};
-  }
-  if (!obj[key].is_string()) throw BadField{code::kBadRequest, std::string("'") + key + "' must be a string"};
-  auto s = obj[key].get<std::string>();
-  if (s.size() > maxLen) throw BadField{code::kInvalidArgument, std::string("'") + key + "' is too long"};
-  return s;
-}
-
-struct AttachmentRef {
-  std::string network, containerId, ifname;
-};
-
-AttachmentRef attachment(const json& req) {
-  if (!req.contains("attachment") || !req["attachment"].is_object()) throw BadField{code::kBadRequest, "missing object 'attachment'"};
-  const json& a = req["attachment"];
-  AttachmentRef r{str(a, "network", true), str(a, "containerID", true, 256), str(a, "ifname", true, 15)};
-  if (r.network.empty()) throw BadField{code::kInvalidArgument, "attachment network is empty"};
-  if (!names::isContainerId(r.containerId)) throw BadField{code::kInvalidArgument, "invalid containerID '" + r.containerId + "'"};
-  if (!names::isIfName(r.ifname)) throw BadField{code::kInvalidArgument, "invalid ifname '" + r.ifname + "'"};
-  return r;
-}
-
-std::vector<std::string> ipList(const json& req) {
-  std::vector<std::string> out;
-  if (!req.contains("ips") || req["ips"].is_null()) return out;
-  if (!req["ips"].is_array()) throw BadField{code::kBadRequest, "'ips' must be an array"};
-  for (const auto& ip : req["ips"]) {
-    if (!ip.is_string() || ip.get<std::string>().size() > 64) throw BadField{code::kBadRequest, "'ips' must hold address strings"};
-    out.push_back(ip.get<std::string>());
-  }
-  return out;
-}
+// Cleanup verbs carry no deadline of their own; they must not wait forever on a stuck owner either.
+constexpr auto kCleanupBudget = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -62,32 +25,45 @@ CniHandler::CniHandler(Registry& registry, PodLifecycle& lifecycle, Metrics& met
     : registry_(registry), lifecycle_(lifecycle), metrics_(metrics), hostNetns_(hostNetns), options_(std::move(options)) {
   metrics_.describe("colo_cni_requests_total", "counter", "CNI requests from colo-cni by verb and result.");
   metrics_.describe("colo_cni_api_lookups_total", "counter", "ADDs without annotations decided from the Kubernetes API, by result.");
+  metrics_.describe("colo_spool_records_total", "counter", "Spooled ADD/DEL records (written by colo-cni while colo-node was unreachable) applied at start, by op and result.");
 }
 
 json CniHandler::handle(wire::Message& msg) {
   const json& req = msg.body;
   const std::string op = req.value("op", std::string());
-  const std::string verb = op.substr(4);
+  const std::string verb = op.size() > 4 ? op.substr(4) : op;
   json reply;
   try {
     // A request whose sender has given up (a hung or slow agent) is not applied late: the runtime
     // has already been told the outcome. DEL and GC only ever clean up, so they always run.
-    if ((op == "cni.add" || op == "cni.check") && req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-      const auto late = now - req["deadlineUnixMs"].get<long long>();
-      if (late > 0) {
-        reply = wire::errorReply(req, "timeout", op + ": arrived " + std::to_string(late) + " ms after colo-cni stopped waiting; not applied");
+    auto deadline = Clock::now() + kCleanupBudget;
+    const bool timed = op == "cni.add" || op == "cni.check";
+    if (timed && req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
+      const auto left = req["deadlineUnixMs"].get<long long>() - nowUnixMs();
+      if (left <= 0) {
+        reply = wire::errorReply(req, "timeout", op + ": arrived " + std::to_string(-left) + " ms after colo-cni stopped waiting; not applied");
         metrics_.add("colo_cni_requests_total", {{"verb", verb}, {"result", "late"}});
         spdlog::warn("{}", reply["error"]["message"].get<std::string>());
         return reply;
       }
+      deadline = Clock::now() + std::chrono::milliseconds(left);
     }
-    if (op == "cni.add") reply = add(req, msg);
-    else if (op == "cni.del") reply = del(req);
-    else if (op == "cni.check") reply = check(req, msg);
-    else if (op == "cni.status") reply = status(req);
-    else if (op == "cni.gc") reply = gc(req);
-    else reply = wire::errorReply(req, code::kUnknownOp, "unknown op '" + op + "'");
+    if (op == "cni.add") {
+      Pod pod = parseAdd(req);
+      lookupMeta(pod, req, deadline);  // slow (the API): on this thread, before the owner's turn
+      const bool failOpen = str(req, "failurePolicy", false) != "closed";
+      if (!lifecycle_.run(deadline, [&] { reply = applyAdd(req, std::move(pod), msg.fds.empty() ? UniqueFd() : std::move(msg.fds[0]), failOpen); })) {
+        reply = wire::errorReply(req, "timeout", op + ": not applied: colo-node could not get to it before colo-cni's deadline");
+      }
+    } else if (op == "cni.del" || op == "cni.check" || op == "cni.gc") {
+      if (!lifecycle_.run(deadline, [&] { reply = op == "cni.del" ? del(req) : op == "cni.gc" ? gc(req) : check(req, msg); })) {
+        reply = wire::errorReply(req, op == "cni.check" ? "timeout" : code::kUnavailable, op + ": not applied in time; colo-node is busy");
+      }
+    } else if (op == "cni.status") {
+      reply = status(req);
+    } else {
+      reply = wire::errorReply(req, code::kUnknownOp, "unknown op '" + op + "'");
+    }
   } catch (const BadField& e) {
     reply = wire::errorReply(req, e.code, op + ": " + e.message);
   } catch (const std::exception& e) {
@@ -100,7 +76,7 @@ json CniHandler::handle(wire::Message& msg) {
   return reply;
 }
 
-json CniHandler::add(const json& req, wire::Message& msg) {
+Pod CniHandler::parseAdd(const json& req) {
   const AttachmentRef a = attachment(req);
   const json& podIn = req.contains("pod") ? req["pod"] : json::object();
   Pod pod;
@@ -112,31 +88,35 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   pod.network = a.network;
   pod.containerId = a.containerId;
   pod.ifname = a.ifname;
+  pod.attachments = {{a.network, a.containerId, a.ifname}};
   pod.netnsPath = str(req, "netnsPath", false, 4096);
   pod.ips = ipList(req);
   pod.key = pod.uid.empty() ? pod.containerId : pod.uid;
+  // Opt-in (common/opt_in.h, as colo-cni decides it): the colo.dev/enabled annotation wins, then
+  // enableAll. Only colo.dev/ annotations are kept.
+  pod.annotations = req.contains("annotations") && req["annotations"].is_object() ? optin::keepColo(req["annotations"]) : json(nullptr);
+  // "optIn": true is colo-cni saying enableAll applies (older colo-cni sent only that).
+  const bool annotated = pod.annotations.is_object() && pod.annotations.contains(optin::kEnabledAnnotation);
+  pod.enableAll = req.value("enableAll", false) == true || (!annotated && req.value("optIn", json(nullptr)) == true);
+  return pod;
+}
 
-  // Opt-in: the colo.dev/enabled annotation wins, then colo-cni's enableAll. A runtime that passes
-  // no annotations leaves it to the API (Kubernetes mode), within colo-cni's deadline.
-  pod.annotations = req.contains("annotations") && req["annotations"].is_object() ? req["annotations"] : json(nullptr);
-  const bool annotatedEnable = pod.annotations.is_object() && pod.annotations.contains("colo.dev/enabled");
-  pod.enableAll = req.value("enableAll", false) || (!annotatedEnable && req.value("optIn", json(nullptr)) == true);
-  if (!pod.annotations.is_object() && options_.lookup && !pod.name.empty()) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
-    if (req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
-      const auto left = req["deadlineUnixMs"].get<long long>() - nowUnixMs() - 50;  // leave time for the reply
-      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(0LL, left));
-    }
-    auto meta = options_.lookup(pod.podNamespace, pod.name, pod.uid, deadline);
-    metrics_.add("colo_cni_api_lookups_total", {{"result", meta ? "found" : "unknown"}});
-    if (meta && (pod.uid.empty() || meta->uid == pod.uid)) {
-      PodLifecycle::merge(pod, *meta);
-    } else {
-      spdlog::info("cni.add {}: runtime passed no annotations and the API did not answer in time; held dormant until the watch "
-                   "delivers the pod", pod.key);
-    }
+void CniHandler::lookupMeta(Pod& pod, const json& req, Clock::time_point deadline) {
+  // A runtime that passes no annotations leaves it to the API (Kubernetes mode), within colo-cni's deadline.
+  if (pod.annotations.is_object() || !options_.lookup || pod.name.empty()) return;
+  (void)req;
+  auto meta = options_.lookup(pod.podNamespace, pod.name, pod.uid, deadline - std::chrono::milliseconds(50));  // time for the reply
+  metrics_.add("colo_cni_api_lookups_total", {{"result", meta ? "found" : "unknown"}});
+  if (meta && (pod.uid.empty() || meta->uid == pod.uid)) {
+    PodLifecycle::merge(pod, *meta);
+  } else {
+    spdlog::info("cni.add {}: runtime passed no annotations and the API did not answer in time; held dormant until the watch "
+                 "delivers the pod", pod.key);
   }
-  const bool optedIn = wantsColo(pod);
+}
+
+json CniHandler::applyAdd(const json& req, Pod pod, UniqueFd netnsFd, bool failOpen) {
+  const bool optedIn = lifecycle_.optedIn(pod);
   auto notOptedIn = [&] {
     json r = wire::okReply(req);
     r["optedIn"] = false;
@@ -147,9 +127,8 @@ json CniHandler::add(const json& req, wire::Message& msg) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; not held", pod.key, pod.podNamespace, pod.name);
     return notOptedIn();
   }
-
-  if (msg.fds.size() != 1) throw BadField{code::kBadNetns, "cni.add needs exactly one descriptor: the pod's netns"};
-  auto id = netns::inspect(msg.fds[0].get());
+  if (!netnsFd) throw BadField{code::kBadNetns, "cni.add needs exactly one descriptor: the pod's netns"};
+  auto id = netns::inspect(netnsFd.get());
   if (!id) throw BadField{code::kBadNetns, id.error().message};
   if (*id == hostNetns_) {
     throw BadField{code::kInvalidArgument, "pod " + pod.key + " shares the node's network namespace (hostNetwork); colo needs a pod network namespace"};
@@ -158,25 +137,33 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   pod.addedAt = nowRfc3339();
   pod.addedUnixMs = nowUnixMs();
 
-  std::lock_guard lock(lifecycle_.mutex());
+  const AttachmentId a = pod.attachments.front();
   if (auto existing = registry_.get(pod.key)) {
+    if (existing->netns == pod.netns && existing->containerId == a.containerId && !existing->releasePending &&
+        !existing->sameAttachment(a.network, a.containerId, a.ifname)) {
+      // Another interface of the same sandbox, in a netns colo already serves (Multus, several
+      // networks): the endpoint is shared and stays until the last attachment's DEL.
+      existing->attachments.push_back(a);
+      if (auto s = registry_.update(*existing); !s) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": " + s.error().message);
+      spdlog::info("cni.add {}: attachment {}/{} shares the endpoint of the pod's netns ({} attachments)", pod.key, a.network, a.ifname,
+                   existing->attachments.size());
+      json r = wire::okReply(req);
+      r["optedIn"] = existing->active;
+      r["key"] = pod.key;
+      r["shared"] = true;
+      r["endpoint"] = existing->endpointDir;
+      return r;
+    }
     // A repeated ADD, or a sandbox replaced under the same pod UID: start from a clean slate.
     spdlog::info("cni.add {}: replaces what was held for container {}", pod.key, existing->containerId.substr(0, 12));
-    lifecycle_.release(*existing);
+    auto r = lifecycle_.release(*existing, "replaced");
+    if (!r) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": " + r.error().message);
+    if (r->pending) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": what colo made for its previous sandbox cannot be removed yet; retry");
   }
-  const std::string policy = str(req, "failurePolicy", false);
   std::vector<std::string> warnings;
-  pod.active = false;
-  if (optedIn) {
-    if (auto s = lifecycle_.activate(pod, msg.fds[0].get(), policy != "closed", warnings); !s) {
-      return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
-    }
+  if (auto s = hold(pod, std::move(netnsFd), optedIn, failOpen, warnings); !s) {
+    return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
   }
-  if (auto s = registry_.put(pod, std::move(msg.fds[0])); !s) {
-    lifecycle_.deactivate(pod);
-    throw std::runtime_error(s.error().message);
-  }
-  lifecycle_.updateGauges();
   if (!optedIn) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; held dormant (netns inode {})", pod.key, pod.podNamespace, pod.name, pod.netns.inode);
     return notOptedIn();
@@ -192,42 +179,97 @@ json CniHandler::add(const json& req, wire::Message& msg) {
   return r;
 }
 
+// The one way a pod becomes held: CNI ADD, a spooled ADD, and restore at start.
+Status CniHandler::hold(Pod& pod, UniqueFd netnsFd, bool optedIn, bool failOpen, std::vector<std::string>& warnings) {
+  pod.active = false;
+  if (optedIn) {
+    if (auto s = lifecycle_.activate(pod, netnsFd.get(), failOpen, warnings); !s) return s;
+  }
+  if (auto s = registry_.put(pod, std::move(netnsFd)); !s) {
+    lifecycle_.deactivate(pod);
+    return Error{code::kUnavailable, s.error().message, s.error().errnum};
+  }
+  lifecycle_.updateGauges();
+  return {};
+}
+
+void CniHandler::restore(Pod pod, UniqueFd netnsFd) {
+  std::vector<std::string> warnings;
+  const bool on = pod.active;  // as it was: the API (when watched) turns it on or off after its list
+  if (pod.releasePending) {
+    (void)registry_.put(pod, std::move(netnsFd));  // the sweep finishes the release
+    return;
+  }
+  if (auto s = hold(pod, std::move(netnsFd), on, true, warnings); !s) {
+    spdlog::error("registry: pod {}: not restored: {}", pod.key, s.error().message);
+  }
+}
+
 json CniHandler::del(const json& req) {
   const AttachmentRef a = attachment(req);
   json r = wire::okReply(req);
-  std::lock_guard lock(lifecycle_.mutex());
-  auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
   r["removed"] = false;
-  if (pod) {
-    lifecycle_.release(*pod);
-    lifecycle_.updateGauges();
-    r["removed"] = true;
-    r["key"] = pod->key;
-    spdlog::info("cni.del {}: released pod {}/{}", pod->key, pod->podNamespace, pod->name);
-  } else {
+  auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
+  if (!pod) {
     spdlog::debug("cni.del container {}: nothing held", a.containerId);
+    return r;
   }
+  r["key"] = pod->key;
+  if (pod->attachments.size() > 1) {
+    pod->dropAttachment({a.network, a.containerId, a.ifname});
+    if (auto s = registry_.update(*pod); !s) return wire::errorReply(req, code::kUnavailable, "cni.del " + pod->key + ": " + s.error().message);
+    r["removed"] = true;
+    r["shared"] = true;
+    spdlog::info("cni.del {}: attachment {}/{} removed; the endpoint stays for {} more", pod->key, a.network, a.ifname, pod->attachments.size());
+    return r;
+  }
+  auto rel = lifecycle_.release(*pod, "del");
+  if (!rel) return wire::errorReply(req, code::kUnavailable, "cni.del " + pod->key + ": " + rel.error().message);
+  r["removed"] = true;
+  r["pending"] = rel->pending;
+  spdlog::info("cni.del {}: released pod {}/{}{}", pod->key, pod->podNamespace, pod->name, rel->pending ? " (undoing it is pending, retried)" : "");
   return r;
 }
 
 json CniHandler::check(const json& req, wire::Message& msg) {
   const AttachmentRef a = attachment(req);
   auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
-  if (!pod) return wire::errorReply(req, code::kNotFound, "colo-node holds no pod for container " + a.containerId + " on network " + a.network);
-  if (!msg.fds.empty()) {
-    auto id = netns::inspect(msg.fds[0].get());
-    if (!id) throw BadField{code::kBadNetns, id.error().message};
-    if (!(*id == pod->netns)) {
-      return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with a different network namespace than CNI_NETNS");
+  if (!pod) {
+    // Not held: right for a pod that has not opted in (standalone holds none of those), decided
+    // exactly as ADD decided it.
+    Pod probe;
+    probe.annotations = req.contains("annotations") && req["annotations"].is_object() ? req["annotations"] : json(nullptr);
+    probe.enableAll = req.value("enableAll", false) == true;
+    if (!options_.holdDormant && !optin::decide(probe.annotations, probe.enableAll).on()) {
+      json r = wire::okReply(req);
+      r["checked"] = "not opted in: nothing held";
+      return r;
     }
+    return wire::errorReply(req, code::kNotFound, "colo-node holds no pod for container " + a.containerId + " on network " + a.network);
   }
+  if (pod->releasePending) return wire::errorReply(req, code::kNotFound, "pod " + pod->key + " is being released");
+  // Every address colo holds must be in prevResult; more (a later plugin in the chain) is fine.
   auto ips = ipList(req);
-  if (!ips.empty() && !pod->ips.empty()) {
-    std::set<std::string> want(ips.begin(), ips.end()), have(pod->ips.begin(), pod->ips.end());
-    if (want != have) return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with other addresses than prevResult");
+  std::set<std::string> given(ips.begin(), ips.end());
+  for (const auto& held : pod->ips) {
+    if (req.contains("ips") && !given.count(held)) return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with address " + held + ", which prevResult does not have");
+  }
+  if (msg.fds.size() != 1) throw BadField{code::kBadNetns, "cni.check needs exactly one descriptor: the pod's netns"};
+  auto id = netns::inspect(msg.fds[0].get());
+  if (!id) throw BadField{code::kBadNetns, id.error().message};
+  if (!(*id == pod->netns)) {
+    return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with a different network namespace than CNI_NETNS");
   }
   json r = wire::okReply(req);
   r["key"] = pod->key;
+  if (!pod->active) {
+    r["checked"] = "held dormant: netns, addresses";
+    return r;
+  }
+  if (auto s = lifecycle_.verify(*pod, msg.fds[0].get()); !s) {
+    return wire::errorReply(req, s.error().code == code::kInvalidArgument ? code::kInvalidArgument : code::kNotFound, "pod " + pod->key + ": " + s.error().message);
+  }
+  r["checked"] = "held, netns, addresses, endpoint, colo.sock, hugepages, datapath";
   return r;
 }
 
@@ -240,23 +282,38 @@ json CniHandler::status(const json& req) {
 
 json CniHandler::gc(const json& req) {
   const std::string network = str(req, "network", true);
-  if (!req.contains("validAttachments") || !req["validAttachments"].is_array()) throw BadField{code::kBadRequest, "missing array 'validAttachments'"};
-  std::set<std::pair<std::string, std::string>> valid;
-  for (const auto& v : req["validAttachments"]) {
-    valid.insert({str(v, "containerID", true, 256), str(v, "ifname", true, 15)});
+  json r = wire::okReply(req);
+  r["removed"] = json::array();
+  r["pending"] = json::array();
+  if (!req.contains("validAttachments") || !req["validAttachments"].is_array()) {
+    // Without the list every attachment would look stale: releasing them would cut running pods off.
+    spdlog::warn("cni.gc network {}: no list of valid attachments; releasing nothing", network);
+    return r;
   }
-  json removed = json::array();
-  std::lock_guard lock(lifecycle_.mutex());
-  for (const auto& pod : registry_.list()) {
-    if (pod.network != network || valid.count({pod.containerId, pod.ifname})) continue;
-    lifecycle_.release(pod);
-    removed.push_back(pod.key);
+  std::set<std::pair<std::string, std::string>> valid;
+  for (const auto& v : req["validAttachments"]) valid.insert({str(v, "containerID", true, 256), str(v, "ifname", true, 15)});
+  for (auto pod : registry_.list()) {
+    std::vector<AttachmentId> stale;
+    for (const auto& at : pod.attachments) {
+      if (at.network == network && !valid.count({at.containerId, at.ifname})) stale.push_back(at);
+    }
+    if (stale.empty() && !pod.releasePending) continue;
+    if (!pod.releasePending && stale.size() < pod.attachments.size()) {
+      for (const auto& at : stale) pod.dropAttachment(at);
+      if (auto s = registry_.update(pod); !s) return wire::errorReply(req, code::kUnavailable, "cni.gc: " + s.error().message);
+      continue;
+    }
+    if (pod.releasePending && stale.empty() && pod.network != network) continue;
+    auto rel = lifecycle_.release(pod, "gc");
+    if (!rel || rel->pending) {
+      r["pending"].push_back(pod.key);
+      continue;
+    }
+    r["removed"].push_back(pod.key);
     spdlog::info("cni.gc {}: pod {}/{} container {} is not a valid attachment; released", pod.key, pod.podNamespace, pod.name,
                  pod.containerId.substr(0, 12));
   }
   lifecycle_.updateGauges();
-  json r = wire::okReply(req);
-  r["removed"] = removed;
   return r;
 }
 

@@ -36,9 +36,19 @@ class CniHandler {
 
   static bool handles(const std::string& op) { return op.rfind("cni.", 0) == 0; }
 
+  // On the owner thread (inside lifecycle.run), before the CNI socket serves:
+  // a pod from the state dir whose netns is still there, held again the way ADD holds a pod;
+  void restore(Pod pod, UniqueFd netnsFd);
+  // the ADDs and DELs colo-cni spooled while colo-node was unreachable, each attachment's last
+  // record only, oldest first; a record is removed once applied. Returns how many were applied.
+  std::size_t applySpool(const std::string& dir);
+
  private:
   using json = nlohmann::json;
-  json add(const json& req, wire::Message& msg);
+  Pod parseAdd(const json& req);
+  void lookupMeta(Pod& pod, const json& req, PodOwner::Clock::time_point deadline);
+  json applyAdd(const json& req, Pod pod, UniqueFd netnsFd, bool failOpen);
+  Status hold(Pod& pod, UniqueFd netnsFd, bool optedIn, bool failOpen, std::vector<std::string>& warnings);
   json del(const json& req);
   json check(const json& req, wire::Message& msg);
   json status(const json& req);

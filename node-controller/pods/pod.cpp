@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "colo/common/names.h"
+#include "colo/common/opt_in.h"
 
 namespace colo::node {
 
@@ -32,7 +33,24 @@ json toJson(const Pod& p) {
           {"serviceAccount", p.serviceAccount},
           {"phase", p.phase},
           {"hugepageBytes", p.hugepageBytes},
-          {"endpointDir", p.endpointDir}};
+          {"endpointDir", p.endpointDir},
+          {"releasePending", p.releasePending},
+          {"undoPending", p.undoPending},
+          {"attachments", [&] {
+             json a = json::array();
+             for (const auto& x : p.attachments) a.push_back({{"network", x.network}, {"containerID", x.containerId}, {"ifname", x.ifname}});
+             return a;
+           }()}};
+}
+
+std::size_t Pod::dropAttachment(const AttachmentId& a) {
+  std::erase(attachments, a);
+  if (!attachments.empty()) {
+    network = attachments.front().network;
+    containerId = attachments.front().containerId;
+    ifname = attachments.front().ifname;
+  }
+  return attachments.size();
 }
 
 std::optional<Pod> podFromJson(const json& j) {
@@ -62,16 +80,21 @@ std::optional<Pod> podFromJson(const json& j) {
     p.phase = j.value("phase", std::string());
     p.hugepageBytes = j.value("hugepageBytes", std::uint64_t{0});
     p.endpointDir = j.value("endpointDir", std::string());
+    p.releasePending = j.value("releasePending", false);
+    p.undoPending = j.value("undoPending", false);
+    if (j.contains("attachments") && j["attachments"].is_array()) {
+      for (const auto& a : j["attachments"]) {
+        p.attachments.push_back({a.at("network").get<std::string>(), a.at("containerID").get<std::string>(), a.at("ifname").get<std::string>()});
+      }
+    }
+    if (p.attachments.empty()) p.attachments.push_back({p.network, p.containerId, p.ifname});
     return p;
   } catch (const json::exception&) {
     return std::nullopt;
   }
 }
 
-bool wantsColo(const json& annotations, bool enableAll) {
-  if (annotations.is_object() && annotations.contains("colo.dev/enabled")) return annotations["colo.dev/enabled"] == "true";
-  return enableAll;
-}
+bool wantsColo(const json& annotations, bool enableAll) { return optin::decide(annotations, enableAll).on(); }
 
 std::string annotation(const json& annotations, const char* key) {
   if (!annotations.is_object()) return {};

@@ -17,8 +17,11 @@ class PodHooks {
   // is left behind. With `failOpen`, optional parts that cannot be had are skipped and reported
   // in `warnings` instead of failing.
   virtual Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) = 0;
-  // Undoes attach. Idempotent; never fails.
-  virtual void detach(const Pod& pod) = 0;
+  // Undoes attach. Idempotent: what is already undone is skipped, so a failed detach is retried
+  // by calling it again. Fails when something could not be undone (it stays, and says what).
+  virtual Status detach(const Pod& pod) = 0;
+  // CHECK: whether what attach made for an active pod is all still there and as it was.
+  virtual Status verify(const Pod& pod, int netnsFd) { (void)pod, (void)netnsFd; return {}; }
 };
 
 // Runs several hooks in order; detaches in reverse. A failed attach undoes the ones before it.
@@ -28,14 +31,24 @@ class CompositeHooks final : public PodHooks {
   Status attach(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) override {
     for (std::size_t i = 0; i < hooks_.size(); ++i) {
       if (auto s = hooks_[i]->attach(pod, netnsFd, failOpen, warnings); !s) {
-        while (i-- > 0) hooks_[i]->detach(pod);
+        while (i-- > 0) (void)hooks_[i]->detach(pod);
         return s;
       }
     }
     return {};
   }
-  void detach(const Pod& pod) override {
-    for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) (*it)->detach(pod);
+  Status detach(const Pod& pod) override {
+    Status first;
+    for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {
+      if (auto s = (*it)->detach(pod); !s && first) first = s;  // every hook is tried; the first failure is told
+    }
+    return first;
+  }
+  Status verify(const Pod& pod, int netnsFd) override {
+    for (auto* h : hooks_) {
+      if (auto s = h->verify(pod, netnsFd); !s) return s;
+    }
+    return {};
   }
 
  private:
@@ -45,7 +58,7 @@ class CompositeHooks final : public PodHooks {
 class NoHooks final : public PodHooks {
  public:
   Status attach(Pod&, int, bool, std::vector<std::string>&) override { return {}; }
-  void detach(const Pod&) override {}
+  Status detach(const Pod&) override { return {}; }
 };
 
 }  // namespace colo::node

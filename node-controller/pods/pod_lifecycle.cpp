@@ -4,18 +4,43 @@
 
 #include <set>
 
+#include "colo/common/opt_in.h"
 #include "endpoints/endpoint_manager.h"
 
 namespace colo::node {
 
 namespace {
 std::string who(const Pod& p) { return p.podNamespace + "/" + p.name + " (" + p.key + ")"; }
+// Watch events and lists carry no deadline of their own: long enough that only a stuck owner misses it.
+PodOwner::Clock::time_point apiDeadline() { return PodOwner::Clock::now() + std::chrono::seconds(60); }
 }  // namespace
+
+PodLifecycle::~PodLifecycle() { owner_.stop(); }
+
+void PodLifecycle::startSweep(std::chrono::milliseconds period) {
+  owner_.every(period, [this] { (void)retryPending(); });
+}
+
+bool PodLifecycle::optedIn(const Pod& pod) {
+  const auto d = optin::decide(pod.annotations, pod.enableAll);
+  if (!d.badValue.empty()) {
+    spdlog::warn("pod {}: annotation {} value '{}' is not understood (true/false, 1/0, t/f); colo stays off", who(pod),
+                 optin::kEnabledAnnotation, d.badValue);
+    metrics_.add("colo_opt_in_not_understood_total");
+    event(pod, "Warning", "ColoOptInNotUnderstood",
+          std::string("annotation ") + optin::kEnabledAnnotation + " value '" + d.badValue + "' is not understood (use \"true\" or \"false\"); colo stays off");
+  }
+  return d.on();
+}
 
 PodLifecycle::PodLifecycle(Registry& registry, PodHooks& hooks, Metrics& metrics) : registry_(registry), hooks_(hooks), metrics_(metrics) {
   metrics_.describe("colo_pods", "gauge", "Pods colo is on for (endpoint, hugepages, datapath).");
   metrics_.describe("colo_pods_dormant", "gauge", "Pods held without colo (not opted in), ready to be turned on.");
   metrics_.describe("colo_pod_transitions_total", "counter", "Pods turned on or off on a running pod, or released, by cause.");
+  metrics_.describe("colo_pod_release_failures_total", "counter", "Releases (DEL, GC, API, sweep) whose undoing failed; the pod is kept and retried.");
+  metrics_.describe("colo_pod_releases_pending", "gauge", "Pods released but not yet undone (retried by GC and the sweep).");
+  metrics_.describe("colo_opt_in_not_understood_total", "counter", "colo.dev/enabled values that are not a boolean (the pod stays off).");
+  metrics_.add("colo_pod_release_failures_total", {}, 0);
   updateGauges();
 }
 
@@ -32,7 +57,7 @@ void PodLifecycle::updateGauges() {
 Status PodLifecycle::activate(Pod& pod, int netnsFd, bool failOpen, std::vector<std::string>& warnings) {
   if (auto s = hooks_.attach(pod, netnsFd, failOpen, warnings); !s) return s;
   pod.active = true;
-  pod.optInSource = pod.annotations.is_object() && pod.annotations.contains("colo.dev/enabled") ? "annotation" : "enableAll";
+  pod.optInSource = optin::decide(pod.annotations, pod.enableAll).source;
   for (const auto& w : warnings) {
     event(pod, "Warning", w.find("hugepages") != std::string::npos ? "HugepagesRefused" : "ColoDegraded", w);
   }
@@ -43,16 +68,59 @@ Status PodLifecycle::activate(Pod& pod, int netnsFd, bool failOpen, std::vector<
 }
 
 void PodLifecycle::deactivate(Pod& pod) {
-  if (pod.active) hooks_.detach(pod);
+  if (pod.active || pod.undoPending) {
+    auto s = hooks_.detach(pod);
+    pod.undoPending = !s;
+    if (!s) {
+      spdlog::error("pod {}: turning colo off left something behind: {}; retried by the sweep", who(pod), s.error().message);
+      metrics_.add("colo_pod_release_failures_total", {{"cause", "off"}});
+    }
+  }
   pod.active = false;
   pod.optInSource.clear();
-  pod.endpointDir.clear();
-  pod.hugepageBytes = 0;
+  if (!pod.undoPending) {
+    pod.endpointDir.clear();
+    pod.hugepageBytes = 0;
+  }
 }
 
-void PodLifecycle::release(const Pod& pod) {
-  if (pod.active) hooks_.detach(pod);
-  registry_.remove(pod.key);
+Expected<PodLifecycle::Released> PodLifecycle::release(const Pod& pod, const std::string& cause) {
+  if (pod.active || pod.undoPending) {
+    if (auto s = hooks_.detach(pod); !s) {
+      Pod kept = pod;
+      kept.active = false;
+      kept.undoPending = kept.releasePending = true;
+      metrics_.add("colo_pod_release_failures_total", {{"cause", cause}});
+      spdlog::error("pod {}: release ({}) failed: {}; kept, and retried by the next GC and the sweep", who(pod), cause, s.error().message);
+      if (auto u = registry_.update(kept); !u) return Error{"unavailable", "pod " + pod.key + ": release failed (" + s.error().message + ") and could not be persisted: " + u.error().message, u.error().errnum};
+      updateGauges();
+      return Released{true};
+    }
+  }
+  auto removed = registry_.remove(pod.key);
+  updateGauges();
+  if (!removed) {
+    spdlog::error("pod {}: released, but {}", who(pod), removed.error().message);
+    return removed.error();
+  }
+  return Released{false};
+}
+
+std::size_t PodLifecycle::retryPending() {
+  std::size_t still = 0;
+  for (auto pod : registry_.list()) {
+    if (pod.releasePending) {
+      auto r = release(pod, "retry");
+      if (!r || r->pending) ++still;
+      else spdlog::info("pod {}: pending release done", who(pod));
+    } else if (pod.undoPending) {
+      deactivate(pod);
+      if (pod.undoPending) ++still;
+      (void)registry_.update(pod);
+    }
+  }
+  metrics_.set("colo_pod_releases_pending", {}, static_cast<double>(still));
+  return still;
 }
 
 void PodLifecycle::merge(Pod& pod, const PodMeta& meta) {
@@ -77,13 +145,18 @@ const char* toString(PodChange c) {
 }
 
 PodChange PodLifecycle::applyMeta(const PodMeta& meta) {
-  std::lock_guard lock(mu_);
+  PodChange out = PodChange::Unchanged;
+  if (!run(apiDeadline(), [&] { out = applyMetaNow(meta); })) spdlog::error("pod {}: the API's update was not applied (owner busy)", meta.uid);
+  return out;
+}
+
+PodChange PodLifecycle::applyMetaNow(const PodMeta& meta) {
   auto held = registry_.get(meta.uid);
-  if (!held) return PodChange::NotHeld;
+  if (!held || held->releasePending) return PodChange::NotHeld;
   Pod pod = *held;
   const std::string oldHugepages = annotation(pod.annotations, kHugepagesAnnotation);
   merge(pod, meta);
-  const bool want = wantsColo(pod);
+  const bool want = optedIn(pod);
   const bool hugepagesChanged = annotation(pod.annotations, kHugepagesAnnotation) != oldHugepages;
 
   if (pod.active && (!want || hugepagesChanged)) {
@@ -121,34 +194,36 @@ PodChange PodLifecycle::applyMeta(const PodMeta& meta) {
 }
 
 void PodLifecycle::apiDeleted(const std::string& uid) {
-  std::lock_guard lock(mu_);
-  auto held = registry_.get(uid);
-  if (!held) return;
-  spdlog::info("pod {}: deleted in the API; released (its CNI DEL may come later and find nothing to undo)", who(*held));
-  release(*held);
-  metrics_.add("colo_pod_transitions_total", {{"to", "released"}, {"cause", "api_deleted"}});
-  updateGauges();
+  run(apiDeadline(), [&] {
+    auto held = registry_.get(uid);
+    if (!held) return;
+    spdlog::info("pod {}: deleted in the API; released (its CNI DEL may come later and find nothing to undo)", who(*held));
+    (void)release(*held, "api_deleted");
+    metrics_.add("colo_pod_transitions_total", {{"to", "released"}, {"cause", "api_deleted"}});
+  });
 }
 
-std::size_t PodLifecycle::syncAll(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs) {
+std::size_t PodLifecycle::syncAll(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs, const std::set<std::string>& unidentified) {
   std::set<std::string> known;
   for (const auto& m : all) known.insert(m.uid);
   std::size_t released = 0;
-  {
-    std::lock_guard lock(mu_);
+  run(apiDeadline(), [&] {
     for (const auto& pod : registry_.list()) {
-      // Pods from runtimes without a Kubernetes UID (podman) and pods added while the list ran
-      // are none of the API's business.
+      // Pods from runtimes without a Kubernetes UID (podman), pods added while the list ran, and
+      // pods the list may have named without a uid are none of this list's business.
       if (pod.uid.empty() || known.count(pod.uid) || pod.addedUnixMs >= listStartUnixMs) continue;
+      if (unidentified.count(pod.podNamespace + "/" + pod.name) || unidentified.count("*")) {
+        spdlog::warn("pod {}: not found by uid in the API's list, which had objects without a uid; kept", who(pod));
+        continue;
+      }
       spdlog::info("pod {}: not in the API any more; released", who(pod));
-      release(pod);
+      (void)release(pod, "api_missing");
       metrics_.add("colo_pod_transitions_total", {{"to", "released"}, {"cause", "api_missing"}});
       ++released;
     }
-  }
-  for (const auto& m : all) applyMeta(m);
-  std::lock_guard lock(mu_);
-  updateGauges();
+    for (const auto& m : all) applyMetaNow(m);
+    updateGauges();
+  });
   return released;
 }
 

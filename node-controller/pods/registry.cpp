@@ -79,17 +79,15 @@ std::optional<Pod> Registry::get(const std::string& key) const {
   return it->second;
 }
 
-std::optional<Pod> Registry::remove(const std::string& key) {
+Status Registry::remove(const std::string& key) {
   std::lock_guard lock(mu_);
-  auto it = pods_.find(key);
-  if (it == pods_.end()) return std::nullopt;
-  Pod out = std::move(it->second);
-  pods_.erase(it);
+  pods_.erase(key);
   netns_.erase(key);
   if (::unlink(fileFor(key).c_str()) != 0 && errno != ENOENT) {
-    spdlog::warn("{}", Error::fromErrno("unlink(" + fileFor(key) + ")").message);
+    auto e = Error::fromErrno("unlink(" + fileFor(key) + ")");
+    return Error{"unavailable", "the release could not be persisted: " + e.message, e.errnum};
   }
-  return out;
+  return {};
 }
 
 std::vector<Pod> Registry::list() const {

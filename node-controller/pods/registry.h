@@ -28,8 +28,9 @@ class Registry {
   Status update(const Pod& pod);
   std::optional<Pod> findByAttachment(const std::string& network, const std::string& containerId, const std::string& ifname) const;
   std::optional<Pod> get(const std::string& key) const;
-  // Removes and returns the pod, deleting its state file.
-  std::optional<Pod> remove(const std::string& key);
+  // Forgets the pod and deletes its state file. The pod is forgotten either way; fails when the
+  // file could not be deleted (a read-only state dir: the pod would come back at restart).
+  Status remove(const std::string& key);
   std::vector<Pod> list() const;
   // A new descriptor for the pod's netns, while the pod is held.
   Expected<UniqueFd> netnsOf(const std::string& key) const;

@@ -39,7 +39,7 @@ TEST(PluginConfig, WrongTypesAreInvalidConfig) {
       {{"agentSocket", 5}},        {{"failurePolicy", "sometimes"}}, {{"failurePolicy", true}}, {{"timeoutMs", "500"}},
       {{"timeoutMs", 0}},          {{"timeoutMs", 2001}},            {{"timeoutMs", 1.5}},      {{"enableAll", "true"}},
       {{"logFile", json::array()}}, {{"logLevel", "chatty"}},        {{"name", 3}},             {{"runtimeConfig", "x"}},
-      {{"runtimeConfig", {{kAnnotationsCapability, {{"a", 1}}}}}},  {{"cni.dev/valid-attachments", {{{"containerID", 1}}}}},
+      {{"runtimeConfig", {{kAnnotationsCapability, "x"}}}},  {{"cni.dev/valid-attachments", {{{"containerID", 1}}}}},
       {{"agentSocket", ""}},
   };
   for (const auto& extra : bad) {
@@ -64,13 +64,65 @@ TEST(PluginConfig, VersionsAndDecoding) {
   }
 }
 
-TEST(PluginConfig, AnnotatedOptIn) {
+TEST(OptIn, ParseBoolTakesWhatGoTakes) {
+  for (auto t : {"1", "t", "T", "TRUE", "true", "True"}) EXPECT_EQ(optin::parseBool(t), true) << t;
+  for (auto f : {"0", "f", "F", "FALSE", "false", "False"}) EXPECT_EQ(optin::parseBool(f), false) << f;
+  for (auto x : {"", "yes", "on", "tRUE", " true", "true ", "2", "enabled"}) EXPECT_FALSE(optin::parseBool(x).has_value()) << x;
+}
+
+TEST(OptIn, OneDecisionForBothSides) {
+  using K = optin::Decision::Kind;
+  EXPECT_EQ(optin::decide(nullptr, false).kind, K::Unknown);
+  EXPECT_EQ(optin::decide(nullptr, true).kind, K::Yes);
+  EXPECT_EQ(optin::decide(json::object(), false).kind, K::No);
+  EXPECT_EQ(optin::decide(json::object(), true).kind, K::Yes);
+  EXPECT_EQ(optin::decide({{kEnabledAnnotation, "TRUE"}}, false).kind, K::Yes);
+  EXPECT_EQ(optin::decide({{kEnabledAnnotation, "0"}}, true).kind, K::No);  // the annotation wins over enableAll
+  auto bad = optin::decide({{kEnabledAnnotation, "yes"}}, true);
+  EXPECT_EQ(bad.kind, K::No);
+  EXPECT_EQ(bad.badValue, "yes");
+  EXPECT_EQ(optin::decide({{kEnabledAnnotation, true}}, false).badValue, "true");  // not a string: not understood
+}
+
+TEST(PluginConfig, AnnotationsFromTheRuntime) {
   json j = base();
-  EXPECT_FALSE(annotatedOptIn(*parseConfig(j.dump())).has_value());
-  j["runtimeConfig"] = {{kAnnotationsCapability, {{kEnabledAnnotation, "true"}}}};
-  EXPECT_EQ(annotatedOptIn(*parseConfig(j.dump())), true);
-  j["runtimeConfig"] = {{kAnnotationsCapability, {{kEnabledAnnotation, "yes"}}}};
-  EXPECT_EQ(annotatedOptIn(*parseConfig(j.dump())), false);
+  EXPECT_FALSE(parseConfig(j.dump())->annotations.has_value());
+  EXPECT_EQ(optInOf(*parseConfig(j.dump())).kind, optin::Decision::Kind::Unknown);
+  // containerd passes null for a pod without annotations: known, and none.
+  j["runtimeConfig"] = {{kAnnotationsCapability, nullptr}};
+  ASSERT_TRUE(parseConfig(j.dump()).ok());
+  EXPECT_EQ(*parseConfig(j.dump())->annotations, json::object());
+  EXPECT_EQ(optInOf(*parseConfig(j.dump())).kind, optin::Decision::Kind::No);
+  j["runtimeConfig"] = {{kAnnotationsCapability, {{kEnabledAnnotation, "True"}, {"big", std::string(300000, 'x')}, {"n", 5}}}};
+  auto c = parseConfig(j.dump());
+  ASSERT_TRUE(c.ok()) << c.error().msg;
+  EXPECT_EQ(*c->annotations, json({{kEnabledAnnotation, "True"}})) << "only colo.dev/ annotations are kept";
+  EXPECT_TRUE(optInOf(*c).on());
+  j["runtimeConfig"] = {{kAnnotationsCapability, 7}};
+  EXPECT_EQ(parseConfig(j.dump()).error().code, Code::InvalidConfig);
+}
+
+TEST(PluginConfig, GcReadsBothAttachmentKeys) {
+  json j = base();
+  EXPECT_FALSE(parseConfig(j.dump())->validAttachments.has_value());
+  j["cni.dev/attachments"] = {{{"containerID", "old"}, {"ifname", "eth0"}}};
+  ASSERT_EQ(parseConfig(j.dump())->validAttachments->size(), 1u);
+  EXPECT_EQ(parseConfig(j.dump())->validAttachments->at(0).containerId, "old");
+  j["cni.dev/valid-attachments"] = {{{"containerID", "new"}, {"ifname", "eth0"}}};
+  EXPECT_EQ(parseConfig(j.dump())->validAttachments->size(), 2u);
+  j.erase("cni.dev/attachments");
+  j["cni.dev/valid-attachments"] = json::array();
+  ASSERT_TRUE(parseConfig(j.dump())->validAttachments.has_value()) << "an empty list is a list: every attachment is stale";
+  j["cni.dev/attachments"] = {{{"ifname", "eth0"}}};
+  EXPECT_EQ(parseConfig(j.dump()).error().code, Code::InvalidConfig);
+}
+
+TEST(PluginConfig, PeekVersion) {
+  EXPECT_EQ(peekVersion(R"({"cniVersion":"0.4.0"})"), "0.4.0");
+  EXPECT_EQ(peekVersion(R"({"cniVersion":"9.9.9"})"), "9.9.9");
+  EXPECT_EQ(peekVersion(R"({"cniVersion":"x"})"), "");
+  EXPECT_EQ(peekVersion("{"), "");
+  EXPECT_EQ(peekVersion(""), "");
 }
 
 TEST(SpecVersion, Parse) {

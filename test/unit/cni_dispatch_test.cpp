@@ -4,7 +4,9 @@
 
 #include <map>
 
+#include "colo/common/spool.h"
 #include "dispatcher.h"
+#include "test_util.h"
 
 namespace colo::cni {
 namespace {
@@ -22,6 +24,8 @@ class DispatchTest : public ::testing::Test {
   std::map<std::string, std::string> env;
   FakeAgent agent;
   bool netnsOpens = true;
+  test::TempDir tmp;
+  std::string spoolDir = tmp.path() + "/spool";
 
   Dependencies deps() {
     Dependencies d;
@@ -42,7 +46,15 @@ class DispatchTest : public ::testing::Test {
       if (!netnsOpens) return Error::make("not_found", "no such netns");
       return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     };
+    d.spoolDir = spoolDir;
     return d;
+  }
+
+  std::vector<nlohmann::json> spooled() {
+    std::vector<std::string> problems;
+    std::vector<json> out;
+    for (auto& r : spool::readAll(spoolDir, problems)) out.push_back(r.body);
+    return out;
   }
 
   void setVerb(const std::string& verb) {
@@ -68,6 +80,7 @@ class DispatchTest : public ::testing::Test {
   static json config(const std::string& version, json extra = json::object()) {
     json c = {{"cniVersion", version}, {"name", "net"}, {"type", "colo-cni"}, {"enableAll", true}};
     c["prevResult"] = {{"cniVersion", version}, {"ips", {{{"address", "198.18.0.9/24"}}}}};
+    c["cni.dev/valid-attachments"] = {{{"containerID", "c0ffee"}, {"ifname", "eth0"}}};
     c.update(extra);
     return c;
   }
@@ -109,12 +122,70 @@ TEST_F(DispatchTest, EveryVerbOverEverySpecVersion) {
   }
 }
 
-TEST_F(DispatchTest, VersionReportsExactSupportedVersions) {
+TEST_F(DispatchTest, VersionAnswersInTheAskedVersion) {
   setVerb("VERSION");
-  auto r = run(std::string(R"({"cniVersion":"0.3.1"})"));
-  EXPECT_EQ(r.exitCode, 0);
-  EXPECT_EQ(parse(r)["supportedVersions"], json(kVersions));
-  EXPECT_EQ(parse(r)["cniVersion"], "1.1.0");
+  for (const auto& v : kVersions) {
+    auto r = run(json({{"cniVersion", v}}));
+    EXPECT_EQ(r.exitCode, 0);
+    EXPECT_EQ(parse(r)["supportedVersions"], json(kVersions));
+    EXPECT_EQ(parse(r)["cniVersion"], v);
+  }
+  // A version colo-cni does not speak, or nothing at all: its own.
+  for (const std::string in : {R"({"cniVersion":"0.2.0"})", "", "{"}) {
+    auto r = run(in);
+    EXPECT_EQ(r.exitCode, 0) << in;
+    EXPECT_EQ(parse(r)["cniVersion"], "1.1.0") << in;
+  }
+}
+
+TEST_F(DispatchTest, EveryErrorCarriesTheConfigVersion) {
+  for (const auto& v : kVersions) {
+    SCOPED_TRACE(v);
+    setVerb("ADD");
+    env.erase("CNI_NETNS");  // an environment error, found before the config is parsed
+    EXPECT_EQ(parse(run(config(v)))["cniVersion"], v);
+    setVerb("ADD");
+    env["CNI_COMMAND"] = "FROB";
+    EXPECT_EQ(parse(run(config(v)))["cniVersion"], v);
+    setVerb("ADD");
+    EXPECT_EQ(parse(run(config(v, {{"timeoutMs", "x"}})))["cniVersion"], v);  // a config error
+    env["CNI_ARGS"] = "K8S_POD_UID=../x";
+    EXPECT_EQ(parse(run(config(v)))["cniVersion"], v);
+  }
+  setVerb("ADD");
+  auto r = run(std::string(R"({"cniVersion":"0.2.0","name":"n"})"));
+  EXPECT_EQ(parse(r)["code"], 1);
+  EXPECT_EQ(parse(r)["cniVersion"], "0.2.0") << "an unsupported version is still the config's";
+}
+
+TEST_F(DispatchTest, CniPathIsNeverNeeded) {
+  for (const std::string verb : {"ADD", "DEL", "CHECK", "STATUS", "GC"}) {
+    for (const auto& v : kVersions) {
+      if (!verbExists(verb, v)) continue;
+      SCOPED_TRACE(verb + " " + v);
+      setVerb(verb);
+      env.erase("CNI_PATH");
+      auto r = run(config(v));
+      EXPECT_EQ(r.exitCode, 0) << r.out;
+    }
+  }
+}
+
+TEST_F(DispatchTest, DelNeverFailsForAVariableItCannotUse) {
+  for (const auto& v : kVersions) {
+    for (const char* var : {"CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_PATH", "CNI_ARGS"}) {
+      SCOPED_TRACE(v + " " + var);
+      setVerb("DEL");
+      env.erase(var);
+      agent.requests.clear();
+      auto r = run(config(v));
+      EXPECT_EQ(r.exitCode, 0) << r.out;
+      EXPECT_TRUE(r.out.empty());
+    }
+    setVerb("DEL");
+    env["CNI_IFNAME"] = "a-name-longer-than-15";
+    EXPECT_EQ(run(config(v)).exitCode, 0);
+  }
 }
 
 TEST_F(DispatchTest, AddPassesPrevResultInConfigVersion) {
@@ -245,20 +316,37 @@ TEST_F(DispatchTest, StatusUnderPolicies) {
   EXPECT_EQ(parse(r)["code"], 50);
 }
 
-TEST_F(DispatchTest, GcForwardsValidAttachments) {
-  setVerb("GC");
-  json c = config("1.1.0");
-  c["cni.dev/valid-attachments"] = {{{"containerID", "a1"}, {"ifname", "eth0"}}};
-  agent.reply = {{"ok", true}, {"removed", json::array()}};
-  auto r = run(c);
-  EXPECT_EQ(r.exitCode, 0) << r.out;
-  ASSERT_EQ(agent.requests.size(), 1u);
-  EXPECT_EQ(agent.requests[0]["validAttachments"][0]["containerID"], "a1");
-  EXPECT_EQ(agent.requests[0]["network"], "net");
+TEST_F(DispatchTest, GcForwardsValidAttachmentsUnderEitherKey) {
+  for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
+    SCOPED_TRACE(key);
+    setVerb("GC");
+    agent.requests.clear();
+    json c = config("1.1.0");
+    c.erase("cni.dev/valid-attachments");
+    c[key] = {{{"containerID", "a1"}, {"ifname", "eth0"}}};
+    agent.reply = {{"ok", true}, {"removed", json::array()}};
+    auto r = run(c);
+    EXPECT_EQ(r.exitCode, 0) << r.out;
+    ASSERT_EQ(agent.requests.size(), 1u);
+    EXPECT_EQ(agent.requests[0]["validAttachments"], json({{{"containerID", "a1"}, {"ifname", "eth0"}}}));
+    EXPECT_EQ(agent.requests[0]["network"], "net");
+  }
+}
+
+TEST_F(DispatchTest, GcWithoutAnyAttachmentListReleasesNothing) {
+  for (auto policy : {"open", "closed"}) {
+    setVerb("GC");
+    agent.requests.clear();
+    json c = config("1.1.0", {{"failurePolicy", policy}});
+    c.erase("cni.dev/valid-attachments");
+    auto r = run(c);
+    EXPECT_EQ(r.exitCode, 0) << r.out;
+    EXPECT_TRUE(agent.requests.empty()) << "colo-node is not asked to release anything";
+  }
 }
 
 TEST_F(DispatchTest, MissingEnvironmentIsCode4) {
-  for (const char* var : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"}) {
+  for (const char* var : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"}) {
     setVerb("ADD");
     env.erase(var);
     auto r = run(config("1.0.0"));
@@ -312,6 +400,160 @@ TEST_F(DispatchTest, NetnsThatCannotBeOpenedFollowsPolicy) {
   auto r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
   EXPECT_EQ(parse(r)["code"], 4);
   EXPECT_TRUE(agent.requests.empty());
+}
+
+}  // namespace
+}  // namespace colo::cni
+
+namespace colo::cni {
+namespace {
+
+json annotated(const std::string& version, json annotations, json extra = json::object()) {
+  json c = {{"cniVersion", version}, {"name", "net"}, {"type", "colo-cni"}};
+  c["prevResult"] = {{"cniVersion", version}, {"ips", {{{"address", "198.18.0.9/24"}}}}};
+  c["runtimeConfig"] = {{kAnnotationsCapability, annotations}};
+  c.update(extra);
+  return c;
+}
+
+TEST_F(DispatchTest, NullAnnotationsNeverFailAPodThatDidNotOptIn) {
+  // containerd passes null for a pod without annotations; the agent is down; policy closed.
+  agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "unavailable", "connect: No such file or directory"};
+  for (const std::string verb : {"ADD", "CHECK", "DEL"}) {
+    for (const auto& v : kVersions) {
+      if (!verbExists(verb, v)) continue;
+      SCOPED_TRACE(verb + " " + v);
+      setVerb(verb);
+      auto r = run(annotated(v, nullptr, {{"failurePolicy", "closed"}}));
+      EXPECT_EQ(r.exitCode, 0) << r.out;
+      if (verb == "ADD") EXPECT_EQ(parse(r), annotated(v, nullptr)["prevResult"]);
+    }
+  }
+  EXPECT_TRUE(spooled().size() <= 5u) << "only DELs are spooled for such a pod";
+  for (const auto& rec : spooled()) EXPECT_EQ(rec["op"], "cni.del");
+}
+
+TEST_F(DispatchTest, OptInTakesWhatParseBoolTakes) {
+  for (const auto& v : kVersions) {
+    for (const std::string on : {"1", "t", "T", "TRUE", "true", "True"}) {
+      setVerb("ADD");
+      agent.requests.clear();
+      ASSERT_EQ(run(annotated(v, {{kEnabledAnnotation, on}})).exitCode, 0);
+      ASSERT_EQ(agent.requests.size(), 1u);
+      EXPECT_EQ(agent.requests[0]["optIn"], true) << on;
+    }
+    for (const std::string off : {"0", "f", "FALSE", "False", "yes", "on", "enabled", ""}) {
+      setVerb("ADD");
+      agent.requests.clear();
+      agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "unavailable", "down"};
+      // Not opted in (and "yes" is not understood): never fails, never spooled, whatever the policy.
+      auto r = run(annotated(v, {{kEnabledAnnotation, off}}, {{"failurePolicy", "closed"}, {"enableAll", true}}));
+      EXPECT_EQ(r.exitCode, 0) << off << r.out;
+      ASSERT_EQ(agent.requests.size(), 1u);
+      EXPECT_EQ(agent.requests[0]["optIn"], false) << off;
+      agent.failure.reset();
+    }
+  }
+  EXPECT_TRUE(spooled().empty());
+}
+
+TEST_F(DispatchTest, OnlyColoAnnotationsCrossTheHop) {
+  setVerb("ADD");
+  auto r = run(annotated("1.0.0", {{kEnabledAnnotation, "true"}, {"colo.dev/hugepages", "4Mi"}, {"huge", std::string(200000, 'x')}}));
+  ASSERT_EQ(r.exitCode, 0) << r.out;
+  EXPECT_EQ(agent.requests[0]["annotations"], json({{kEnabledAnnotation, "true"}, {"colo.dev/hugepages", "4Mi"}}));
+}
+
+TEST_F(DispatchTest, CheckVerdictOfAReachableAgentStandsUnderEveryPolicy) {
+  for (const auto& v : {"0.4.0", "1.0.0", "1.1.0"}) {
+    for (auto policy : {"open", "closed"}) {
+      SCOPED_TRACE(std::string(v) + " " + policy);
+      setVerb("CHECK");
+      agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "invalid_argument", "held with a different network namespace"};
+      auto r = run(config(v, {{"failurePolicy", policy}}));
+      EXPECT_EQ(r.exitCode, 1);
+      EXPECT_EQ(parse(r)["code"], 7);
+      EXPECT_EQ(parse(r)["cniVersion"], v);
+      agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "not_found", "colo.sock is missing"};
+      r = run(config(v, {{"failurePolicy", policy}}));
+      EXPECT_EQ(parse(r)["code"], 3);
+      // Only an agent that cannot be asked is subject to the policy.
+      agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "unavailable", "down"};
+      r = run(config(v, {{"failurePolicy", policy}}));
+      EXPECT_EQ(r.exitCode, std::string(policy) == "open" ? 0 : 1) << r.out;
+      if (std::string(policy) == "closed") EXPECT_EQ(parse(r)["code"], 11);
+      agent.failure.reset();
+    }
+  }
+}
+
+TEST_F(DispatchTest, CheckSendsWhatTheAgentNeedsToDecideOptIn) {
+  setVerb("CHECK");
+  ASSERT_EQ(run(config("1.0.0", {{"enableAll", false}})).exitCode, 0);
+  ASSERT_EQ(agent.requests.size(), 1u);
+  EXPECT_TRUE(agent.requests[0]["optIn"].is_null());
+  EXPECT_EQ(agent.requests[0]["enableAll"], false);
+  EXPECT_EQ(agent.requests[0]["ips"], json({"198.18.0.9/24"}));
+}
+
+TEST_F(DispatchTest, AddRefusedByAWorkingAgentFailsUnderEveryPolicy) {
+  for (auto policy : {"open", "closed"}) {
+    setVerb("ADD");
+    agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "invalid_argument", "pod shares the node's network namespace"};
+    auto r = run(config("1.0.0", {{"failurePolicy", policy}}));
+    EXPECT_EQ(r.exitCode, 1) << policy;
+    EXPECT_EQ(parse(r)["code"], 7);
+  }
+  EXPECT_TRUE(spooled().empty());
+}
+
+TEST_F(DispatchTest, AddTheAgentCouldNotTakeIsSpooledUnderOpen) {
+  for (const auto& v : kVersions) {
+    std::filesystem::remove_all(spoolDir);
+    setVerb("ADD");
+    agent.failure = AgentFailure{AgentFailure::Kind::Timeout, "timeout", "no reply within 500 ms"};
+    ASSERT_EQ(run(config(v, {{"failurePolicy", "open"}})).exitCode, 0);
+    auto recs = spooled();
+    ASSERT_EQ(recs.size(), 1u) << v;
+    EXPECT_EQ(recs[0]["op"], "cni.add");
+    EXPECT_EQ(recs[0]["attachment"]["containerID"], "c0ffee");
+    EXPECT_EQ(recs[0]["netnsPath"], "/var/run/netns/x");
+    EXPECT_TRUE(recs[0].contains("writtenUnixMs"));
+    // Closed: the runtime is told, and retries; nothing to adopt later.
+    std::filesystem::remove_all(spoolDir);
+    EXPECT_EQ(run(config(v, {{"failurePolicy", "closed"}})).exitCode, 1);
+    EXPECT_TRUE(spooled().empty());
+    agent.failure.reset();
+  }
+}
+
+TEST_F(DispatchTest, DelTheAgentCouldNotTakeIsSpooledOrFails) {
+  for (const auto& v : kVersions) {
+    std::filesystem::remove_all(spoolDir);
+    setVerb("DEL");
+    agent.failure = AgentFailure{AgentFailure::Kind::Unreachable, "unavailable", "connect: No such file or directory"};
+    ASSERT_EQ(run(config(v)).exitCode, 0);
+    // An agent that could not persist the release says "unavailable": spooled too.
+    agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "unavailable", "the release could not be persisted"};
+    ASSERT_EQ(run(config(v)).exitCode, 0);
+    auto recs = spooled();
+    ASSERT_EQ(recs.size(), 2u) << v;
+    EXPECT_EQ(recs[0]["op"], "cni.del");
+    EXPECT_EQ(recs[1]["attachment"]["ifname"], "eth0");
+    // Nowhere to record it: saying "done" would lose it.
+    spoolDir = "/proc/colo-no-such-dir/spool";
+    auto r = run(config(v));
+    EXPECT_EQ(r.exitCode, 1);
+    EXPECT_EQ(parse(r)["code"], 11);
+    EXPECT_EQ(parse(r)["cniVersion"], v);
+    spoolDir = tmp.path() + "/spool";
+    // A refusal from a working agent (a malformed request) is not spooled, and DEL goes on.
+    std::filesystem::remove_all(spoolDir);
+    agent.failure = AgentFailure{AgentFailure::Kind::Rejected, "bad_request", "missing attachment"};
+    EXPECT_EQ(run(config(v)).exitCode, 0);
+    EXPECT_TRUE(spooled().empty());
+    agent.failure.reset();
+  }
 }
 
 }  // namespace

@@ -3,8 +3,14 @@
 
 #include <fstream>
 #include <map>
+#include <atomic>
+#include <sys/stat.h>
+#include <thread>
+#include <set>
 
 #include "colo/common/files.h"
+#include "colo/common/spool.h"
+#include "pods/pod_owner.h"
 #include "pods/cni_handler.h"
 #include "pods/registry.h"
 #include "test_util.h"
@@ -35,7 +41,7 @@ TEST(Registry, PersistsAcrossInstances) {
     ASSERT_TRUE(r.load().ok());
     ASSERT_TRUE(r.put(samplePod("a-1", "c1"), UniqueFd()).ok());
     ASSERT_TRUE(r.put(samplePod("b-2", "c2"), UniqueFd()).ok());
-    ASSERT_TRUE(r.remove("b-2").has_value());
+    ASSERT_TRUE(r.remove("b-2").ok());
   }
   Registry again(dir.path());
   auto n = again.load();
@@ -84,7 +90,17 @@ class HandlerTest : public ::testing::Test {
       pod.endpointDir = "/run/colo/pods/" + pod.key;
       return {};
     }
-    void detach(const Pod& pod) override { --attached[pod.key]; }
+    Status detach(const Pod& pod) override {
+      if (failDetach) return Error::make("io", "rmdir(/run/colo/pods/" + pod.key + "): Device or resource busy");
+      if (attached[pod.key] > 0) --attached[pod.key];
+      return {};
+    }
+    Status verify(const Pod& pod, int) override {
+      if (broken.count(pod.key)) return Error::make("not_found", "/run/colo/pods/" + pod.key + "/colo.sock is missing");
+      return {};
+    }
+    bool failDetach = false;
+    std::set<std::string> broken;
   } hooks;
   std::vector<std::string> events;
   CniOptions options;
@@ -139,7 +155,11 @@ TEST_F(HandlerTest, AddCheckDelLifecycle) {
   auto wrongIps = ref("cni.check", "c1");
   wrongIps["ips"] = {"198.18.0.99/24"};
   EXPECT_EQ(send(wrongIps)["error"]["code"], "invalid_argument");
-  EXPECT_EQ(send(ref("cni.check", "other"))["error"]["code"], "not_found");
+  auto other = ref("cni.check", "other");
+  other["annotations"] = {{"colo.dev/enabled", "true"}};  // opted in, yet not held: CHECK fails
+  EXPECT_EQ(send(other)["error"]["code"], "not_found");
+  // Not opted in and so never held (standalone): nothing to check, and CHECK says so.
+  EXPECT_EQ(send(ref("cni.check", "other"))["checked"], "not opted in: nothing held");
 
   restart();  // a restarted agent still answers CHECK and DEL
   EXPECT_TRUE(send(ref("cni.check", "c1"), "/proc/self/ns/net")["ok"]);
@@ -180,7 +200,7 @@ TEST_F(HandlerTest, BadInputGetsTypedErrors) {
   EXPECT_EQ(send(addReq("c1", "../../etc"), "/proc/self/ns/net")["error"]["code"], "invalid_argument");
   EXPECT_EQ(send({{"op", "cni.add"}})["error"]["code"], "bad_request");
   EXPECT_EQ(send({{"op", "cni.add"}, {"attachment", 5}})["error"]["code"], "bad_request");
-  EXPECT_EQ(send({{"op", "cni.gc"}, {"network", "net"}})["error"]["code"], "bad_request");
+  EXPECT_EQ(send({{"op", "cni.gc"}, {"validAttachments", json::array()}})["error"]["code"], "bad_request");
   EXPECT_EQ(send({{"op", "cni.frob"}})["error"]["code"], "unknown_op");
   auto req = addReq("c1", "u-1");
   req["ips"] = {1, 2};
@@ -277,6 +297,212 @@ TEST_F(HandlerTest, AddWithoutAnnotationsAsksTheApi) {
   r = send(unknown, "/proc/self/ns/net");
   EXPECT_EQ(r["optedIn"], false);  // the API did not know it: held dormant until the watch tells
   EXPECT_FALSE(registry->get("u-3")->active);
+}
+
+
+TEST_F(HandlerTest, GcWithoutAListReleasesNothing) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  for (json list : {json(nullptr), json("x")}) {
+    json req = {{"op", "cni.gc"}, {"network", "net"}};
+    if (!list.is_null()) req["validAttachments"] = list;
+    auto r = send(req);
+    ASSERT_TRUE(r["ok"]) << r.dump();
+    EXPECT_EQ(r["removed"], json::array());
+  }
+  EXPECT_EQ(registry->size(), 1u);
+  EXPECT_EQ(hooks.attached["u-1"], 1);
+}
+
+TEST_F(HandlerTest, AFailedReleaseIsKeptCountedAndRetried) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  ASSERT_TRUE(send(addReq("c2", "u-2"), "/proc/self/ns/net")["ok"]);
+  hooks.failDetach = true;  // a busy mount, a directory that will not go
+  auto gc = send({{"op", "cni.gc"}, {"network", "net"}, {"validAttachments", {{{"containerID", "c2"}, {"ifname", "eth0"}}}}});
+  ASSERT_TRUE(gc["ok"]) << gc.dump();
+  EXPECT_EQ(gc["removed"], json::array()) << "not reported as done";
+  EXPECT_EQ(gc["pending"], json({"u-1"}));
+  ASSERT_TRUE(registry->get("u-1").has_value());
+  EXPECT_TRUE(registry->get("u-1")->releasePending);
+  EXPECT_EQ(metrics.get("colo_pod_release_failures_total", {{"cause", "gc"}}), 1);
+  auto d = send(ref("cni.del", "c2"));  // DEL: durable (kept in the state dir) and pending
+  EXPECT_TRUE(d["ok"]);
+  EXPECT_EQ(d["pending"], true);
+  EXPECT_EQ(send(ref("cni.check", "c1"), "/proc/self/ns/net")["error"]["code"], "not_found");
+  restart();  // the pending releases survive a restart
+  EXPECT_TRUE(registry->get("u-1")->releasePending);
+  EXPECT_EQ(lifecycle->retryPending(), 2u);  // still failing: still pending
+  hooks.failDetach = false;
+  gc = send({{"op", "cni.gc"}, {"network", "net"}, {"validAttachments", json::array()}});
+  EXPECT_EQ(gc["removed"].size(), 2u) << gc.dump();  // the next GC retries and finishes them
+  EXPECT_EQ(registry->size(), 0u);
+  EXPECT_EQ(lifecycle->retryPending(), 0u);
+}
+
+TEST_F(HandlerTest, TheSweepRetriesFailedReleases) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  hooks.failDetach = true;
+  EXPECT_EQ(send(ref("cni.del", "c1"))["pending"], true);
+  hooks.failDetach = false;
+  lifecycle->startSweep(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && registry->size() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(registry->size(), 0u);
+}
+
+TEST_F(HandlerTest, ADelThatCannotBePersistedIsNotReportedDone) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  // The state file cannot be removed (as on a read-only state dir): the pod would come back.
+  const std::string file = dir.path() + "/pods/u-1.json";
+  std::filesystem::remove(file);
+  std::filesystem::create_directories(file + "/x");
+  auto d = send(ref("cni.del", "c1"));
+  EXPECT_FALSE(d["ok"]);
+  EXPECT_EQ(d["error"]["code"], "unavailable") << "colo-cni spools it";
+}
+
+TEST_F(HandlerTest, TwoAttachmentsInOneNetnsShareTheEndpoint) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  auto second = addReq("c1", "u-1");
+  second["attachment"]["ifname"] = "net1";
+  second["attachment"]["network"] = "macvlan";
+  auto r = send(second, "/proc/self/ns/net");
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["shared"], true);
+  EXPECT_EQ(r["optedIn"], true);
+  EXPECT_EQ(hooks.attached["u-1"], 1) << "one endpoint, not two";
+  auto check = ref("cni.check", "c1");
+  check["attachment"]["ifname"] = "net1";
+  check["attachment"]["network"] = "macvlan";
+  EXPECT_TRUE(send(check, "/proc/self/ns/net")["ok"]);
+  restart();  // the attachments are persisted
+  EXPECT_EQ(registry->get("u-1")->attachments.size(), 2u);
+  // The first DEL keeps the endpoint; it goes with the last attachment.
+  EXPECT_EQ(send(ref("cni.del", "c1"))["shared"], true);
+  EXPECT_EQ(registry->size(), 1u);
+  auto del2 = ref("cni.del", "c1");
+  del2["attachment"] = check["attachment"];
+  EXPECT_EQ(send(del2)["removed"], true);
+  EXPECT_EQ(registry->size(), 0u);
+  // GC drops only the stale attachment of a pod that has another.
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  ASSERT_TRUE(send(second, "/proc/self/ns/net")["ok"]);
+  send({{"op", "cni.gc"}, {"network", "net"}, {"validAttachments", json::array()}});
+  ASSERT_EQ(registry->size(), 1u);
+  EXPECT_EQ(registry->get("u-1")->attachments.size(), 1u);
+  EXPECT_EQ(registry->get("u-1")->network, "macvlan");
+}
+
+TEST_F(HandlerTest, CheckTellsTheTruth) {
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  auto check = ref("cni.check", "c1");
+  check["ips"] = {"198.18.0.4/24", "198.18.7.7/24"};  // a later plugin added an address: fine
+  EXPECT_TRUE(send(check, "/proc/self/ns/net")["ok"]);
+  check["ips"] = {"198.18.7.7/24"};
+  EXPECT_EQ(send(check, "/proc/self/ns/net")["error"]["code"], "invalid_argument");
+  check["ips"] = {"198.18.0.4/24"};
+  EXPECT_EQ(send(check, "/proc/self/net/dev")["error"]["code"], "bad_netns");
+  EXPECT_EQ(send(check)["error"]["code"], "bad_netns");
+  hooks.broken.insert("u-1");  // colo.sock deleted, mount gone, map entry missing: the hooks say which
+  auto r = send(check, "/proc/self/ns/net");
+  EXPECT_EQ(r["error"]["code"], "not_found");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("colo.sock"), std::string::npos);
+}
+
+TEST_F(HandlerTest, OptInValuesNotUnderstoodAreLoggedAndTold) {
+  options.holdDormant = true;
+  restart();
+  auto r = send(addReq("c1", "u-1", {{"colo.dev/enabled", "yes"}}), "/proc/self/ns/net");
+  EXPECT_EQ(r["optedIn"], false);
+  EXPECT_EQ(events, (std::vector<std::string>{"u-1:ColoOptInNotUnderstood"}));
+  EXPECT_EQ(metrics.get("colo_opt_in_not_understood_total"), 1);
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "True"}})), PodChange::On);
+  EXPECT_EQ(lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "0"}})), PodChange::Off);
+}
+
+TEST_F(HandlerTest, AListWithAnObjectWithoutUidReleasesNothingItMayName) {
+  options.holdDormant = true;
+  restart();
+  ASSERT_TRUE(send(addReq("c1", "u-1"), "/proc/self/ns/net")["ok"]);
+  EXPECT_EQ(lifecycle->syncAll({}, nowUnixMs() + 1, {"ns/web"}), 0u);
+  EXPECT_TRUE(registry->get("u-1").has_value());
+  EXPECT_EQ(lifecycle->syncAll({}, nowUnixMs() + 1, {"*"}), 0u);
+  EXPECT_TRUE(registry->get("u-1").has_value());
+  EXPECT_EQ(lifecycle->syncAll({}, nowUnixMs() + 1, {"ns/other"}), 1u);
+}
+
+TEST_F(HandlerTest, TheSpoolIsAppliedOnceAndNeverLate) {
+  const std::string spoolDir = dir.path() + "/spool";
+  struct stat st{};
+  ASSERT_EQ(::stat("/proc/self/ns/net", &st), 0);
+  auto spooledAdd = [&](const std::string& cid, const std::string& uid, std::uint64_t inode) {
+    auto a = addReq(cid, uid);
+    a["netnsPath"] = "/proc/self/ns/net";
+    a["netnsInode"] = inode;
+    a["netnsDevice"] = static_cast<std::uint64_t>(st.st_dev);
+    a["optIn"] = true;
+    a["writtenUnixMs"] = nowUnixMs();
+    return a;
+  };
+  auto spooledDel = [&](const std::string& cid) {
+    auto d = ref("cni.del", cid);
+    d["writtenUnixMs"] = nowUnixMs();
+    return d;
+  };
+  // Held before the agent went down; its DEL was missed.
+  ASSERT_TRUE(send(addReq("gone", "u-0"), "/proc/self/ns/net")["ok"]);
+  ASSERT_TRUE(spool::write(spoolDir, spooledDel("gone")).ok());
+  // An ADD missed under failurePolicy open, in a netns that is still the same: adopted.
+  ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c1", "u-1", st.st_ino)).ok());
+  // An ADD whose netns was replaced since: never adopted into the new one.
+  ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c2", "u-2", st.st_ino + 1)).ok());
+  // An ADD and then its DEL: nothing to do.
+  ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c3", "u-3", st.st_ino)).ok());
+  ASSERT_TRUE(spool::write(spoolDir, spooledDel("c3")).ok());
+  std::ofstream(spoolDir + "/junk.json") << "{";
+  std::size_t applied = 0;
+  lifecycle->run(PodOwner::Clock::now() + std::chrono::seconds(5), [&] { applied = handler->applySpool(spoolDir); });
+  EXPECT_EQ(applied, 2u);
+  EXPECT_FALSE(registry->get("u-0").has_value());
+  ASSERT_TRUE(registry->get("u-1").has_value());
+  EXPECT_TRUE(registry->get("u-1")->active);
+  EXPECT_FALSE(registry->get("u-2").has_value());
+  EXPECT_FALSE(registry->get("u-3").has_value());
+  std::vector<std::string> problems;
+  EXPECT_TRUE(spool::readAll(spoolDir, problems).empty()) << "every record is gone once applied";
+  EXPECT_TRUE(std::filesystem::exists(spoolDir + "/junk.json.bad"));
+  // Applied again (a crash before the unlink): a no-op.
+  ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c1", "u-1", st.st_ino)).ok());
+  lifecycle->run(PodOwner::Clock::now() + std::chrono::seconds(5), [&] { applied = handler->applySpool(spoolDir); });
+  EXPECT_EQ(applied, 0u);
+  EXPECT_EQ(hooks.attached["u-1"], 1);
+  // A DEL written before the pod's newer ADD does not release the new one.
+  auto oldDel = spooledDel("c1");
+  oldDel["writtenUnixMs"] = nowUnixMs() - 60000;
+  ASSERT_TRUE(spool::write(spoolDir, oldDel).ok());
+  lifecycle->run(PodOwner::Clock::now() + std::chrono::seconds(5), [&] { applied = handler->applySpool(spoolDir); });
+  EXPECT_TRUE(registry->get("u-1").has_value());
+  EXPECT_EQ(metrics.get("colo_spool_records_total", {{"op", "cni.del"}, {"result", "newer_add"}}), 1);
+}
+
+TEST(PodOwner, ACommandThatCannotStartByItsDeadlineNeverRuns) {
+  PodOwner owner;
+  std::atomic<bool> release{false};
+  std::thread busy([&] {
+    owner.run(PodOwner::Clock::now() + std::chrono::seconds(5), [&] {
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool ran = false;
+  const auto t0 = PodOwner::Clock::now();
+  EXPECT_FALSE(owner.run(t0 + std::chrono::milliseconds(50), [&] { ran = true; }));
+  EXPECT_LT(PodOwner::Clock::now() - t0, std::chrono::seconds(2));
+  release = true;
+  busy.join();
+  EXPECT_TRUE(owner.run(PodOwner::Clock::now() + std::chrono::seconds(5), [] {}));
+  EXPECT_FALSE(ran) << "not applied late";
+  // What a command throws reaches its caller; the owner goes on.
+  EXPECT_THROW(owner.run(PodOwner::Clock::now() + std::chrono::seconds(5), [] { throw std::runtime_error("x"); }), std::runtime_error);
+  EXPECT_TRUE(owner.run(PodOwner::Clock::now() + std::chrono::seconds(5), [] {}));
 }
 
 }  // namespace
