@@ -38,6 +38,7 @@ void fuzzCni(const std::string& in) {
   const std::string stdinData = in.substr(std::min(pos, in.size()));
   cni::Dependencies deps;
   deps.setupLogging = false;
+  deps.spoolDir = "/proc/colo-fuzz-no-spool";  // never a real directory, whatever agentSocket the input names
   deps.agent = [](const cni::PluginConfig&) { return std::make_unique<NullAgent>(); };
   deps.openNetns = [](const std::string&) -> Expected<UniqueFd> { return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); };
   auto r = cni::dispatch([&](const char* k) -> std::optional<std::string> {
