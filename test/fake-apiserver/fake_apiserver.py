@@ -23,7 +23,8 @@ kube-apiserver speaks them on the wire.
   Faults: {"watchEnd": "drop"|"expire"} ends every open watch that way (half an event then a dead
   connection; an ERROR 410 event); {"silent": true} makes every watch, open or new, say nothing
   until cleared; {"watch410Http": N} answers the next N too-old watches with HTTP 410 instead of
-  an ERROR event; {"expireContinue": true} expires the next continue token; {"slowMs": N} delays
+  an ERROR event; {"expireContinue": true} expires the next continue token (a number: after that
+  many ms); {"slowMs": N} delays
   every API request; {"down": true} drops every API connection unanswered; {"forbidden": true}
   answers every API request 403 (the caller's RBAC deleted). DELETE /fake/daemonsets/NS/NAME?rbac=1
   deletes the DaemonSet and, in the same instant, its RBAC (every later request 403), as
@@ -442,6 +443,7 @@ class Handler(BaseHTTPRequestHandler):
         fields, labels = sel
         limit = int(q.get("limit") or 0)
         cont = q.get("continue", "")
+        fault = False
         with store.lock:
             store.stats["lists"] += 1
             if cont:
@@ -450,23 +452,33 @@ class Handler(BaseHTTPRequestHandler):
                 except (ValueError, TypeError):
                     return self.send_json(400, status_obj(400, "BadRequest", "invalid continue token"))
                 snap = store.snapshots.get(snap_id)
-                if snap is None or store.faults.pop("expireContinue", False):
+                fault = store.faults.pop("expireContinue", False)
+                expired = snap is None or bool(fault)
+                if expired:
                     store.snapshots.pop(snap_id, None)
-                    return self.send_json(410, status_obj(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."))
-                rv, items = snap[0], snap[1]
+                else:
+                    rv, items = snap[0], snap[1]
             else:
+                expired = False
                 rv = store.rv
                 items = [json.loads(json.dumps(p)) for k, p in sorted(store.objects[kind].items()) if matches(p, ns, fields, labels)]
                 start = 0
                 snap_id = None
-            page = items[start:start + limit] if limit else items[start:]
-            meta = {"resourceVersion": str(rv)}
-            if limit and start + limit < len(items):
-                if snap_id is None:
-                    snap_id = uuid.uuid4().hex
-                    store.snapshots[snap_id] = (rv, items, time.time())
-                meta["continue"] = base64.urlsafe_b64encode(json.dumps([snap_id, start + limit]).encode()).decode()
-                meta["remainingItemCount"] = len(items) - start - limit
+            if not expired:
+                page = items[start:start + limit] if limit else items[start:]
+                meta = {"resourceVersion": str(rv)}
+                if limit and start + limit < len(items):
+                    if snap_id is None:
+                        snap_id = uuid.uuid4().hex
+                        store.snapshots[snap_id] = (rv, items, time.time())
+                    meta["continue"] = base64.urlsafe_b64encode(json.dumps([snap_id, start + limit]).encode()).decode()
+                    meta["remainingItemCount"] = len(items) - start - limit
+        if expired:
+            # {"expireContinue": N}: the 410 comes N ms late, as a compaction after writes would (a
+            # test writes meanwhile, so the next list has a newer resourceVersion than the first page).
+            if type(fault) in (int, float) and not isinstance(fault, bool):
+                time.sleep(fault / 1000.0)
+            return self.send_json(410, status_obj(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."))
         if "as=Table" in self.headers.get("Accept", ""):
             return self.send_json(200, self.table(page, meta))
         api_version, item_kind = Store.KINDS.get(kind, ("v1", "Pod"))
