@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "colo/common/files.h"
 #include "colo/common/netns.h"
@@ -180,7 +181,11 @@ void Agent::ownPodSeen(const PodMeta& pod) {
     std::lock_guard lock(ownMu_);
     ownUid_ = pod.uid;
   }
-  if (annotation(pod.annotations, kUninstallAnnotation) != "true" || uninstallMarked_.exchange(true)) return;
+  if (annotation(pod.annotations, kUninstallAnnotation) != "true") {
+    if (uninstallMarked_.exchange(false)) spdlog::info("shutdown: pod {}/{} is no longer marked for uninstall", pod.podNamespace, pod.name);
+    return;
+  }
+  if (uninstallMarked_.exchange(true)) return;
   spdlog::info("shutdown: pod {}/{} is marked {}=true (helm uninstall's pre-delete hook): colo leaves this node when colo-node stops",
                pod.podNamespace, pod.name, kUninstallAnnotation);
   ownPodEvent("Normal", kUninstallAckReason,
@@ -188,21 +193,28 @@ void Agent::ownPodSeen(const PodMeta& pod) {
 }
 
 void Agent::shutdown() {
+  std::optional<bool> gone;
+  std::string unknown;
+  if (kube_ && !config_.daemonSetName.empty()) {
+    auto g = kube_->daemonSetGone(config_.podNamespace, config_.daemonSetName);
+    if (g) gone = *g;
+    else unknown = g.error().message;
+  }
   bool leaving = false;
+  const std::string ds = config_.podNamespace + "/" + config_.daemonSetName;
   if (uninstallMarked_) {
-    // Decided while the API still answered: Helm may have deleted our RBAC by now.
-    leaving = true;
-    spdlog::info("shutdown: marked for uninstall by the pre-delete hook: removing colo from this node");
-  } else if (kube_ && !config_.daemonSetName.empty()) {
-    auto gone = kube_->daemonSetGone(config_.podNamespace, config_.daemonSetName);
-    if (!gone) {
-      spdlog::warn("shutdown: cannot tell whether DaemonSet {}/{} is gone ({}); keeping colo on this node", config_.podNamespace,
-                   config_.daemonSetName, gone.error().message);
-    } else {
-      leaving = *gone;
-      spdlog::info("shutdown: DaemonSet {}/{} {}", config_.podNamespace, config_.daemonSetName,
-                   leaving ? "is gone: colo is being uninstalled, removing it from this node" : "is still there: keeping pods, datapath and chain");
-    }
+    // Marked by the pre-delete hook while the API still answered; by now Helm may have deleted
+    // our RBAC (403) or the DaemonSet (404). Only a DaemonSet the API still shows, not being
+    // deleted, overrides the mark: that uninstall was aborted after its hook ran.
+    leaving = !(gone && !*gone);
+    if (leaving) spdlog::info("shutdown: marked for uninstall by the pre-delete hook: removing colo from this node");
+    else spdlog::warn("shutdown: marked for uninstall, but DaemonSet {} is still there (the uninstall was aborted?): keeping colo", ds);
+  } else if (gone) {
+    leaving = *gone;
+    spdlog::info("shutdown: DaemonSet {} {}", ds,
+                 leaving ? "is gone: colo is being uninstalled, removing it from this node" : "is still there: keeping pods, datapath and chain");
+  } else if (!unknown.empty()) {
+    spdlog::warn("shutdown: cannot tell whether DaemonSet {} is gone ({}); keeping colo on this node", ds, unknown);
   }
   stop();
   const std::string decisionFile = config_.runDir + "/shutdown";

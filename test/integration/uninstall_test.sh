@@ -116,6 +116,12 @@ check "... and names the pod that did not answer in time" grep -q "pod kube-syst
 check "/readyz shows the mark" readyz_has '.checks.uninstall | test("marked")'
 marked_in_api() { api "/api/v1/namespaces/$NS/pods/$POD3" | jq -e '.metadata.annotations["colo.dev/uninstall"] == "true"' >/dev/null; }
 check "the pod carries colo.dev/uninstall=true" marked_in_api
+# The hook ran but the uninstall went no further (the DaemonSet is still there): a restart keeps colo.
+stop_node
+check "marked, but the DaemonSet is still there (an aborted uninstall): keep" grep -qx keep "$WORK/run/shutdown"
+check "... the chain and the binary stay" bash -c "grep -q colo-cni '$CONF/10-kindnet.conflist' && test -x '$CNIBIN/colo-cni'"
+start_node $POD3 "$UID3"
+check "a restarted colo-node finds the mark in its first list of the API" wait_for 5 readyz_has '.checks.uninstall | test("marked")'
 fake DELETE "/fake/daemonsets/$NS/colo?rbac=1" >/dev/null  # Helm: DaemonSet, ServiceAccount, Role, RoleBinding, at once
 stop_node
 check "uninstall: colo-node decided from the mark, not from the API (which now says 403)" grep -q "marked for uninstall by the pre-delete hook" "$WORK/agent.log"
