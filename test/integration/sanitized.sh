@@ -9,7 +9,7 @@ REPORTS=$(mktemp -d /tmp/colo-san.XXXXXX)
 trap 'rm -rf "$REPORTS"' EXIT
 # abort_on_error: a report kills the process at once (no test can pass over it); the report itself
 # is in $REPORTS. Leaks are reported when a process exits.
-export ASAN_OPTIONS="log_path=$REPORTS/asan:abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="log_path=$REPORTS/asan:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="log_path=$REPORTS/tsan:halt_on_error=1:second_deadlock_stack=1"
 export LSAN_OPTIONS="log_path=$REPORTS/lsan"
