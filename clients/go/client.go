@@ -7,7 +7,9 @@ import (
 )
 
 // Client is a connection to this pod's colo-node for Hello, Dial and channels. It is safe for
-// concurrent use; requests on it are served one at a time.
+// concurrent use; requests on it are served one at a time. A request whose context ends drops the
+// connection (colo-node then stops working on it) and the next request opens a fresh one, so
+// nothing waits behind an abandoned dial.
 type Client struct {
 	c caller
 }
@@ -76,6 +78,9 @@ type dialReply struct {
 // pod IP on this node, else TCP to the ClusterIP); Conn.Route says which and why. The context's deadline bounds the whole dial (2 s when it
 // has none; colo-node allows at most 10 s).
 func (c *Client) Dial(ctx context.Context, target string) (*Conn, error) {
+	if err := checkTarget(target); err != nil {
+		return nil, err
+	}
 	timeout := defaultDialTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)

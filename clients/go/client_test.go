@@ -112,23 +112,26 @@ func TestNoAgentIsUnreachable(t *testing.T) {
 	}
 }
 
-// A dial whose context ends gives ErrTimeout; the agent's late reply (and the socket in it) is
-// dropped and closed, and the next request gets its own reply.
-func TestLateReplyIsSkippedAndItsSocketClosed(t *testing.T) {
-	lateEnd := make(chan int, 1)
-	agent(t, func(t *testing.T, c *net.UnixConn) {
-		first := readReq(t, c)
-		second := readReq(t, c)
-		if first["timeoutMs"].(float64) > 100 {
-			t.Errorf("timeoutMs %v does not follow the context", first["timeoutMs"])
+// A dial whose context ends gives ErrTimeout (cancelled: context.Canceled); its agent connection
+// is dropped, so colo-node sees the request abandoned, and the next dial on the same Client goes
+// on a fresh connection instead of waiting behind it.
+func TestAbandonedDialDropsItsConnection(t *testing.T) {
+	abandoned := make(chan struct{}, 2)
+	silent := func(t *testing.T, c *net.UnixConn) { // answers nothing; notes when the client hangs up
+		req := readReq(t, c)
+		if ms := req["timeoutMs"].(float64); ms > 100 && ms != float64(defaultDialTimeout.Milliseconds()) {
+			t.Errorf("timeoutMs %v does not follow the context", ms)
 		}
-		late, lateTheirs := socketpair(t)
-		lateEnd <- late
-		reply(c, map[string]any{"v": 1, "id": first["id"], "ok": true, "transport": "unix", "peer": map[string]any{}}, lateTheirs)
-		syscall.Close(lateTheirs)
+		buf := make([]byte, 16)
+		if n, _ := c.Read(buf); n == 0 {
+			abandoned <- struct{}{}
+		}
+	}
+	agent(t, silent, silent, func(t *testing.T, c *net.UnixConn) {
+		req := readReq(t, c)
 		mine, theirs := socketpair(t)
 		defer syscall.Close(mine)
-		reply(c, map[string]any{"v": 1, "id": second["id"], "ok": true, "transport": "unix", "name": "shop/echo",
+		reply(c, map[string]any{"v": 1, "id": req["id"], "ok": true, "transport": "unix", "name": "shop/echo",
 			"peer":  map[string]any{"namespace": "shop", "name": "echo-0", "uid": "u1", "key": "u1"},
 			"route": map[string]any{"via": "unix", "why": "on this node"}}, theirs)
 		syscall.Close(theirs)
@@ -145,11 +148,27 @@ func TestLateReplyIsSkippedAndItsSocketClosed(t *testing.T) {
 	if _, err := client.Dial(ctx, "shop/echo"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first dial: %v", err)
 	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel2)
+	if _, err := client.Dial(ctx2, "shop/echo"); !errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled dial: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case <-abandoned:
+		case <-time.After(2 * time.Second):
+			t.Fatal("an abandoned dial's connection stayed open")
+		}
+	}
+	start := time.Now()
 	conn, err := client.Dial(context.Background(), "shop/echo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	if time.Since(start) > time.Second {
+		t.Errorf("the next dial waited %v", time.Since(start))
+	}
 	if conn.Transport() != TransportUnix || conn.Peer().Name != "echo-0" || conn.Name() != "shop/echo" {
 		t.Fatalf("conn: %v %+v %q", conn.Transport(), conn.Peer(), conn.Name())
 	}
@@ -163,12 +182,26 @@ func TestLateReplyIsSkippedAndItsSocketClosed(t *testing.T) {
 	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hi" {
 		t.Fatalf("read through the handed-over socket: %q %v", buf, err)
 	}
-	late := <-lateEnd
-	syscall.SetNonblock(late, false)
-	if n, _ := syscall.Read(late, buf); n != 0 {
-		t.Fatalf("the late reply's socket was kept open")
+}
+
+// Bad targets and names are refused here with ErrInvalid, as in every client, before any request.
+func TestBadTargetsAreInvalid(t *testing.T) {
+	agent(t, func(t *testing.T, c *net.UnixConn) { time.Sleep(500 * time.Millisecond) })
+	client, err := Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	syscall.Close(late)
+	defer client.Close()
+	for _, target := range []string{strings.Repeat("a", 70000), strings.Repeat("a", 600), "", "shop/echo x", "a\nb", "caf\u00e9"} {
+		if _, err := client.Dial(context.Background(), target); !errors.Is(err, ErrInvalid) {
+			t.Errorf("dial %.20q: %v", target, err)
+		}
+	}
+	for _, name := range []string{"port/080", "port/0", "port/65536", "port/", "Echo", strings.Repeat("a", 64), ""} {
+		if _, err := Listen(context.Background(), name); !errors.Is(err, ErrInvalid) {
+			t.Errorf("listen %.20q: %v", name, err)
+		}
+	}
 }
 
 // colo-node may close a connection it found idle: the next request reconnects once.
@@ -240,5 +273,55 @@ func TestHTTPServesOnAListenerAndSeesThePeer(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not unblock Accept")
+	}
+}
+
+// colo-node restarting under a Listener: Accept keeps waiting, the name is registered again on a
+// new connection, and the next incoming connection is delivered; only Close ends Accept.
+func TestListenerListensAgainAfterAgentRestart(t *testing.T) {
+	listen := func(t *testing.T, c *net.UnixConn) map[string]any {
+		req := readReq(t, c)
+		if req["op"] != "listen" || req["name"] != "echo" {
+			t.Errorf("request: %v", req)
+		}
+		reply(c, map[string]any{"v": 1, "id": req["id"], "ok": true, "name": "shop/echo"})
+		return req
+	}
+	agent(t, func(t *testing.T, c *net.UnixConn) { listen(t, c) }, // then the agent goes away
+		func(t *testing.T, c *net.UnixConn) {
+			listen(t, c)
+			_, theirs := socketpair(t)
+			reply(c, map[string]any{"v": 1, "event": "incoming", "name": "shop/echo",
+				"peer": map[string]any{"namespace": "shop", "name": "cart-0"}}, theirs)
+			syscall.Close(theirs)
+			time.Sleep(time.Second)
+		})
+	l, err := Listen(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []error
+	l.OnReconnect = func(name string, err error) { events = append(events, err) }
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := l.AcceptContext(ctx)
+	if err != nil {
+		t.Fatalf("accept across the restart: %v", err)
+	}
+	conn.Close()
+	if conn.Peer().Name != "cart-0" || len(events) != 2 || events[0] == nil || events[1] != nil {
+		t.Fatalf("peer %+v, reconnect events %v", conn.Peer(), events)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := l.Accept(); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("accept after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not end a blocked Accept")
 	}
 }

@@ -28,6 +28,7 @@ type Error struct {
 	Code    string // the agent's error code (docs/protocol.md), or "" when the failure is local
 	Message string
 	Err     error // one of the sentinels
+	cause   error // context.Canceled or context.DeadlineExceeded when the context ended the call
 }
 
 func (e *Error) Error() string {
@@ -45,7 +46,11 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Is lets a timeout match the standard library's deadline errors as well as ErrTimeout.
+// A call whose context was cancelled matches context.Canceled (and not DeadlineExceeded).
 func (e *Error) Is(target error) bool {
+	if e.cause != nil {
+		return target == e.cause || e.cause == context.DeadlineExceeded && target == os.ErrDeadlineExceeded
+	}
 	if e.Err == ErrTimeout {
 		return target == context.DeadlineExceeded || target == os.ErrDeadlineExceeded
 	}

@@ -184,8 +184,10 @@ func (c *caller) call(ctx context.Context, op, target string, fields map[string]
 		}
 		fds, err, retry := c.roundTrip(ctx, op, target, fields, out)
 		if retry && attempt == 0 && ctx.Err() == nil {
-			c.conn.close()
-			c.conn = nil
+			if c.conn != nil {
+				c.conn.close()
+				c.conn = nil
+			}
 			continue
 		}
 		return fds, err
@@ -204,18 +206,24 @@ func (c *caller) roundTrip(ctx context.Context, op, target string, fields map[st
 		return nil, newError(op, target, ErrInvalid, "encoding the request: %v", err), false
 	}
 	defer c.conn.watch(ctx)()
+	if len(body) > maxMessage {
+		return nil, newError(op, shorten(target), ErrInvalid, "request over 64 KiB"), false
+	}
 	if err := c.conn.send(body); err != nil {
-		return nil, c.ioError(ctx, op, target, err), isClosed(err)
+		e := c.ioError(ctx, op, target, err)
+		c.conn.close()
+		c.conn = nil
+		return nil, e, isClosed(err) && ctx.Err() == nil
 	}
 	for {
 		p, err := c.conn.recv()
 		if err != nil {
+			// Timed out, cancelled or out of step with the agent: start afresh next time. Closing
+			// tells colo-node to drop the request, and the next one does not queue behind it.
 			e := c.ioError(ctx, op, target, err)
-			if e.Err != ErrTimeout {
-				c.conn.close() // out of step with the agent: start afresh next time
-				c.conn = nil
-			}
-			return nil, e, isClosed(err)
+			c.conn.close()
+			c.conn = nil
+			return nil, e, isClosed(err) && ctx.Err() == nil
 		}
 		if p.env.ID == nil || *p.env.ID != id {
 			p.closeFds() // the late reply to a request whose caller gave up
@@ -244,7 +252,9 @@ func (c *caller) ioError(ctx context.Context, op, target string, err error) *Err
 		if cause == nil {
 			cause = err
 		}
-		return newError(op, target, ErrTimeout, "no reply from colo-node: %v", cause)
+		e := newError(op, target, ErrTimeout, "no reply from colo-node: %v", cause)
+		e.cause = ctx.Err()
+		return e
 	}
 	return newError(op, target, ErrUnreachable, "colo-node connection: %v", err)
 }
