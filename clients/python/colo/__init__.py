@@ -14,11 +14,11 @@
 
 from .channel import Channel, accept_channel, local_pair, open_channel
 from .client import Client, Conn, Identity, Listener, listen, open
-from .errors import (ColoError, Denied, Exists, Internal, Invalid, NotFound, ProtocolError, Refused, Timeout,
+from .errors import (Closed, ColoError, Denied, Exists, Internal, Invalid, NotFound, ProtocolError, Refused, Timeout,
                      Unavailable, Unreachable)
 
 __all__ = [
     "Channel", "accept_channel", "local_pair", "open_channel", "Client", "Conn", "Identity", "Listener", "listen",
-    "open", "ColoError", "Denied", "Exists", "Internal", "Invalid", "NotFound", "ProtocolError", "Refused",
+    "open", "Closed", "ColoError", "Denied", "Exists", "Internal", "Invalid", "NotFound", "ProtocolError", "Refused",
     "Timeout", "Unavailable", "Unreachable",
 ]

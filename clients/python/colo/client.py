@@ -1,9 +1,12 @@
 """Hello, listen, accept and dial over this pod's colo-node endpoint."""
 
 import dataclasses
+import logging
+import os
 import select
 import socket
 import threading
+import time
 
 from . import errors, wire
 
@@ -92,6 +95,7 @@ class Client:
         Kubernetes mode "service/<ns>/<name>:<port or port name>" or "pod/<ns>/<name>:<port>" (the
         nearest way: `conn.route` says which and why). `timeout` in seconds bounds the dial
         (colo-node allows at most 10 s)."""
+        wire.check_target(target)
         t = min(max(timeout if timeout is not None else DEFAULT_DIAL_TIMEOUT, 0.001), MAX_DIAL_TIMEOUT)
         reply, fds = self.call("dial", {"target": target, "timeoutMs": max(1, int(t * 1000))}, t + 1.0, target)
         if len(fds) != 1:
@@ -104,21 +108,38 @@ class Client:
                           route=reply.get("route") if isinstance(reply.get("route"), dict) else None)
 
 
+_log = logging.getLogger("colo")
+RELISTEN_FIRST, RELISTEN_MAX = 0.05, 2.0
+
+
 class Listener:
     """A colo name served by this pod, held by the listener's own connection to colo-node and
-    released when it closes. `fileno()` is readable when a connection waits (for selectors)."""
+    released when it closes. `fileno()` is readable when a connection waits (for selectors).
+
+    A Listener outlives colo-node: when the agent restarts (an upgrade), accept() keeps waiting
+    while the listener reconnects (back-off 50 ms to 2 s) and registers its name again, logging
+    both on the "colo" logger; `reconnects` counts the times. fileno() keeps its number across a
+    restart, but the socket behind it is new: an epoll-based selector must register it again
+    (unregister + register) when `reconnects` changed. Only close() ends it."""
 
     def __init__(self, name, timeout=5.0):
-        self._caller = wire.Caller(wire.connect("listen", timeout))
+        wire.check_name("listen", name)
+        self._requested = name
+        self._closed = threading.Event()
+        self._lock = threading.Lock()  # guards _sock against close()
+        self.reconnects = 0
+        self._sock, self.name = self._register(timeout)
+
+    def _register(self, timeout):
+        caller = wire.Caller(wire.connect("listen", timeout))
         try:
-            reply, fds = self._caller.call("listen", {"name": name}, timeout, name)
+            reply, fds = caller.call("listen", {"name": self._requested}, timeout, self._requested)
         except BaseException:
-            self._caller.close()
+            caller.close()
             raise
         wire.close_fds(fds)
-        self.name = str(reply.get("name", name))
-        self._sock = self._caller.sock
-        self._sock.settimeout(None)
+        caller.sock.settimeout(None)
+        return caller.sock, str(reply.get("name", self._requested))
 
     def fileno(self):
         return self._sock.fileno()
@@ -130,19 +151,67 @@ class Listener:
         self.close()
 
     def close(self):
-        self._caller.close()
+        """Releases the name; an accept() blocked in another thread raises Closed."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in another thread
+            except OSError:
+                pass
+            self._sock.close()
+
+    def _closed_error(self):
+        return errors.Closed("accept", "listener closed", target=self.name)
+
+    def _relisten(self, deadline):
+        """Registers the name again on a restarted colo-node; the socket keeps its fd number."""
+        _log.warning("colo: listener %s: colo-node went away; listening again when it is back", self.name)
+        wait = RELISTEN_FIRST
+        while not self._closed.is_set():
+            try:
+                sock, _ = self._register(2.0)
+            except errors.ColoError:
+                left = None if deadline is None else deadline - time.monotonic()
+                pause = wait if left is None else min(wait, max(left, 0.05))
+                if self._closed.wait(pause):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise errors.Timeout("accept", "colo-node not back yet", target=self.name) from None
+                wait = min(wait * 2, RELISTEN_MAX)
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    sock.close()
+                    break
+                os.dup2(sock.fileno(), self._sock.fileno(), inheritable=False)
+                sock.close()
+                self.reconnects += 1
+            _log.warning("colo: listener %s: colo-node is back; listening again", self.name)
+            return
+        raise self._closed_error()
 
     def accept(self, timeout=None):
-        """The next incoming Conn (its `peer` is the dialing pod); Timeout after `timeout` seconds."""
+        """The next incoming Conn (its `peer` is the dialing pod); Timeout after `timeout` seconds;
+        Closed once close() was called (also from another thread)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if timeout is not None:
-                ready, _, _ = select.select([self._sock], [], [], timeout)
+            if self._closed.is_set():
+                raise self._closed_error()
+            if deadline is not None:
+                ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
                 if not ready:
                     raise errors.Timeout("accept", "no incoming connection", target=self.name)
             try:
                 event, fds = wire.recv(self._sock)
-            except EOFError:
-                raise errors.Unreachable("accept", "colo-node went away", target=self.name) from None
+            except (EOFError, ConnectionResetError, OSError) as e:
+                if self._closed.is_set():
+                    raise self._closed_error() from None
+                if not isinstance(e, (EOFError, ConnectionResetError)):
+                    raise errors.Unreachable("accept", str(e), target=self.name) from None
+                self._relisten(deadline)
+                continue
             except ValueError as e:
                 raise errors.ProtocolError("accept", str(e), target=self.name) from None
             if event.get("event") != "incoming" or len(fds) != 1:

@@ -49,6 +49,12 @@ class Unavailable(ColoError):
     what = "unavailable"
 
 
+class Closed(ColoError, OSError):
+    """The listener was closed (Go's net.ErrClosed)."""
+
+    what = "closed"
+
+
 class Internal(ColoError):
     what = "internal error"
 

@@ -33,6 +33,41 @@ def connect(op, timeout):
     return sock
 
 
+MAX_TARGET = 512  # pod/<63>/<253>:<65535> is the longest meaningful target
+_TARGET_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-/:[]%_")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _short(s):
+    return s if len(s) <= 80 else f"{s[:40]}...{len(s)} bytes"
+
+
+def check_target(target):
+    """Every client refuses the same bad targets with Invalid before sending anything."""
+    if not isinstance(target, str) or not 1 <= len(target) <= MAX_TARGET:
+        n = len(target) if isinstance(target, str) else 0
+        raise errors.Invalid("dial", f"a target is 1 to {MAX_TARGET} characters, not {n}", target=_short(str(target)))
+    bad = next((ch for ch in target if ch not in _TARGET_CHARS), None)
+    if bad is not None:
+        raise errors.Invalid("dial", f"a target is made of letters, digits and . - / : [ ] % _, not {bad!r}",
+                             target=target)
+
+
+def check_name(op, name):
+    """1 to 63 of [a-z0-9.-], or "port/<n>" (1..65535, no leading zeros)."""
+    if not isinstance(name, str):
+        raise errors.Invalid(op, "a name is a string")
+    if name.startswith("port/"):
+        n = name[5:]
+        if not (n.isdigit() and n.isascii() and n[0] != "0" and len(n) <= 5 and 1 <= int(n) <= 65535):
+            raise errors.Invalid(op, "port/<n> takes a port from 1 to 65535 without leading zeros", target=name)
+        return
+    if not 1 <= len(name) <= 63:
+        raise errors.Invalid(op, "a name is 1 to 63 characters", target=_short(name))
+    if any(ch not in _NAME_CHARS for ch in name):
+        raise errors.Invalid(op, "a name is made of a-z, 0-9, '.' and '-'", target=name)
+
+
 def close_fds(fds):
     for fd in fds:
         try:

@@ -67,10 +67,21 @@ def serve(name, port=None):
         say(f"listening on colo name {name} and tcp port {port}")
     else:
         say(f"listening on colo name {name}")
+    reconnects = 0
     while True:
         for key, _ in sel.select():
             if key.fileobj is listener:
-                conn = listener.accept()
+                try:  # never wait here for the next dial: the TCP port is served by this loop too
+                    conn = listener.accept(timeout=0)
+                except colo.Timeout:
+                    conn = None
+                if listener.reconnects != reconnects:  # colo-node restarted: a new socket, same fd
+                    reconnects = listener.reconnects
+                    sel.unregister(listener)
+                    sel.register(listener, selectors.EVENT_READ)
+                    say(f"colo-node restarted: listening on colo name {name} again")
+                if conn is None:
+                    continue
                 say(f"accepted unix from {conn.peer}")
                 threading.Thread(target=echo_channel, args=(conn,), daemon=True).start()
             else:

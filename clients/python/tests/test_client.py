@@ -154,6 +154,70 @@ class Client(unittest.TestCase):
             with self.assertRaises(colo.Timeout):
                 l.accept(timeout=0.05)
 
+    def test_listener_listens_again_after_agent_restart(self):
+        def listen(c):
+            req = read_req(c)
+            assert req["op"] == "listen" and req["name"] == "web", req
+            reply(c, {"v": 1, "id": req["id"], "ok": True, "name": "shop/web"})
+
+        def second(c):
+            listen(c)
+            a, b = socket.socketpair()
+            reply(c, {"v": 1, "event": "incoming", "name": "shop/web", "peer": {"namespace": "shop", "name": "cart"}},
+                  [b.fileno()])
+            b.close()
+            a.close()
+            time.sleep(0.5)
+        agent = Agent(listen, second)  # the first connection ends: colo-node went away
+        self.addCleanup(agent.close)
+        with colo.listen("web") as l:
+            fd = l.fileno()
+            with self.assertLogs("colo", "WARNING") as logs:
+                conn = l.accept(timeout=3)
+            conn.close()
+            self.assertEqual((str(conn.peer), l.reconnects, l.fileno()), ("shop/cart", 1, fd))
+            self.assertTrue(any("listening again" in m for m in logs.output), logs.output)
+
+    def test_close_wakes_a_blocked_accept(self):
+        released = threading.Event()
+
+        def script(c):
+            listen_req = read_req(c)
+            reply(c, {"v": 1, "id": listen_req["id"], "ok": True, "name": "shop/web"})
+            if c.recv(16) == b"":  # the client hung up: colo-node releases the name
+                released.set()
+        agent = Agent(script)
+        self.addCleanup(agent.close)
+        l = colo.listen("web")
+        got = []
+        t = threading.Thread(target=lambda: got.append(self._accept_error(l)), daemon=True)
+        t.start()
+        time.sleep(0.2)
+        l.close()
+        t.join(2)
+        self.assertFalse(t.is_alive(), "accept still blocked after close()")
+        self.assertIsInstance(got[0], colo.Closed)
+        self.assertTrue(released.wait(2), "the agent connection stayed open")
+
+    @staticmethod
+    def _accept_error(l):
+        try:
+            l.accept()
+        except Exception as e:  # noqa: BLE001 (the test looks at which)
+            return e
+        return None
+
+    def test_bad_targets_and_names_are_invalid_before_sending(self):
+        agent = Agent(lambda c: time.sleep(0.5))
+        self.addCleanup(agent.close)
+        with colo.open() as c:
+            for target in ("a" * 70000, "a" * 600, "", "shop/echo x", "a\nb", "caf\u00e9"):
+                with self.assertRaises(colo.Invalid, msg=target[:20]):
+                    c.dial(target)
+        for name in ("port/080", "port/0", "port/65536", "port/", "Echo", "a" * 64, ""):
+            with self.assertRaises(colo.Invalid, msg=name[:20]):
+                colo.listen(name)
+
 
 if __name__ == "__main__":
     unittest.main()
