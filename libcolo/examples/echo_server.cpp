@@ -93,11 +93,8 @@ int main(int argc, char** argv) {
   for (;;) {
     pollfd fds[2] = {{listener.value->fd(), POLLIN, 0}, {tcp, POLLIN, 0}};
     if (::poll(fds, tcp >= 0 ? 2 : 1, -1) < 0) continue;
-    if (fds[0].revents & (POLLHUP | POLLERR)) {
-      std::fprintf(stderr, "echo_server: colo-node went away\n");
-      return 1;
-    }
-    if (fds[0].revents & POLLIN) {
+    // POLLHUP: colo-node went away (a restart); accept listens again and libcolo logs it.
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       auto conn = listener.value->accept(0);
       if (!conn) continue;
       std::printf("accepted unix from %s/%s\n", conn.value->peer().ns, conn.value->peer().name);

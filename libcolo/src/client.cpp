@@ -1,9 +1,16 @@
 // libcolo's implementation over the colo wire protocol. Every entry point catches everything:
 // no exception crosses the C ABI.
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <string>
 
@@ -17,12 +24,23 @@ struct colo_client {
 
 struct colo_listener {
   colo::UniqueFd sock;
-  std::string name;
+  std::string name;       // as registered: "namespace/name"
+  std::string requested;  // as asked for: registered again after an agent restart
+  int backoffMs = 0;      // 0 while connected; grows 50 ms..2 s while colo-node is away
 };
 
 namespace {
 thread_local std::string g_lastError;
 thread_local std::string g_lastRoute;
+std::atomic<colo_log_fn> g_log{nullptr};
+
+void logLine(const std::string& line) {
+  if (colo_log_fn fn = g_log.load()) {
+    fn(line.c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+}
 }
 
 namespace colo::detail {
@@ -84,6 +102,81 @@ int connectAgent(colo::UniqueFd& out) {
   return COLO_OK;
 }
 
+// Checked before sending, as in the Go and Python clients, so every client gives invalid for the
+// same bad input (sizes, characters, port/<n> with leading zeros).
+constexpr std::size_t kMaxTarget = 512;  // pod/<63>/<253>:<65535> is the longest meaningful target
+
+bool validPort(std::string_view n) {
+  if (n.empty() || n.size() > 5 || n[0] == '0') return false;
+  int v = 0;
+  for (char ch : n) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + (ch - '0');
+  }
+  return v >= 1 && v <= 65535;
+}
+
+int checkName(std::string_view name) {
+  if (name.substr(0, 5) == "port/") {
+    return validPort(name.substr(5)) ? COLO_OK : fail(COLO_E_INVALID, "port/<n> takes a port from 1 to 65535 without leading zeros");
+  }
+  if (name.empty() || name.size() > 63) return fail(COLO_E_INVALID, "a name is 1 to 63 characters");
+  for (char ch : name) {
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')) {
+      return fail(COLO_E_INVALID, "a name is made of a-z, 0-9, '.' and '-'");
+    }
+  }
+  return COLO_OK;
+}
+
+int checkTarget(std::string_view t) {
+  if (t.empty() || t.size() > kMaxTarget) {
+    return fail(COLO_E_INVALID, "a target is 1 to " + std::to_string(kMaxTarget) + " characters, not " + std::to_string(t.size()));
+  }
+  for (char ch : t) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    std::string_view(".-/:[]%_").find(ch) != std::string_view::npos;
+    if (!ok) return fail(COLO_E_INVALID, "a target is made of letters, digits and . - / : [ ] % _");
+  }
+  return COLO_OK;
+}
+
+// A new agent connection holding the listener's name.
+int registerName(const std::string& name, colo::UniqueFd& sock, std::string& registered) {
+  if (int rc = connectAgent(sock); rc != COLO_OK) return rc;
+  colo::wire::Message m;
+  if (int rc = roundTrip(sock.get(), 1, {{"op", "listen"}, {"name", name}}, 2000, m); rc != COLO_OK) return rc;
+  registered = m.body.value("name", name);
+  return COLO_OK;
+}
+
+// colo-node went away under a listener: register the name again on a new connection, put in
+// place of the old one under the same fd number. At least one attempt; between attempts the
+// back-off (50 ms doubling to 2 s), within the caller's deadline when it has one.
+int relisten(colo_listener* l, int timeoutMs) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
+  if (l->backoffMs == 0) logLine("colo: listener " + l->name + ": colo-node went away; listening again when it is back");
+  for (;;) {
+    colo::UniqueFd fresh;
+    std::string registered;
+    if (registerName(l->requested, fresh, registered) == COLO_OK) {
+      if (::dup3(fresh.get(), l->sock.get(), O_CLOEXEC) < 0) return fail(COLO_E_INTERNAL, std::string("dup3: ") + std::strerror(errno));
+      l->backoffMs = 0;
+      logLine("colo: listener " + l->name + ": colo-node is back; listening again");
+      return COLO_OK;
+    }
+    l->backoffMs = l->backoffMs == 0 ? 50 : std::min(l->backoffMs * 2, 2000);
+    auto pause = std::chrono::milliseconds(l->backoffMs);
+    if (timeoutMs >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      pause = std::clamp(left, std::chrono::milliseconds(50), pause);
+    }
+    std::this_thread::sleep_for(pause);
+    if (timeoutMs >= 0 && Clock::now() >= deadline) return fail(COLO_E_TIMEOUT, "colo-node not back yet");
+  }
+}
+
 }  // namespace
 
 namespace colo::detail {
@@ -122,6 +215,7 @@ int colo_whoami(colo_client* c, colo_identity* out) try {
 
 int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out) try {
   if (!c || !target || !out) return fail(COLO_E_INVALID, "NULL argument");
+  if (int rc = checkTarget(target); rc != COLO_OK) return rc;
   const int t = timeout_ms > 0 ? timeout_ms : 2000;
   colo::wire::Message m;
   // The agent's own wait is bounded by timeoutMs; give the reply a little more.
@@ -143,17 +237,13 @@ int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out
 
 int colo_listen(const char* name, colo_listener** out) try {
   if (!name || !out) return fail(COLO_E_INVALID, "NULL argument");
+  if (int rc = checkName(name); rc != COLO_OK) return rc;
   auto* l = new colo_listener;
-  if (int rc = connectAgent(l->sock); rc != COLO_OK) {
+  l->requested = name;
+  if (int rc = registerName(l->requested, l->sock, l->name); rc != COLO_OK) {
     delete l;
     return rc;
   }
-  colo::wire::Message m;
-  if (int rc = roundTrip(l->sock.get(), 1, {{"op", "listen"}, {"name", name}}, 2000, m); rc != COLO_OK) {
-    delete l;
-    return rc;
-  }
-  l->name = m.body.value("name", name);
   *out = l;
   return COLO_OK;
 } catch (...) {
@@ -162,21 +252,39 @@ int colo_listen(const char* name, colo_listener** out) try {
 
 int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out) try {
   if (!l || !out) return fail(COLO_E_INVALID, "NULL argument");
-  pollfd p{l->sock.get(), POLLIN, 0};
-  const int r = ::poll(&p, 1, timeout_ms);
-  if (r == 0) return fail(COLO_E_TIMEOUT, "no incoming connection within " + std::to_string(timeout_ms) + " ms");
-  if (r < 0) return fail(COLO_E_INTERNAL, std::string("poll: ") + std::strerror(errno));
-  auto m = colo::wire::recv(l->sock.get());
-  if (!m) return fail(m.error().code == "closed" ? COLO_E_UNREACHABLE : COLO_E_PROTOCOL, "listener: " + m.error().message);
-  if (m->body.value("event", "") != "incoming" || m->fds.size() != 1) return fail(COLO_E_PROTOCOL, "listener: unexpected message");
-  *out = colo_conn{};
-  out->fd = m->fds[0].release();
-  out->transport = COLO_TRANSPORT_UNIX;
-  fillIdentity(&out->peer, m->body["peer"]);
-  return COLO_OK;
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  auto left = [&] {
+    if (timeout_ms < 0) return -1;
+    return static_cast<int>(std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+  };
+  for (;;) {
+    pollfd p{l->sock.get(), POLLIN, 0};
+    const int r = ::poll(&p, 1, left());
+    if (r == 0) return fail(COLO_E_TIMEOUT, "no incoming connection within " + std::to_string(timeout_ms) + " ms");
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return fail(COLO_E_INTERNAL, std::string("poll: ") + std::strerror(errno));
+    }
+    auto m = colo::wire::recv(l->sock.get());
+    if (!m) {
+      if (m.error().code != "closed" && m.error().errnum != ECONNRESET) return fail(COLO_E_PROTOCOL, "listener: " + m.error().message);
+      // colo-node went away (restart, upgrade): listen again, then go on waiting.
+      if (int rc = relisten(l, left()); rc != COLO_OK) return rc;
+      continue;
+    }
+    if (m->body.value("event", "") != "incoming" || m->fds.size() != 1) continue;  // not for us: skip it
+    *out = colo_conn{};
+    out->fd = m->fds[0].release();
+    out->transport = COLO_TRANSPORT_UNIX;
+    fillIdentity(&out->peer, m->body["peer"]);
+    return COLO_OK;
+  }
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_accept");
 }
+
+void colo_set_log(colo_log_fn fn) { g_log.store(fn); }
 
 int colo_listener_fd(const colo_listener* l) { return l ? l->sock.get() : -1; }
 

@@ -67,10 +67,19 @@ const char* colo_last_route(void);
 /* Registers `name` (in this pod's namespace) on its own connection to the agent; "port/<n>" says
  * this pod serves its TCP port n over colo too (dial by Kubernetes name finds it). */
 int colo_listen(const char* name, colo_listener** out);
-/* Waits up to timeout_ms (-1: forever) for the next incoming connection. */
+/* Waits up to timeout_ms (-1: forever) for the next incoming connection. A listener outlives
+ * colo-node: when the agent restarts (an upgrade) colo_accept reconnects (back-off 50 ms to 2 s,
+ * at least one attempt per call) and registers the name again, reporting both through the log
+ * function; the listener's fd keeps its number (poll/select go on working; epoll users register
+ * it again). Only colo_listener_close ends it. */
 int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out);
 int colo_listener_fd(const colo_listener* l); /* readable when a connection is waiting */
 void colo_listener_close(colo_listener* l);   /* releases the name */
+
+/* Where libcolo reports what it does on its own (a listener listening again after colo-node
+ * restarted): one line per call, without a newline. NULL (the default) writes to stderr. */
+typedef void (*colo_log_fn)(const char* message);
+void colo_set_log(colo_log_fn fn);
 
 /* Shared-memory channels on a dialed pair (tier 3). Two single-producer single-consumer rings,
  * one each way, in memory both sides map: messages are written in place, nothing is copied by
