@@ -3,7 +3,9 @@
 // Nearest first: a ready backend on this node that serves colo name port/<targetPort> gets a
 // Unix pair with identities (policy as for names); else a ready backend on this node gets TCP to
 // its pod IP; else TCP to the ClusterIP, both from the caller's netns (NetworkPolicy as ever).
-// The reply's "route" says which, and why.
+// The reply's "route" says which, and why (a failure's message says it too). colo's policy decides
+// only the Unix pair: when it refuses one, the dial goes on to the next way (TCP to the pod IP,
+// then the ClusterIP), where NetworkPolicy decides as it would without colo.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -73,19 +75,33 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
   // Each way out says how it went and why, on success and on failure alike.
   auto routed = [&](Reply r, const char* via, const std::string& why) {
     r.body["route"] = {{"via", via}, {"why", why}};
+    if (!r.body.value("ok", false) && r.body.contains("error") && r.body["error"].is_object()) {
+      r.body["error"]["message"] = r.body["error"].value("message", "") + " (route " + via + ": " + why + ")";
+    }
     spdlog::debug("broker: {} dials {}: {} ({})", caller.key, target, via, why);
     return r;
   };
   auto listening = [&](const std::string& key) { return names_.count(key) != 0; };
+  auto denied = [](const Reply& r) {
+    return !r.body.value("ok", false) && r.body.contains("error") && r.body["error"].is_object() &&
+           r.body["error"].value("code", "") == "permission_denied";
+  };
+  // Set when colo's policy refused the Unix pair: the TCP ways below say so in their why.
+  std::string refused;
 
   if (k->kind == "pod") {
     const int port = std::stoi(k->port);
     const std::string key = "pod/" + k->ns + "/" + k->name + ":" + k->port;
-    if (listening(key)) return routed(dialName(req, caller, key), "unix", "pod " + k->ns + "/" + k->name + " is on this node and serves colo name port/" + k->port);
+    if (listening(key)) {
+      const std::string why = "pod " + k->ns + "/" + k->name + " is on this node and serves colo name port/" + k->port;
+      Reply r = dialName(req, caller, key);
+      if (!denied(r)) return routed(std::move(r), "unix", why);
+      refused = why + ", but colo policy refused the Unix pair (" + r.body["error"].value("message", "") + "); TCP instead";
+    }
     for (const auto& p : registry_.list()) {
       if ((p.podNamespace.empty() ? "default" : p.podNamespace) == k->ns && p.name == k->name && !p.ips.empty()) {
         return routed(dialTcp(req, caller, hostPort(bare(p.ips[0]), port), timeout), "pod-ip",
-                      "pod " + k->ns + "/" + k->name + " is on this node but does not serve colo name port/" + k->port);
+                      !refused.empty() ? refused : "pod " + k->ns + "/" + k->name + " is on this node but does not serve colo name port/" + k->port);
       }
     }
     if (auto ip = cache->podAddress(k->ns, k->name)) {
@@ -110,16 +126,20 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
   }
   if (!unix.empty()) {
     const std::string& key = unix[backendTurn_++ % unix.size()];
-    return routed(dialName(req, caller, key), "unix",
-                  svcName + ": ready backend " + key.substr(4, key.rfind(':') - 4) + " is on this node and serves colo name port/" +
-                      key.substr(key.rfind(':') + 1));
+    const std::string why = svcName + ": ready backend " + key.substr(4, key.rfind(':') - 4) +
+                            " is on this node and serves colo name port/" + key.substr(key.rfind(':') + 1);
+    Reply r = dialName(req, caller, key);
+    if (!denied(r)) return routed(std::move(r), "unix", why);
+    // colo's policy covers Unix pairs only; TCP is for NetworkPolicy to decide, as without colo.
+    refused = why + ", but colo policy refused the Unix pair (" + r.body["error"].value("message", "") + "); TCP instead";
   }
   // 2. A ready backend here: TCP to its pod IP.
   if (!local.empty()) {
     const auto& b = local[backendTurn_++ % local.size()];
     return routed(dialTcp(req, caller, hostPort(b.address, b.targetPort), timeout), "pod-ip",
-                  svcName + ": ready backend " + b.podNs + "/" + b.podName + " is on this node but does not serve colo name port/" +
-                      std::to_string(b.targetPort));
+                  !refused.empty() ? refused + " to ready backend " + b.podNs + "/" + b.podName + "'s pod IP"
+                                   : svcName + ": ready backend " + b.podNs + "/" + b.podName +
+                                         " is on this node but does not serve colo name port/" + std::to_string(b.targetPort));
   }
   // 3. Elsewhere: the ClusterIP (kube-proxy or the CNI balances), or a backend of a headless service.
   const std::string why = svc->ready.empty() ? svcName + " has no ready backend on this node (none at all)" : svcName + " has no ready backend on this node";

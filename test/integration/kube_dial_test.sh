@@ -3,7 +3,8 @@
 # and EndpointSlices watched), pods as network namespaces on a bridge: a ready backend on this
 # node that serves colo name port/<targetPort> gets a Unix pair with identities; else a ready
 # backend on this node gets TCP to its pod IP; else the ClusterIP; the reply says which and why,
-# the same in C++, Go and Python; policy as for names; pod/<ns>/<name>:<port> too.
+# the same in C++, Go and Python; policy as for names for the Unix pair, with TCP after a refusal;
+# pod/<ns>/<name>:<port> too.
 source "$(dirname "$0")/kube_lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$(dirname "$COLO_BIN")}
@@ -97,10 +98,18 @@ check "the backend was told who called: pod c" grep -q "accepted unix from defau
 check "service by port number: the same" grep -q "^route unix" <<<"$(dial go c service/default/web:80)"
 check "pod by name and port: a Unix pair" grep -q "^route unix: pod default/pod-ctra is on this node and serves colo name port/8080" <<<"$(dial py c pod/default/pod-ctra:8080)"
 
-# --- policy as for names: pod e of namespace other may not reach pod a's colo port ---
+# --- colo policy covers the Unix pair only: pod e of namespace other may not have pod a's colo
+# port, so its dial goes on by TCP (NetworkPolicy's to decide, as without colo), saying why ---
 for lang in cpp go py; do
-  check "$lang: a pod of another namespace is denied the Unix pair" grep -q "permission denied" <<<"$(dial "$lang" e service/default/web:http || true)"
+  OUT=$(dial "$lang" e service/default/web:http "$lang from another namespace" || true)
+  check "$lang: another namespace: the Unix pair refused by colo policy, TCP to a backend's pod IP instead" \
+    grep -q "route pod-ip: service default/web: ready backend default/pod-ctra is on this node and serves colo name port/8080, but colo policy refused the Unix pair" <<<"$OUT"
+  check "$lang: another namespace: the echo works over TCP" grep -q "echo ok: $lang from another namespace" <<<"$OUT"
 done
+check "pod by name from another namespace: TCP to its IP, saying why" \
+  grep -q "^route pod-ip: pod default/pod-ctra is on this node and serves colo name port/8080, but colo policy refused" <<<"$(dial go e pod/default/pod-ctra:8080)"
+check "a failed dial by Kubernetes name says its route in the error" \
+  grep -q "refused.*(route pod-ip: pod default/pod-ctrb is on this node but does not serve colo name port/9999)" <<<"$(dial go c pod/default/pod-ctrb:9999 || true)"
 
 # --- backend a not ready: TCP to the other ready backend on this node ---
 slice web-1 web 8080 "[$(ep "$(ip_of a)" "$NODE" pod-ctra false),$(ep "$(ip_of b)" "$NODE" pod-ctrb true),$(ep 198.18.14.250 other-node pod-x true)]"
