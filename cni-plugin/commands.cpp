@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include "colo/common/protocol.h"
+
 #include <chrono>
 
 #include "colo/common/netns.h"
@@ -104,16 +106,8 @@ bool spoolIt(const Context& ctx, const char* verb, json req) {
 
 }  // namespace
 
-Code cniCodeForAgentError(const std::string& agentCode) {
-  if (agentCode == "bad_netns") return Code::InvalidEnvironment;
-  if (agentCode == "invalid_argument" || agentCode == "bad_request") return Code::InvalidConfig;
-  if (agentCode == "not_found") return Code::UnknownContainer;
-  if (agentCode == "unsupported_version") return Code::IncompatibleVersion;
-  if (agentCode == "unavailable" || agentCode == "timeout") return Code::TryAgainLater;
-  if (agentCode == "too_large") return Code::IoFailure;
-  if (agentCode == "resource_exhausted") return Code::TryAgainLater;
-  return Code::Internal;
-}
+// The one mapping lives with the protocol's error codes (colo/common/protocol.h).
+Code cniCodeForAgentError(const std::string& agentCode) { return static_cast<Code>(colo::proto::cniCode(agentCode)); }
 
 bool agentUnavailable(const AgentFailure& f) {
   if (f.kind != AgentFailure::Kind::Rejected) return true;

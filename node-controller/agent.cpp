@@ -1,6 +1,7 @@
 #include "agent.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,12 @@ Agent::Agent(Config config) : config_(std::move(config)), registry_(config_.stat
 Agent::~Agent() { stop(); }
 
 Status Agent::start() {
+  // Every pod connection is a descriptor: take what the hard limit allows (the caps keep any one
+  // pod's share small; running out anyway is survived, see SeqpacketServer::acceptFrom).
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   const std::string socketDir = std::filesystem::path(config_.cniSocket).parent_path().string();
   if (auto s = files::makeDirs(config_.runDir, 0755); !s) return s;
   if (auto s = files::makeDirs(socketDir, 0700); !s) return s;  // root only: colo-cni runs as root
@@ -41,10 +48,14 @@ Status Agent::start() {
   }
 
   podApi_ = std::make_unique<PodApi>(config_, registry_, metrics_);
+  // Pods' caps (docs/protocol.md, "Limits"): a pod, however hostile, only exhausts its own share.
+  ServerLimits podLimits;
+  podLimits.idleTimeout = std::chrono::seconds(120);  // listeners (after `listen`) are exempt: they wait quietly
+  podLimits.workers = 4;                              // sockets made in a pod's netns, channel memory
+  podLimits.workerShare = 2;
   podServer_ = std::make_unique<SeqpacketServer>(
       "pods", metrics_, [this](wire::Message& m, const ConnInfo& c) { return podApi_->handle(m, c); },
-      [this](const ConnInfo& c) { return podApi_->admit(c); }, [this](const ConnInfo& c) { podApi_->connectionClosed(c); });
-  podServer_->setIdleTimeout(std::chrono::seconds(0));  // a listener waits quietly; connections go with their pod
+      [this](const ConnInfo& c) { return podApi_->admit(c); }, [this](const ConnInfo& c) { podApi_->connectionClosed(c); }, podLimits);
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
   if (auto s = endpoints_->prepare(); !s) return s;
@@ -81,11 +92,17 @@ Status Agent::start() {
   lifecycle_->startSweep(std::chrono::seconds(30));
   if (kube_) kube_->start();
 
-  cniServer_ = std::make_unique<SeqpacketServer>("cni", metrics_, [this](wire::Message& m, const ConnInfo&) -> Reply {
-    const std::string op = m.body.value("op", "");
-    if (CniHandler::handles(op)) return cni_->handle(m);
-    return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
-  });
+  ServerLimits cniLimits;  // one tag (root's colo-cni processes): only the server-wide cap matters
+  cniLimits.maxConnectionsPerTag = cniLimits.maxConnections;
+  cniLimits.maxQueuedBytesPerTag = 16 << 20;
+  cniServer_ = std::make_unique<SeqpacketServer>(
+      "cni", metrics_,
+      [this](wire::Message& m, const ConnInfo&) -> Reply {
+        const std::string op = m.body.value("op", "");
+        if (CniHandler::handles(op)) return cni_->handle(m);
+        return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
+      },
+      nullptr, nullptr, cniLimits);
   if (auto s = cniServer_->start(); !s) return s;
   if (auto s = cniServer_->listen(config_.cniSocket, 0600, "cni"); !s) return s;
   if (!config_.cniChainStatusFile.empty()) {
@@ -244,12 +261,20 @@ void Agent::stop() {
 }
 
 nlohmann::json Agent::readiness() const {
-  const bool cniUp = cniServer_ && cniServer_->running() && cniServer_->listenerCount() > 0;
+  // A loop that has not gone round for kStalled is stuck in something it should never wait on.
+  constexpr auto kStalled = std::chrono::seconds(3);
+  auto loopState = [&](const SeqpacketServer* s) -> std::string {
+    if (!s || !s->running()) return "not serving";
+    const auto since = s->sinceHeartbeat();
+    return since > kStalled ? "stalled: its loop has not run for " + std::to_string(since.count()) + " ms" : "ok";
+  };
+  const std::string cniLoop = loopState(cniServer_.get()), podLoop = loopState(podServer_.get());
+  const bool cniUp = cniLoop == "ok" && cniServer_->listenerCount() > 0;
   struct stat st{};
   const bool socketPresent = ::stat(config_.cniSocket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
   nlohmann::json checks = {
-      {"cniSocket", cniUp && socketPresent ? "ok" : "not serving " + config_.cniSocket},
-      {"podEndpoints", podServer_ && podServer_->running() ? "ok" : "not serving"},
+      {"cniSocket", cniLoop != "ok" ? cniLoop : cniUp && socketPresent ? "ok" : "not serving " + config_.cniSocket},
+      {"podEndpoints", podLoop},
       {"registry", "ok"},
       {"hugepages", hugepagesStatus_},
       {"datapath", datapath_ ? datapath_->status() : nlohmann::json("not started")},
@@ -259,7 +284,7 @@ nlohmann::json Agent::readiness() const {
   const bool chained = !chain_ || chain_->chained();
   if (chain_) checks["cniChain"] = chain_->status();
   if (uninstallMarked_) checks["uninstall"] = "marked: colo leaves this node when colo-node stops";
-  return {{"ready", cniUp && socketPresent && chained}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
+  return {{"ready", cniUp && socketPresent && chained && podLoop == "ok"}, {"node", config_.nodeName}, {"mode", config_.mode}, {"checks", checks}};
 }
 
 nlohmann::json Agent::debugPods() const {

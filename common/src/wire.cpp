@@ -92,11 +92,9 @@ Expected<Message> recv(int sock) {
   if (raw->size == 0 && out.fds.empty()) return Error::make("closed", "peer closed the connection");
   if ((raw->flags & MSG_TRUNC) != 0 || raw->size > kMaxMessage) return Error::make(code::kTooLarge, "message exceeds 64 KiB");
   if ((raw->flags & MSG_CTRUNC) != 0) return Error::make(code::kTooLarge, "too many descriptors attached");
-  buf.resize(raw->size);
-  out.body = json::parse(buf, nullptr, /*allow_exceptions=*/false);
-  if (out.body.is_discarded() || !out.body.is_object()) {
-    return Error::make(code::kBadRequest, "message is not a JSON object");
-  }
+  auto body = proto::parseMessage(std::string_view(buf.data(), raw->size));
+  if (!body) return body.error();
+  out.body = std::move(*body);
   return out;
 }
 
@@ -152,29 +150,18 @@ Expected<Message> call(int sock, const json& request, std::span<const int> fds, 
   return reply;
 }
 
-json okReply(const json& request) {
-  json r = {{"v", kVersion}, {"ok", true}};
-  r["id"] = request.is_object() && request.contains("id") ? request["id"] : json(nullptr);
-  return r;
-}
+json okReply(const json& request) { return proto::okReply(request); }
 
 json errorReply(const json& request, const std::string& errCode, const std::string& message) {
-  json r = okReply(request);
+  json r = proto::okReply(request);
   r["ok"] = false;
   r["error"] = {{"code", errCode}, {"message", message}};
   return r;
 }
 
 Status validateRequest(const json& body) {
-  if (!body.is_object()) return Error::make(code::kBadRequest, "request is not a JSON object");
-  if (!body.contains("v") || !body["v"].is_number_integer()) return Error::make(code::kBadRequest, "request has no integer 'v'");
-  if (body["v"].get<long long>() != kVersion) {
-    return Error::make(code::kUnsupportedVersion, "protocol version " + body["v"].dump() + " is not supported (this agent speaks 1)");
-  }
-  if (!body.contains("id") || !body["id"].is_number_integer() || body["id"].get<long long>() < 0) {
-    return Error::make(code::kBadRequest, "request has no non-negative integer 'id'");
-  }
-  if (!body.contains("op") || !body["op"].is_string()) return Error::make(code::kBadRequest, "request has no string 'op'");
+  auto e = proto::parseEnvelope(body);
+  if (!e) return e.error();
   return {};
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "colo/colo.h"
+#include "colo/common/protocol.h"
 #include "colo/common/wire.h"
 
 struct colo_client {
@@ -53,15 +54,20 @@ int fail(int status, std::string message) {
 namespace {
 using colo::detail::fail;
 
-int statusFor(const std::string& code) {
-  if (code == "not_found") return COLO_E_NOT_FOUND;
-  if (code == "permission_denied") return COLO_E_DENIED;
-  if (code == "refused") return COLO_E_REFUSED;
-  if (code == "timeout") return COLO_E_TIMEOUT;
-  if (code == "invalid_argument" || code == "bad_request") return COLO_E_INVALID;
-  if (code == "already_exists") return COLO_E_EXISTS;
-  if (code == "unavailable") return COLO_E_UNAVAILABLE;
-  return COLO_E_INTERNAL;
+int statusFor(const std::string& wireCode) {
+  using colo::proto::ErrorCode;
+  switch (colo::proto::errorCodeFrom(wireCode).value_or(ErrorCode::Internal)) {
+    case ErrorCode::NotFound: return COLO_E_NOT_FOUND;
+    case ErrorCode::PermissionDenied: return COLO_E_DENIED;
+    case ErrorCode::Refused: return COLO_E_REFUSED;
+    case ErrorCode::Timeout: return COLO_E_TIMEOUT;
+    case ErrorCode::InvalidArgument:
+    case ErrorCode::BadRequest: return COLO_E_INVALID;
+    case ErrorCode::AlreadyExists: return COLO_E_EXISTS;
+    case ErrorCode::Unavailable:
+    case ErrorCode::ResourceExhausted: return COLO_E_UNAVAILABLE;
+    default: return COLO_E_INTERNAL;
+  }
 }
 
 std::string agentPath() {

@@ -24,12 +24,6 @@ namespace code = wire::code;
 
 namespace {
 
-bool validName(const std::string& n) {
-  return !n.empty() && n.size() <= 63 && std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
-}
-
 // "198.18.0.7:8080" or "[fd00::7]:8080" -> sockaddr; nullopt when it is not host:port.
 std::optional<sockaddr_storage> parseHostPort(const std::string& t, socklen_t& len) {
   const auto colon = t.rfind(':');
@@ -58,7 +52,8 @@ std::optional<sockaddr_storage> parseHostPort(const std::string& t, socklen_t& l
 
 }  // namespace
 
-Broker::Broker(Registry& registry, Metrics& metrics) : registry_(registry), metrics_(metrics) {
+Broker::Broker(Registry& registry, Metrics& metrics, BrokerLimits limits) : registry_(registry), metrics_(metrics), limits_(limits) {
+  metrics_.describe("colo_broker_channel_fallbacks_total", "counter", "Channels given ordinary memory although the pod has hugepages, by reason.");
   metrics_.describe("colo_broker_listeners", "gauge", "Names registered by pods on this node.");
   metrics_.describe("colo_broker_dials_total", "counter", "Dials by transport and result.");
   metrics_.describe("colo_broker_denials_total", "counter", "Dials refused by policy.");
@@ -96,22 +91,31 @@ bool Broker::allowed(const Pod& caller, const Pod& listener) {
 }
 
 Reply Broker::listen(const json& req, const Pod& pod, const ConnInfo& conn) {
-  const std::string name = req.value("name", "");
+  auto parsed = proto::parseListen(req);
+  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  const std::string& name = parsed->name;
   // "port/<n>": this pod serves its TCP port n over colo too (dial by Kubernetes name finds it).
-  const bool isPort = name.rfind("port/", 0) == 0;
-  const int port = isPort && name.size() <= 10 && name.size() > 5 && std::all_of(name.begin() + 5, name.end(), ::isdigit) ? std::stoi(name.substr(5)) : 0;
-  if (isPort && (port < 1 || port > 65535)) return wire::errorReply(req, code::kInvalidArgument, "listen: port/<n> takes a port from 1 to 65535");
-  if (!isPort && !validName(name)) return wire::errorReply(req, code::kInvalidArgument, "listen: name must be 1..63 of [a-z0-9.-], or port/<n>");
-  const std::string q = isPort ? portName(pod, port) : qualify(pod, name);
+  const int port = parsed->port;
+  const std::string q = port > 0 ? portName(pod, port) : qualify(pod, name);
   if (auto it = names_.find(q); it != names_.end()) {
     return wire::errorReply(req, "already_exists", "listen: " + q + " is already registered by pod " + it->second.podKey);
+  }
+  if (namesOf(pod.key) >= limits_.namesPerPod) {
+    metrics_.add("colo_wire_resource_exhausted_total", {{"socket", "pods"}, {"cap", "names"}});
+    return wire::errorReply(req, code::kResourceExhausted, "listen: this pod has " + std::to_string(limits_.namesPerPod) + " names registered (the cap)");
   }
   names_[q] = Listener{pod.key, conn.id, conn.fd};
   metrics_.set("colo_broker_listeners", {}, static_cast<double>(names_.size()));
   spdlog::info("broker: pod {} listens on {}", pod.key, q);
   json r = wire::okReply(req);
   r["name"] = q;
-  return r;
+  Reply reply(r);
+  reply.keepOpen = true;  // a listener waits quietly for incoming dials
+  return reply;
+}
+
+std::size_t Broker::namesOf(const std::string& podKey) const {
+  return static_cast<std::size_t>(std::count_if(names_.begin(), names_.end(), [&](const auto& kv) { return kv.second.podKey == podKey; }));
 }
 
 void Broker::connectionClosed(const ConnInfo& conn) {
@@ -127,9 +131,10 @@ void Broker::connectionClosed(const ConnInfo& conn) {
 }
 
 Reply Broker::dial(const json& req, const Pod& pod, const ConnInfo&) {
-  const std::string target = req.value("target", "");
-  const auto timeout = std::chrono::milliseconds(std::clamp<long long>(req.value("timeoutMs", 2000LL), 1, 10000));
-  if (target.empty() || target.size() > 300) return wire::errorReply(req, code::kInvalidArgument, "dial: missing target");
+  auto parsed = proto::parseDial(req);
+  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  const std::string& target = parsed->target;
+  const auto timeout = parsed->timeout;
   socklen_t len = 0;
   if (parseHostPort(target, len)) return dialTcp(req, pod, target, timeout);
   // A Kubernetes name has a ':' (its port), which no colo name has.
@@ -179,41 +184,55 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
   return Reply(r, std::move(out));
 }
 
+// Slow in two ways, and neither may hold the pods loop: the socket is made inside the caller's
+// netns on a worker (setns needs a thread of its own), and the connect is waited for by the loop's
+// poll, not by any thread.
 Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout) {
-  socklen_t len = 0;
-  auto addr = parseHostPort(target, len);
-  auto ns = registry_.netnsOf(caller.key);
-  if (!ns) return wire::errorReply(req, code::kInternal, "dial: " + ns.error().message);
-  UniqueFd sock;
-  std::string errCode;
-  // The socket is made inside the caller's netns: its source address and policy are the pod's own.
-  auto s = netns::runIn(ns->get(), [&]() -> Status {
-    sock.reset(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!sock) return Error::fromErrno("socket");
-    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&*addr), len) != 0 && errno != EINPROGRESS) return Error::fromErrno("connect(" + target + ")");
-    pollfd p{sock.get(), POLLOUT, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-    if (r == 0) return Error::make("timeout", "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms");
-    int soErr = 0;
-    socklen_t l = sizeof(soErr);
-    ::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &soErr, &l);
-    if (soErr != 0) return Error::fromErrno("connect(" + target + ")", soErr);
-    return {};
+  return Reply::later([this, req, key = caller.key, target, timeout]() -> Reply {
+    socklen_t len = 0;
+    auto addr = parseHostPort(target, len);
+    auto ns = registry_.netnsOf(key);
+    if (!ns) return wire::errorReply(req, code::kNotFound, "dial: " + ns.error().message);
+    UniqueFd sock;
+    // The socket is made inside the caller's netns: its source address and policy are the pod's own.
+    auto s = netns::runIn(ns->get(), [&]() -> Status {
+      sock.reset(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+      if (!sock) return Error::fromErrno("socket");
+      if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&*addr), len) != 0 && errno != EINPROGRESS) {
+        return Error::fromErrno("connect(" + target + ")");
+      }
+      return {};
+    });
+    if (!s) return dialFailed(req, s.error());
+    Reply::Wait w;
+    w.fd = std::move(sock);
+    w.events = POLLOUT;
+    w.deadline = Reply::Clock::now() + timeout;
+    w.done = [this, req, target, timeout](UniqueFd fd, short revents) -> Reply {
+      if (revents == 0) {
+        return dialFailed(req, Error::make("timeout", "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms"));
+      }
+      int soErr = 0;
+      socklen_t l = sizeof(soErr);
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soErr, &l);
+      if (soErr != 0) return dialFailed(req, Error::fromErrno("connect(" + target + ")", soErr));
+      ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+      metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", "ok"}});
+      json r = wire::okReply(req);
+      r["transport"] = "tcp";
+      r["peer"] = {{"address", target}};
+      std::vector<UniqueFd> out;
+      out.push_back(std::move(fd));
+      return Reply(r, std::move(out));
+    };
+    return Reply::whenReady(std::move(w));
   });
-  if (!s) {
-    const auto& e = s.error();
-    errCode = e.errnum == ECONNREFUSED ? "refused" : e.code == "timeout" ? "timeout" : code::kUnavailable;
-    metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", errCode}});
-    return wire::errorReply(req, errCode, "dial: " + e.message);
-  }
-  ::fcntl(sock.get(), F_SETFL, ::fcntl(sock.get(), F_GETFL) & ~O_NONBLOCK);
-  metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", "ok"}});
-  json r = wire::okReply(req);
-  r["transport"] = "tcp";
-  r["peer"] = {{"address", target}};
-  std::vector<UniqueFd> out;
-  out.push_back(std::move(sock));
-  return Reply(r, std::move(out));
+}
+
+Reply Broker::dialFailed(const json& req, const Error& e) {
+  const std::string errCode = e.errnum == ECONNREFUSED ? code::kRefused : e.code == "timeout" ? code::kTimeout : code::kUnavailable;
+  metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", errCode}});
+  return wire::errorReply(req, errCode, "dial: " + e.message);
 }
 
 }  // namespace colo::node
@@ -221,16 +240,37 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
 namespace colo::node {
 
 Reply Broker::channel(const json& req, const Pod& pod) {
-  constexpr std::uint64_t kMin = 64 * 1024, kMax = 1ULL << 30, kHuge = 2ULL << 20;
-  if (!req.contains("bytes") || !req["bytes"].is_number_unsigned()) return wire::errorReply(req, code::kInvalidArgument, "channel: missing 'bytes'");
-  const std::uint64_t asked = req["bytes"].get<std::uint64_t>();
-  if (asked < kMin || asked > kMax) return wire::errorReply(req, code::kInvalidArgument, "channel: bytes must be between 64Ki and 1Gi");
+  auto parsed = proto::parseChannel(req);
+  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  // At most channelsPerMinute set-ups per pod (a token bucket): the memory is the pods' own once
+  // mapped, but each set-up costs colo-node a file, a mapping and two eventfds.
+  const auto now = std::chrono::steady_clock::now();
+  if (channelTokens_.size() > 4096) {  // pods long gone (a full bucket after a minute is a fresh one)
+    std::erase_if(channelTokens_, [&](const auto& kv) { return now - kv.second.last > std::chrono::minutes(1); });
+  }
+  auto& bucket = channelTokens_[pod.key];
+  if (bucket.last.time_since_epoch().count() == 0) bucket = {static_cast<double>(limits_.channelsPerMinute), now};
+  bucket.tokens = std::min<double>(static_cast<double>(limits_.channelsPerMinute),
+                                   bucket.tokens + std::chrono::duration<double>(now - bucket.last).count() * static_cast<double>(limits_.channelsPerMinute) / 60.0);
+  bucket.last = now;
+  if (bucket.tokens < 1.0) {
+    metrics_.add("colo_wire_resource_exhausted_total", {{"socket", "pods"}, {"cap", "channels"}});
+    return wire::errorReply(req, code::kResourceExhausted, "channel: this pod set up " + std::to_string(limits_.channelsPerMinute) +
+                                                             " channels in the last minute (the cap); try again shortly");
+  }
+  bucket.tokens -= 1.0;
+  return Reply::later([this, req, pod, asked = parsed->bytes] { return makeChannel(req, pod, asked); });
+}
+
+// On a worker: files, mappings and page faults are not for the loop.
+Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked) {
+  constexpr std::uint64_t kHuge = 2ULL << 20;
   UniqueFd mem;
   std::string memory = "memfd", note;
   std::uint64_t size = asked;
   if (pod.hugepageBytes > 0) {
     size = (asked + kHuge - 1) / kHuge * kHuge;
-    const std::string path = pod.endpointDir + "/hugepages/.colo-channel-" + std::to_string(++channelSeq_);
+    const std::string path = pod.endpointDir + "/hugepages/.colo-channel-" + std::to_string(channelSeq_.fetch_add(1) + 1);
     UniqueFd f(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (f && ::ftruncate(f.get(), static_cast<off_t>(size)) == 0) {
       mem = std::move(f);
@@ -242,13 +282,26 @@ Reply Broker::channel(const json& req, const Pod& pod) {
   } else {
     note = "the pod has no hugepages (annotation colo.dev/hugepages); ordinary memory instead";
   }
+  void* base = MAP_FAILED;
+  if (mem) {
+    // hugetlbfs takes the pages from the kernel's pool at mmap: a short pool fails here, not at
+    // ftruncate. That is the documented fallback to ordinary memory, not an error.
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
+    if (base == MAP_FAILED) {
+      note = "the node's hugepage pool is short of " + std::to_string(size) + " bytes (" + std::strerror(errno) + "); ordinary memory instead";
+      mem.reset();
+      metrics_.add("colo_broker_channel_fallbacks_total", {{"reason", "hugepage_pool"}});
+    }
+  }
   if (!mem) {
     size = asked;
     mem.reset(::memfd_create("colo-channel", MFD_CLOEXEC));
-    if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(size)) != 0) return wire::errorReply(req, code::kInternal, "channel: memfd failed");
+    if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(size)) != 0) {
+      return wire::errorReply(req, code::kResourceExhausted, std::string("channel: memfd: ") + std::strerror(errno));
+    }
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
+    if (base == MAP_FAILED) return wire::errorReply(req, code::kResourceExhausted, std::string("channel: mmap: ") + std::strerror(errno));
   }
-  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
-  if (base == MAP_FAILED) return wire::errorReply(req, code::kInternal, std::string("channel: mmap: ") + std::strerror(errno));
   const std::uint64_t capacity = colo_channel_layout_init(base, size);
   ::munmap(base, size);
   if (capacity == 0) return wire::errorReply(req, code::kInvalidArgument, "channel: too small");

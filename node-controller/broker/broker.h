@@ -19,9 +19,14 @@ namespace colo::node {
 
 inline constexpr const char* kAllowFromAnnotation = "colo.dev/allow-from";
 
+struct BrokerLimits {
+  std::size_t namesPerPod = 64;         // listen names a pod may hold
+  std::size_t channelsPerMinute = 120;  // channel set-ups per pod (token bucket)
+};
+
 class Broker {
  public:
-  Broker(Registry& registry, Metrics& metrics);
+  Broker(Registry& registry, Metrics& metrics, BrokerLimits limits = {});
 
   Reply listen(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn);
   Reply dial(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn);
@@ -33,6 +38,7 @@ class Broker {
   // Kubernetes mode: dial resolves service/<ns>/<name>:<port> and pod/<ns>/<name>:<port> from
   // this cache (kube_dial.cpp). Set once, before or while the loop runs.
   void setServiceCache(const kube::ServiceCache* cache, std::string nodeName);
+  const BrokerLimits& limits() const { return limits_; }
 
   static nlohmann::json identityOf(const Pod& pod);
   // Namespace-qualified name of a registration by `pod`: "<namespace>/<name>".
@@ -55,10 +61,19 @@ class Broker {
   std::atomic<const kube::ServiceCache*> services_{nullptr};
   std::string nodeName_;  // set with services_, read after it
   std::uint64_t backendTurn_ = 0;  // round robin over equal backends
+  Reply dialFailed(const nlohmann::json& req, const Error& e);
+  Reply makeChannel(const nlohmann::json& req, const Pod& pod, std::uint64_t asked);
+  std::size_t namesOf(const std::string& podKey) const;
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point last{};
+  };
   Registry& registry_;
   Metrics& metrics_;
-  std::map<std::string, Listener> names_;  // loop thread only
-  std::uint64_t channelSeq_ = 0;
+  BrokerLimits limits_;
+  std::map<std::string, Listener> names_;          // loop thread only
+  std::map<std::string, Bucket> channelTokens_;    // loop thread only
+  std::atomic<std::uint64_t> channelSeq_{0};       // workers
 };
 
 }  // namespace colo::node

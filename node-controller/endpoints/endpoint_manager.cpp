@@ -76,16 +76,17 @@ Status EndpointManager::attach(Pod& pod, int netnsFd, bool failOpen, std::vector
     undo();
     return fsFd.error();
   }
+  // Handed to the pods loop, never waited for: the loop picks them up on its next round.
   server_.addListener(std::move(abstractFd.value()), pod.key, "@" + config_.endpointName);
   server_.addListener(std::move(fsFd.value()), pod.key, sockPath);
   pod.endpointDir = dir;
-  metrics_.set("colo_endpoints", {}, static_cast<double>(server_.listenerCount()));
+  metrics_.set("colo_endpoints", {}, static_cast<double>(2 * track(pod.key, true)));
   return {};
 }
 
 Status EndpointManager::detach(const Pod& pod) {
   server_.removeListeners(pod.key);
-  metrics_.set("colo_endpoints", {}, static_cast<double>(server_.listenerCount()));
+  metrics_.set("colo_endpoints", {}, static_cast<double>(2 * track(pod.key, false)));
   const std::string dir = dirFor(pod.key);
   if (auto s = hugepages_.unmount(pod.key, dir + "/hugepages"); !s) return s;
   if (::unlink((dir + "/colo.sock").c_str()) != 0 && errno != ENOENT) return Error::fromErrno("unlink(" + dir + "/colo.sock)");
@@ -133,6 +134,13 @@ Status EndpointManager::verify(const Pod& pod, int netnsFd) {
     if (auto s = hugepages_.verify(dir + "/hugepages", pod.hugepageBytes); !s) return s;
   }
   return {};
+}
+
+std::size_t EndpointManager::track(const std::string& key, bool attached) {
+  std::lock_guard lock(mu_);
+  if (attached) attached_.insert(key);
+  else attached_.erase(key);
+  return attached_.size();
 }
 
 void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {

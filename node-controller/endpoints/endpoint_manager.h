@@ -2,6 +2,8 @@
 // pod's hugetlbfs mount at /run/colo/pods/<key>/hugepages.
 #pragma once
 
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "config.h"
@@ -32,11 +34,14 @@ class EndpointManager final : public PodHooks {
 
  private:
   Status hugepagesFor(Pod& pod, bool failOpen, std::vector<std::string>& warnings);
+  std::size_t track(const std::string& key, bool attached);  // pods with endpoints, after the change
   const Config& config_;
   SeqpacketServer& server_;
   HugepageManager& hugepages_;
   Metrics& metrics_;
   std::string podsDir_;
+  std::mutex mu_;
+  std::set<std::string> attached_;
 };
 
 }  // namespace colo::node

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "colo/common/netns.h"
 
 namespace colo::node {
@@ -13,17 +17,36 @@ PodApi::PodApi(const Config& config, Registry& registry, Metrics& metrics)
   metrics_.describe("colo_pod_requests_total", "counter", "Requests from pods on their endpoints, by op and result.");
 }
 
+// The netns of the process that connected, bound to that process (its pidfd), not to a PID that
+// may have been reused by the time we look.
+Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
+  if (conn.pidfd < 0) {
+    return Error::make("permission_denied",
+                       "this kernel does not name the connecting process (SO_PEERPIDFD, Linux 6.5+): colo.sock cannot tell a pod from a "
+                       "host user; use @colo");
+  }
+  // Linux 6.11+: the namespace straight from the pidfd.
+  UniqueFd ns(::ioctl(conn.pidfd, kPidfdGetNetNamespace, 0));
+  if (ns) return netns::inspect(ns.get());
+  if (errno == ESRCH) return Error::make("permission_denied", "the connecting process has exited");
+  // Older: read /proc/<pid>/ns/net, then prove the pid was still that process when we read it
+  // (a pidfd keeps its process's pid from being reused while the process lives).
+  if (conn.cred.pid <= 0) return Error::make("permission_denied", "caller's pid is not visible to colo-node (run it in the host PID namespace)");
+  auto fd = netns::open("/proc/" + std::to_string(conn.cred.pid) + "/ns/net");
+  if (!fd) return Error::make("permission_denied", "cannot check the caller's network namespace: " + fd.error().message);
+  if (::syscall(SYS_pidfd_send_signal, conn.pidfd, 0, nullptr, 0) != 0) {
+    return Error::make("permission_denied", "the connecting process exited while colo-node checked it");
+  }
+  return netns::inspect(fd->get());
+}
+
 Status PodApi::admit(const ConnInfo& conn) const {
   if (conn.listener.empty() || conn.listener[0] != '/') return {};  // abstract: only the pod's netns can reach it
   auto pod = registry_.get(conn.tag);
   if (!pod) return Error::make("not_found", "this endpoint's pod is gone");
-  if (conn.cred.pid <= 0) {
-    return Error::make("permission_denied", "caller's pid is not visible to colo-node (run colo-node in the host PID namespace)");
-  }
-  auto fd = netns::open("/proc/" + std::to_string(conn.cred.pid) + "/ns/net");
-  if (!fd) return Error::make("permission_denied", "cannot check the caller's network namespace: " + fd.error().message);
-  auto id = netns::inspect(fd->get());
-  if (!id || !(*id == pod->netns)) {
+  auto id = peerNetns(conn);
+  if (!id) return Error{"permission_denied", id.error().message, id.error().errnum};
+  if (!(*id == pod->netns)) {
     return Error::make("permission_denied", "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key +
                                                 "'s network namespace");
   }
@@ -42,7 +65,7 @@ Reply PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
   else if (op == "channel") reply = broker_.channel(req, *pod);
   else reply = wire::errorReply(req, wire::code::kUnknownOp, "unknown op '" + op + "' (this agent offers: hello, listen, dial, channel)");
   const bool known = op == "hello" || op == "listen" || op == "dial" || op == "channel";
-  metrics_.add("colo_pod_requests_total", {{"op", known ? op : "other"}, {"result", reply.body.value("ok", false) ? "ok" : "error"}});
+  metrics_.add("colo_pod_requests_total", {{"op", known ? op : "other"}, {"result", !reply.body.is_object() ? "deferred" : reply.body.value("ok", false) ? "ok" : "error"}});
   return reply;
 }
 

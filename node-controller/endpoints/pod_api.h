@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/broker.h"
+#include "colo/common/netns.h"
 #include "config.h"
 #include "metrics.h"
 #include "pods/registry.h"
@@ -24,6 +25,12 @@ class PodApi {
   // The filesystem socket can be reached by anything that sees the path; only a process inside
   // the pod's own network namespace is that pod.
   Status admit(const ConnInfo& conn) const;
+  // The network namespace of the process behind a connection (SO_PEERPIDFD; see admit).
+  static Expected<netns::Identity> peerNetns(const ConnInfo& conn);
+  // PIDFD_GET_NET_NAMESPACE (linux/pidfd.h, 6.11): _IO(0xFF, 4). Older headers lack it; the
+  // answer is checked to be a network namespace whatever it is.
+  static constexpr unsigned long kPidfdGetNetNamespace = (0xFFUL << 8) | 4;
+  Broker& broker() { return broker_; }
 
  private:
   nlohmann::json hello(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn) const;

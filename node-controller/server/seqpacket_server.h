@@ -2,17 +2,25 @@
 // listeners. Each listener carries a tag (the CNI socket, or a pod's key), and every connection
 // remembers the tag of the listener that accepted it: that, never anything the client says, is
 // who the caller is. Every failure becomes an error reply or a closed connection, never a crash.
+//
+// The loop never blocks (docs/architecture.md, "Threads and ownership"): sockets are
+// non-blocking; replies wait in a bounded queue per connection (a peer that does not read is cut
+// off); each tag (pod) has caps on connections, pending requests and queued reply bytes; slow work
+// goes to a bounded worker pool and connects are waited for by the loop's own poll; listeners are
+// handed over through a queue, never waited for; EMFILE is survived with a reserve descriptor.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +29,7 @@
 #include "colo/common/unique_fd.h"
 #include "colo/common/wire.h"
 #include "metrics.h"
+#include "server/worker_pool.h"
 
 namespace colo::node {
 
@@ -36,28 +45,64 @@ struct ConnInfo {
   PeerCred cred;         // SO_PEERCRED at accept
   std::uint64_t id = 0;  // unique per connection for the server's life
   int fd = -1;           // the connection; valid until onClose. Owned by the server.
+  int pidfd = -1;        // SO_PEERPIDFD at accept (the connecting process itself), -1 if the kernel has none
 };
 
-// A reply, and descriptors to pass with it (SCM_RIGHTS).
+// A reply, and descriptors to pass with it (SCM_RIGHTS). A handler that has slow work returns a
+// Reply with `deferred` (run on the worker pool; its result is the reply) or `wait` (the loop polls
+// the descriptor until it is ready or the deadline passes, then calls `done`). Either way the
+// connection reads nothing more until the final reply is queued.
 struct Reply {
+  using Clock = std::chrono::steady_clock;
+  struct Wait {
+    UniqueFd fd;
+    short events = 0;
+    Clock::time_point deadline;
+    std::function<Reply(UniqueFd fd, short revents)> done;  // revents 0: the deadline passed
+  };
   Reply(nlohmann::json b) : body(std::move(b)) {}  // NOLINT: implicit, most replies carry no fds
   Reply(nlohmann::json b, std::vector<UniqueFd> f) : body(std::move(b)), fds(std::move(f)) {}
+  static Reply later(std::function<Reply()> work) {
+    Reply r(nullptr);
+    r.deferred = std::move(work);
+    return r;
+  }
+  static Reply whenReady(Wait w) {
+    Reply r(nullptr);
+    r.wait = std::make_unique<Wait>(std::move(w));
+    return r;
+  }
   nlohmann::json body;
   std::vector<UniqueFd> fds;
+  std::function<Reply()> deferred;
+  std::unique_ptr<Wait> wait;
+  bool keepOpen = false;  // the connection waits quietly from now on (a listener): no idle timeout
 };
 
 using RequestHandler = std::function<Reply(wire::Message&, const ConnInfo&)>;
-// Called once per accepted connection; returning an error refuses it: every request on it is then
-// answered with that error (closing at once could lose the reply: a Unix socket closed with unread
-// data resets its peer).
+// Called once per accepted connection; returning an error refuses it: its first request is
+// answered with that error and it is closed (at once, it could lose the reply: a Unix socket
+// closed with unread data resets its peer). Refused connections linger at most `refusedLinger`.
 using AcceptCheck = std::function<Status(const ConnInfo&)>;
 // Called on the loop thread when a connection goes, for whatever reason.
 using CloseHook = std::function<void(const ConnInfo&)>;
 
+struct ServerLimits {
+  std::size_t maxConnections = 8192;                       // whole server
+  std::size_t maxConnectionsPerTag = 64;                   // per pod (per listener tag)
+  std::size_t maxPendingPerTag = 16;                       // requests of a tag on the worker pool or waiting
+  std::size_t maxQueuedReplies = 32;                       // per connection; a peer that does not read is cut off
+  std::size_t maxQueuedBytesPerTag = 1 << 20;              // reply bytes a tag's unread connections may hold
+  std::size_t maxRefusedLingering = 64;                    // refused connections kept to answer once
+  std::chrono::milliseconds refusedLinger{1000};
+  std::chrono::milliseconds idleTimeout{30000};            // 0: never
+  std::size_t workers = 0, workerQueue = 256, workerShare = 2;  // no pool when workers == 0
+};
+
 class SeqpacketServer {
  public:
   SeqpacketServer(std::string name, Metrics& metrics, RequestHandler handler, AcceptCheck check = nullptr,
-                  CloseHook onClose = nullptr);
+                  CloseHook onClose = nullptr, ServerLimits limits = {});
   ~SeqpacketServer();
   SeqpacketServer(const SeqpacketServer&) = delete;
   SeqpacketServer& operator=(const SeqpacketServer&) = delete;
@@ -65,59 +110,95 @@ class SeqpacketServer {
   Status start();
   void stop();
   bool running() const { return running_.load(); }
+  // Time since the loop last went round (it does at least every 500 ms when healthy).
+  std::chrono::milliseconds sinceHeartbeat() const;
 
   // Listens on `path` (file mode `mode`) under `tag`.
   Status listen(const std::string& path, unsigned mode, const std::string& tag);
-  // Serves an already listening socket under `tag`. Returns once the loop has it.
+  // Serves an already listening socket under `tag`. Never waits for the loop: listeners live in
+  // an epoll set that the loop polls, so adding one takes a short lock, not a round of the loop.
   void addListener(UniqueFd fd, const std::string& tag, const std::string& address);
-  // Closes every listener and connection with `tag`. Returns once they are closed.
+  // Closes every listener with `tag` before it returns (the address is free again: a pod re-added
+  // in the same netns binds @colo at once), and has the loop close their connections next round.
   void removeListeners(const std::string& tag);
   std::size_t listenerCount() const;
-
-  static constexpr std::size_t kMaxConnections = 4096;
-  // Connections idle longer are closed; 0 keeps them (pod endpoints: a listener waits quietly).
-  void setIdleTimeout(std::chrono::seconds t) { idleTimeout_ = t; }
+  const ServerLimits& limits() const { return limits_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Listener {
     UniqueFd fd;
     std::string tag, address;
   };
-  struct Conn {
-    UniqueFd fd;
-    ConnInfo info;
-    std::chrono::steady_clock::time_point last;
-    std::optional<Error> refused;
+  struct Outbound {
+    std::string data;
+    std::vector<UniqueFd> fds;
   };
-  struct Command {
-    enum class Kind { Add, Remove } kind;
-    Listener listener;
+  struct Conn {
+    UniqueFd fd, pidfd;
+    ConnInfo info;
+    Clock::time_point last;
+    std::optional<Error> refused;
+    Clock::time_point refusedUntil;
+    std::deque<Outbound> out;
+    std::size_t outBytes = 0;
+    bool busy = false, keepOpen = false, closeWhenFlushed = false, dead = false;
+  };
+  struct PendingWait {
+    std::uint64_t connId;
     std::string tag;
+    Reply::Wait w;
+  };
+  struct Completion {
+    std::uint64_t connId;
+    std::string tag;
+    Reply reply;
+  };
+  struct TagUse {
+    std::size_t conns = 0, pending = 0, outBytes = 0;
   };
 
   void loop();
   void applyCommands();
   void wake();
-  bool serveOne(Conn& conn);
+  void acceptReady(Clock::time_point now);
+  void admitOne(UniqueFd c, const std::string& tag, const std::string& address, Clock::time_point now);
+  void readFrom(Conn& conn, Clock::time_point now);
+  Reply handle(wire::Message& msg, Conn& conn);
+  // The result of a request (from the handler, a worker or a wait) for connection `connId`.
+  void deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending);
+  void enqueue(Conn& conn, Reply reply);
+  void flush(Conn& conn);
+  void close(std::uint64_t connId, const char* why);
+  void exhausted(const char* cap);
 
   std::string name_;
   Metrics& metrics_;
   RequestHandler handler_;
   AcceptCheck check_;
   CloseHook onClose_;
+  ServerLimits limits_;
+  std::unique_ptr<WorkerPool> pool_;
   std::uint64_t nextConnId_ = 1;
-  std::chrono::seconds idleTimeout_{300};
-  UniqueFd wake_;
+  UniqueFd wake_, reserve_, listenEp_;
   std::thread thread_;
   std::atomic<bool> running_{false};
+  std::atomic<std::int64_t> heartbeat_{0};
 
-  std::vector<Listener> listeners_;  // loop thread only
-  std::vector<Conn> conns_;          // loop thread only
+  // Loop thread only.
+  std::map<std::uint64_t, Conn> conns_;
+  std::map<std::string, TagUse> use_;
+  std::vector<PendingWait> waits_;
+  std::size_t refusedLingering_ = 0;
+  Clock::time_point acceptPausedUntil_{}, lastAcceptLog_{}, lastSweep_{};
+
+  // Shared with other threads under mu_ (held only for short non-blocking work, never while
+  // waiting): the listeners, tags whose connections are to go, worker results.
   mutable std::mutex mu_;
-  std::condition_variable applied_;
-  std::vector<Command> pending_;
-  std::uint64_t submitted_ = 0, done_ = 0;
-  std::size_t listenerCount_ = 0;
+  std::map<std::uint64_t, Listener> listeners_;
+  std::uint64_t nextListenerId_ = 1;
+  std::vector<std::string> removed_;
+  std::vector<Completion> completions_;
 };
 
 }  // namespace colo::node

@@ -21,7 +21,7 @@ struct Error {
 
 // A value or an error. Small stand-in for std::expected (C++23).
 template <class T, class E = Error>
-class Expected {
+class [[nodiscard]] Expected {
  public:
   Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}        // NOLINT: implicit by design
   Expected(E error) : v_(std::in_place_index<1>, std::move(error)) {}        // NOLINT: implicit by design
@@ -40,7 +40,7 @@ class Expected {
 };
 
 template <class E>
-class Expected<void, E> {
+class [[nodiscard]] Expected<void, E> {
  public:
   Expected() = default;
   Expected(E error) : err_(std::move(error)), ok_(false) {}  // NOLINT: implicit by design

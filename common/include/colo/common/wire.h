@@ -10,27 +10,34 @@
 #include <vector>
 
 #include "colo/common/error.h"
+#include "colo/common/protocol.h"
 #include "colo/common/unique_fd.h"
 
 namespace colo::wire {
 
 using json = nlohmann::json;
 
-constexpr int kVersion = 1;
-constexpr std::size_t kMaxMessage = 64 * 1024;
-constexpr std::size_t kMaxFds = 8;
+constexpr int kVersion = proto::kVersion;
+constexpr std::size_t kMaxMessage = proto::kMaxMessage;
+constexpr std::size_t kMaxFds = proto::kMaxFds;
 
-// Stable error codes carried in replies' "error.code".
+// The error codes as strings, for code that carries them in colo::Error. The definition (and the
+// meaning of each) is proto::ErrorCode in colo/common/protocol.h.
 namespace code {
-inline constexpr const char* kBadRequest = "bad_request";          // not JSON, not an object, fields missing
-inline constexpr const char* kTooLarge = "too_large";              // over kMaxMessage or too many fds
+inline constexpr const char* kBadRequest = "bad_request";
+inline constexpr const char* kTooLarge = "too_large";
 inline constexpr const char* kUnsupportedVersion = "unsupported_version";
 inline constexpr const char* kUnknownOp = "unknown_op";
-inline constexpr const char* kInvalidArgument = "invalid_argument";  // well-formed but unacceptable
-inline constexpr const char* kBadNetns = "bad_netns";              // fd missing or not a network namespace
+inline constexpr const char* kInvalidArgument = "invalid_argument";
+inline constexpr const char* kBadNetns = "bad_netns";
 inline constexpr const char* kNotFound = "not_found";
-inline constexpr const char* kInternal = "internal";
+inline constexpr const char* kAlreadyExists = "already_exists";
+inline constexpr const char* kPermissionDenied = "permission_denied";
+inline constexpr const char* kRefused = "refused";
+inline constexpr const char* kTimeout = "timeout";
 inline constexpr const char* kUnavailable = "unavailable";
+inline constexpr const char* kResourceExhausted = "resource_exhausted";
+inline constexpr const char* kInternal = "internal";
 }  // namespace code
 
 struct Message {
@@ -53,7 +60,8 @@ Expected<RawRecord> recvRaw(int sock, void* buf, std::size_t capacity, int flags
 Status send(int sock, const json& body, std::span<const int> fds = {}, bool nonBlocking = false);
 
 // Receives one message. Errors: "closed" (peer hung up), "too_large", "bad_request"
-// (not a JSON object), "io". Any descriptors that came with a bad message are closed.
+// (not a JSON object, or nested deeper than proto::kMaxDepth), "io", "timeout" (a non-blocking
+// socket with nothing to read). Any descriptors that came with a bad message are closed.
 Expected<Message> recv(int sock);
 
 // Waits up to `timeout` for the socket to become readable; "timeout" error otherwise.
@@ -70,7 +78,8 @@ Expected<UniqueFd> listenUnix(const std::string& path, unsigned mode);
 // One request, one reply, bounded in time. Checks that the reply echoes the id.
 Expected<Message> call(int sock, const json& request, std::span<const int> fds, std::chrono::milliseconds timeout);
 
-// Reply helpers.
+// Reply helpers (proto::okReply / proto::errorReply with the code as a string; an unknown
+// string is sent as it is).
 json okReply(const json& request);
 json errorReply(const json& request, const std::string& code, const std::string& message);
 
