@@ -1,7 +1,9 @@
 #include "endpoints/endpoint_manager.h"
 
 #include <spdlog/spdlog.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,11 +145,28 @@ std::size_t EndpointManager::track(const std::string& key, bool attached) {
   return attached_.size();
 }
 
+std::string EndpointManager::dirName(const std::string& key) const {
+  constexpr std::size_t kSunPath = sizeof(sockaddr_un::sun_path) - 1;  // a path socket's NUL
+  if (podsDir_.size() + 1 + key.size() + std::string_view("/colo.sock").size() <= kSunPath) return key;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(key.data(), key.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = key.substr(0, 16) + "-";
+  for (unsigned i = 0; i < 12 && i < len; ++i) {
+    name += kHex[digest[i] >> 4];
+    name += kHex[digest[i] & 0xf];
+  }
+  return name;
+}
+
 void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {
+  std::set<std::string> held;
+  for (const auto& k : heldKeys) held.insert(dirName(k));
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(podsDir_, ec)) {
     const std::string key = entry.path().filename().string();
-    if (std::find(heldKeys.begin(), heldKeys.end(), key) != heldKeys.end()) continue;
+    if (held.count(key)) continue;
     spdlog::info("endpoint {}: directory left without a pod; removed", key);
     Pod ghost;
     ghost.key = key;

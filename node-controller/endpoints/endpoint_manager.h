@@ -27,7 +27,10 @@ class EndpointManager final : public PodHooks {
   // @<name> listening in the pod's netns, colo.sock present, the hugetlbfs mount with its size.
   Status verify(const Pod& pod, int netnsFd) override;
 
-  std::string dirFor(const std::string& key) const { return podsDir_ + "/" + key; }
+  // <podsDir>/<key>, or, when <podsDir>/<key>/colo.sock would not fit a socket address (108
+  // bytes; container ids may be 256 characters), <podsDir>/<first 16 of key>-<SHA-256 of key, 24 hex>.
+  std::string dirFor(const std::string& key) const { return podsDir_ + "/" + dirName(key); }
+  std::string dirName(const std::string& key) const;
   const std::string& podsDir() const { return podsDir_; }
   // Removes pod directories (and their mounts) that no held pod owns: left by a crash.
   void removeOrphans(const std::vector<std::string>& heldKeys);

@@ -3,6 +3,8 @@
 #include <linux/magic.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+
+#include <limits>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -45,9 +47,13 @@ std::uint64_t HugepageManager::used() const {
   return std::accumulate(reserved_.begin(), reserved_.end(), std::uint64_t{0}, [](auto a, const auto& kv) { return a + kv.second; });
 }
 
+// Saturates instead of wrapping: a size near 2^64 must stay huge (and be refused by the budget),
+// never become 0, which hugetlbfs reads as "no limit".
 std::uint64_t HugepageManager::roundUp(std::uint64_t bytes) const {
   if (pageSize_ == 0) return bytes;
-  return (bytes + pageSize_ - 1) / pageSize_ * pageSize_;
+  const std::uint64_t pages = bytes / pageSize_ + (bytes % pageSize_ != 0 ? 1 : 0);
+  if (pages > std::numeric_limits<std::uint64_t>::max() / pageSize_) return std::numeric_limits<std::uint64_t>::max() / pageSize_ * pageSize_;
+  return pages * pageSize_;
 }
 
 bool HugepageManager::isHugetlbfs(const std::string& dir) {
@@ -65,7 +71,7 @@ Expected<std::uint64_t> HugepageManager::mount(const std::string& key, const std
     std::lock_guard lock(mu_);
     std::uint64_t inUse = 0;
     for (const auto& [k, v] : reserved_) inUse += k == key ? 0 : v;
-    if (inUse + size > budget_) {
+    if (size == 0 || size > budget_ || inUse > budget_ - size) {
       metrics_.add("colo_hugepages_refused_total", {{"reason", "budget"}});
       const std::uint64_t left = budget_ > inUse ? budget_ - inUse : 0;
       return Error::make("resource_exhausted", "asks for " + formatBytes(size) + " of hugepages but the node budget " +

@@ -95,7 +95,7 @@ struct ServerLimits {
   std::size_t maxQueuedBytesPerTag = 1 << 20;              // reply bytes a tag's unread connections may hold
   std::size_t maxRefusedLingering = 64;                    // refused connections kept to answer once
   std::chrono::milliseconds refusedLinger{1000};
-  std::chrono::milliseconds idleTimeout{30000};            // 0: never
+  std::chrono::milliseconds idleTimeout{300000};           // 0: never
   std::size_t workers = 0, workerQueue = 256, workerShare = 2;  // no pool when workers == 0
 };
 

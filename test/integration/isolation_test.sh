@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# No pod can stall colo-node (issue 13): one attacker pod at a time floods without reading,
+# hangs 100 TCP dials on an address that never answers, holds 5000 connections, listens and never
+# reads, sends JSON nested 10 000 deep, and finally drives colo-node out of descriptors; meanwhile
+# another pod measures hello latency and a new pod is added through the real CNI chain.
+# Every address is in 198.18.0.0/15; the dial target sits behind a dummy device in the attacker's
+# own netns, so nothing leaves the machine. Figures go to stdout (docs/benchmarks.md quotes them).
+source "$(dirname "$0")/lib.sh"
+
+ATTACK="python3 $(dirname "$0")/attack.py"
+P99_MS=${COLO_ATTACK_P99_MS:-10}
+BR=cis$TAG
+BR=${BR:0:15}
+make_bridge "$BR"
+CONF=$WORK/is.conflist
+write_conflist "$CONF" colo-is "$BR" 198.18.14.0/24 closed false
+start_agent --log-level info
+ON='{"colo.dev/enabled":"true"}'
+ns() { echo "/var/run/netns/cis$TAG-$1"; }
+in_pod() { local p=$1; shift; ip netns exec "cis$TAG-$p" "$@"; }
+for p in v x; do
+  make_netns "cis$TAG-$p"
+  chain ADD "$CONF" "ctr$p" "$(ns "$p")" "$ON" >"$WORK/$p.json"
+done
+# The attacker's blackhole: 198.18.99.0/24 routed into a dummy device (no ARP, drops everything).
+in_pod x ip link add bh0 type dummy
+in_pod x ip link set bh0 up
+in_pod x ip route add 198.18.99.0/24 dev bh0
+
+ADDS=0
+now_ms() { date +%s%3N; }
+# add_ms: a new pod through the whole chain (bridge, host-local, colo-cni); prints milliseconds.
+add_ms() {
+  ADDS=$((ADDS + 1))
+  make_netns "cis$TAG-n$ADDS"
+  local t0
+  t0=$(now_ms)
+  chain ADD "$CONF" "ctrn$ADDS" "$(ns "n$ADDS")" "$ON" >/dev/null || { echo "ADD-FAILED"; return 0; }
+  echo $(($(now_ms) - t0))
+}
+p99() { jq -r .p99 <<<"$1"; }
+hello_ok() { [[ $(jq -r .errors <<<"$1") == 0 ]] && awk -v p="$(p99 "$1")" -v lim="$P99_MS" 'BEGIN { exit !(p < lim) }'; }
+add_ok() { [[ $1 != ADD-FAILED ]] && (($1 < 2 * BASE_ADD + 300)); }
+figure() { echo "FIGURE: $1: hello $(jq -c '{p50,p99,max,n,errors}' <<<"$2"), ADD ${3} ms, agent fds $(find "/proc/$AGENT_PID/fd" -mindepth 1 | wc -l), RSS $(awk '/VmRSS/ {print $2 $3}' "/proc/$AGENT_PID/status")"; }
+
+# during NAME: runs the attack already started in the background ($ATTACKER), measures, reports.
+during() {
+  local name=$1 h a
+  sleep 0.5
+  in_pod v $ATTACK hello 3 >"$WORK/hello-$name.json" &
+  local hp=$!
+  sleep 0.5
+  a=$(add_ms)
+  wait "$hp"
+  h=$(cat "$WORK/hello-$name.json")
+  figure "$name" "$h" "$a"
+  check "$name: another pod's hello p99 stays under $P99_MS ms, no errors" hello_ok "$h"
+  check "$name: a new pod's ADD succeeds in its usual time (${a} ms, baseline ${BASE_ADD} ms)" add_ok "$a"
+}
+
+# --- baseline ---
+BASE_ADD=$(for _ in 1 2 3; do add_ms; done | sort -n | sed -n 2p)
+
+H=$(in_pod v $ATTACK hello 2)
+figure baseline "$H" "$BASE_ADD"
+check "baseline hello works" hello_ok "$H"
+
+# --- 1. a pod floods requests and never reads the replies ---
+in_pod x $ATTACK flood 5 >"$WORK/flood.json" &
+ATTACKER=$!
+during flood
+wait "$ATTACKER"
+check "flood: the flooder was cut off" test "$(jq -r .cut "$WORK/flood.json")" == true
+check "flood: and counted" test "$(metric 'colo_wire_peers_cut_total{socket="pods",reason="slow_reader"}')" -ge 1
+
+# --- 2. 100 dials to an address that never answers ---
+in_pod x $ATTACK dials 100 198.18.99.2:9 4 >"$WORK/dials.json" &
+ATTACKER=$!
+during dials
+OUT=$(in_pod v $ATTACK dialname "$(jq -r '.ips[0].address' "$WORK/x.json" | cut -d/ -f1):7999" 1)
+check "dials: another pod's TCP dial is answered at once (refused)" grep -q '"refused": 1' <<<"$OUT"
+wait "$ATTACKER"
+echo "dials: $(cat "$WORK/dials.json")"
+check "dials: at most 16 of the attacker's dials wait, the rest are refused resource_exhausted" \
+  test "$(jq -r '.codes.pending // 0' "$WORK/dials.json")" -le 16 -a "$(jq -r '.codes.resource_exhausted // 0' "$WORK/dials.json")" -ge 80
+
+# --- 3. 5000 connections held ---
+in_pod x $ATTACK hold 5000 4 >"$WORK/hold.json" &
+ATTACKER=$!
+during hold
+wait "$ATTACKER"
+echo "hold: $(cat "$WORK/hold.json")"
+check "hold: at most 64 of the attacker's connections are served" test "$(jq -r .served "$WORK/hold.json")" -le 64
+check "hold: the rest are refused, counted" test "$(metric 'colo_wire_connections_rejected_total{socket="pods",reason="per_pod_cap"}')" -ge 100
+
+# --- 4. a listener that never reads its incoming dials ---
+in_pod x $ATTACK deaf deaf 6 >"$WORK/deaf.json" &
+ATTACKER=$!
+sleep 0.3
+in_pod v $ATTACK dialname deaf 2000 >"$WORK/deafdial.json"
+echo "deaf: $(cat "$WORK/deafdial.json")"
+check "deaf listener: dials to it are answered, unavailable once its queue is full, never stalled" \
+  bash -c "jq -e '(.codes.unavailable // 0) > 0 and .max < 1000' '$WORK/deafdial.json' >/dev/null"
+during deaf
+wait "$ATTACKER"
+
+# --- 5. JSON nested 10 000 deep ---
+OUT=$(in_pod x $ATTACK deep)
+check "deep: answered bad_request, and the connection still serves" grep -q '"first": "bad_request", "second_ok": true' <<<"$OUT"
+
+# --- a container id of 200 characters (podman keys pods by it): ADD works, colo.sock fits ---
+make_netns "cis$TAG-long"
+LONG_ID=$(printf 'c%.0s' $(seq 1 200))
+LCONF='{"cniVersion":"1.1.0","name":"colo-long","type":"colo-cni","agentSocket":"'$WORK/run/cni/cni.sock'","failurePolicy":"closed","logFile":"","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"colo.dev/enabled":"true"}},"prevResult":{"cniVersion":"1.1.0","ips":[{"address":"198.18.15.2/24"}]}}'
+check "long container id: ADD succeeds" cni_direct ADD "$LCONF" CNI_CONTAINERID="$LONG_ID" CNI_NETNS="$(ns long)" CNI_IFNAME=eth0
+LONG_SOCK=$(find "$WORK/run/pods" -maxdepth 2 -name colo.sock -path "*cccccccccccccccc-*")
+check "long container id: its colo.sock is under a short hashed directory" test -S "$LONG_SOCK"
+OUT=$(in_pod long env COLO_SOCKET="$LONG_SOCK" $ATTACK hello 0.1)
+check "long container id: and answers hello there" test "$(jq -r .errors <<<"$OUT")" == 0
+check "long container id: DEL removes it" cni_direct DEL "$LCONF" CNI_CONTAINERID="$LONG_ID" CNI_NETNS="$(ns long)" CNI_IFNAME=eth0
+check "long container id: and its directory" test ! -e "$LONG_SOCK"
+
+# --- SIGTERM while a pod floods and holds connections ---
+in_pod x $ATTACK hold 60 10 >/dev/null &
+H1=$!
+in_pod x $ATTACK flood 10 >/dev/null &
+H2=$!
+sleep 1
+T0=$(now_ms)
+stop_agent
+TERM_MS=$(($(now_ms) - T0))
+echo "FIGURE: SIGTERM under attack: colo-node exited in ${TERM_MS} ms"
+check "SIGTERM does not wait for the attacker (${TERM_MS} ms)" test "$TERM_MS" -lt 2000
+kill "$H1" "$H2" 2>/dev/null || true
+wait "$H1" "$H2" 2>/dev/null || true
+
+# --- 6. out of descriptors (EMFILE) ---
+start_agent --log-level info
+in_pod v $ATTACK hello 0.1 >/dev/null  # the endpoints are back
+prlimit --pid "$AGENT_PID" --nofile=$(($(find "/proc/$AGENT_PID/fd" -mindepth 1 | wc -l) + 40))
+cpu() { awk '{print $14 + $15}' "/proc/$AGENT_PID/stat"; }
+in_pod x $ATTACK hold 400 5 >"$WORK/emfile.json" &
+ATTACKER=$!
+sleep 1
+C0=$(cpu)
+H=$(in_pod v $ATTACK hello 3)
+C1=$(cpu)
+wait "$ATTACKER"
+CPU_PCT=$(((C1 - C0) * 100 / $(getconf CLK_TCK) / 3))
+figure emfile "$H" "-"
+echo "FIGURE: EMFILE: colo-node used ${CPU_PCT}% of a CPU while out of descriptors"
+check "emfile: accept errors counted" test "$(metric 'colo_wire_accept_errors_total{socket="pods",reason="emfile"}')" -ge 1
+check "emfile: and logged" grep -q "dropping connections until descriptors are free" "$WORK/agent.log"
+check "emfile: the loop does not spin (${CPU_PCT}% CPU)" test "$CPU_PCT" -lt 30
+check "emfile: a pod connected before still gets hello" test "$(jq -r .errors <<<"$H")" == 0
+sleep 1.5  # the refused connections' linger ends; descriptors come back
+check "emfile: after the attack new connections are served again" in_pod v $ATTACK hello 0.2
+
+finish

@@ -1,0 +1,92 @@
+// The typed protocol: error codes and their one CNI mapping, parse limits, typed fields.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "colo/common/protocol.h"
+
+namespace colo::proto {
+namespace {
+
+TEST(Protocol, EveryErrorCodeHasOneDistinctNameThatParsesBack) {
+  std::set<std::string_view> names;
+  for (auto c : kAllErrorCodes) {
+    EXPECT_TRUE(names.insert(name(c)).second) << name(c);
+    EXPECT_EQ(errorCodeFrom(name(c)), c);
+  }
+  EXPECT_FALSE(errorCodeFrom("no_such_code").has_value());
+}
+
+TEST(Protocol, OneMappingToCniCodes) {
+  EXPECT_EQ(cniCode(ErrorCode::UnsupportedVersion), 1u);
+  EXPECT_EQ(cniCode(ErrorCode::NotFound), 3u);
+  EXPECT_EQ(cniCode(ErrorCode::BadNetns), 4u);
+  EXPECT_EQ(cniCode(ErrorCode::TooLarge), 5u);
+  EXPECT_EQ(cniCode(ErrorCode::BadRequest), 7u);
+  EXPECT_EQ(cniCode(ErrorCode::InvalidArgument), 7u);
+  EXPECT_EQ(cniCode(ErrorCode::Unavailable), 11u);
+  EXPECT_EQ(cniCode(ErrorCode::Timeout), 11u);
+  EXPECT_EQ(cniCode(ErrorCode::ResourceExhausted), 11u);
+  EXPECT_EQ(cniCode(ErrorCode::Internal), 999u);
+  EXPECT_EQ(cniCode("resource_exhausted"), 11u);
+  EXPECT_EQ(cniCode("from_a_newer_agent"), 999u);  // unknown: internal, never a crash
+}
+
+TEST(Protocol, DeepNestingIsRefusedBeforeTheJsonLibraryRecurses) {
+  const std::string deep = "{\"v\":1,\"id\":" + std::string(10000, '[') + std::string(10000, ']') + "}";
+  auto r = parseMessage(deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, "bad_request");
+  std::string ok = "{\"a\":" + std::string(kMaxDepth - 1, '[') + std::string(kMaxDepth - 1, ']') + "}";
+  EXPECT_TRUE(parseMessage(ok).ok());
+  // Brackets inside strings (escaped quotes too) do not count.
+  EXPECT_TRUE(parseMessage("{\"s\":\"" + std::string(100, '[') + "\\\"" + std::string(100, '{') + "\"}").ok());
+}
+
+TEST(Protocol, SizeAndShape) {
+  EXPECT_EQ(parseMessage(std::string(kMaxMessage + 1, ' ')).error().code, "too_large");
+  EXPECT_EQ(parseMessage("[]").error().code, "bad_request");
+  EXPECT_EQ(parseMessage("{").error().code, "bad_request");
+}
+
+TEST(Protocol, Envelope) {
+  EXPECT_EQ(parseEnvelope(json{{"v", 2}, {"id", 1}, {"op", "x"}}).error().code, "unsupported_version");
+  EXPECT_EQ(parseEnvelope(json{{"v", "1"}, {"id", 1}, {"op", "x"}}).error().code, "bad_request");
+  EXPECT_EQ(parseEnvelope(json{{"v", 1}, {"id", -1}, {"op", "x"}}).error().code, "bad_request");
+  EXPECT_EQ(parseEnvelope(json{{"v", 1}, {"id", 1}, {"op", 3}}).error().code, "bad_request");
+  auto e = parseEnvelope(json{{"v", 1}, {"id", 7}, {"op", "hello"}});
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->id, 7);
+  EXPECT_EQ(e->op, "hello");
+}
+
+TEST(Protocol, RepliesCopyOnlyAnIntegerId) {
+  EXPECT_EQ(okReply(json{{"id", 5}})["id"], 5);
+  EXPECT_TRUE(okReply(json{{"id", json::array({1, 2})}})["id"].is_null());
+  EXPECT_TRUE(okReply(json(nullptr))["id"].is_null());
+  auto e = errorReply(json{{"id", 3}}, ErrorCode::ResourceExhausted, "cap");
+  EXPECT_EQ(e["ok"], false);
+  EXPECT_EQ(e["error"]["code"], "resource_exhausted");
+}
+
+TEST(Protocol, WrongTypedFieldsAreBadRequestNotInternal) {
+  EXPECT_EQ(parseListen(json{{"name", 5}}).error().code, "bad_request");
+  EXPECT_EQ(parseListen(json::object()).error().code, "bad_request");
+  EXPECT_EQ(parseListen(json{{"name", "Bad Name"}}).error().code, "invalid_argument");
+  EXPECT_EQ(parseDial(json{{"target", "x"}, {"timeoutMs", "soon"}}).error().code, "bad_request");
+  EXPECT_EQ(parseDial(json{{"target", json::object()}}).error().code, "bad_request");
+  EXPECT_EQ(parseChannel(json{{"bytes", "1Mi"}}).error().code, "bad_request");
+  EXPECT_EQ(parseChannel(json{{"bytes", -5}}).error().code, "invalid_argument");
+  EXPECT_EQ(parseChannel(json{{"bytes", 1}}).error().code, "invalid_argument");
+  auto d = parseDial(json{{"target", "echo"}, {"timeoutMs", 99999}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->timeout.count(), 10000);  // clamped
+  json j = *d;
+  EXPECT_EQ(j["op"], "dial");
+  EXPECT_EQ(parseDial(j)->target, "echo");
+  json c = ChannelRequest{1 << 20};
+  EXPECT_EQ(parseChannel(c)->bytes, 1u << 20);
+}
+
+}  // namespace
+}  // namespace colo::proto
