@@ -135,9 +135,9 @@ Expected<std::uint64_t> unsignedField(const json& obj, const char* key, std::opt
     if (fallback) return *fallback;
     return error(ErrorCode::BadRequest, std::string("missing integer '") + key + "'");
   }
-  if (!it->is_number_unsigned()) {
-    if (it->is_number_integer()) return error(ErrorCode::InvalidArgument, std::string("'") + key + "' must not be negative");
-    return error(ErrorCode::BadRequest, std::string("'") + key + "' must be an integer");
+  if (!it->is_number_integer()) return error(ErrorCode::BadRequest, std::string("'") + key + "' must be an integer");
+  if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) {
+    return error(ErrorCode::InvalidArgument, std::string("'") + key + "' must not be negative");
   }
   return it->get<std::uint64_t>();
 }

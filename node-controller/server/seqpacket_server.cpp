@@ -212,12 +212,12 @@ void SeqpacketServer::readFrom(Conn& conn, Clock::time_point now) {
     }
     conn.last = now;
     Reply r = handle(*msg, conn);
-    deliver(id, conn.info.tag, std::move(r), false);
+    deliver(id, conn.info.tag, std::move(r), false, msg->body);
     if (!conns_.count(id)) return;  // cut off while queueing
   }
 }
 
-void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending) {
+void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending, const nlohmann::json& request) {
   auto it = conns_.find(connId);
   auto& use = use_[tag];
   const bool slow = reply.deferred || reply.wait;
@@ -226,7 +226,7 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
     if (it == conns_.end()) return;
     if (use.pending >= limits_.maxPendingPerTag) {
       exhausted("pending");
-      enqueue(it->second, wire::errorReply(nullptr, code::kResourceExhausted, "this pod has " + std::to_string(use.pending) +
+      enqueue(it->second, wire::errorReply(request, code::kResourceExhausted, "this pod has " + std::to_string(use.pending) +
                                                                                  " requests in progress (the cap); try again when they finish"));
       return;
     }
@@ -252,7 +252,7 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
     --use.pending;
     it->second.busy = false;
     exhausted("workers");
-    enqueue(it->second, wire::errorReply(nullptr, code::kResourceExhausted,
+    enqueue(it->second, wire::errorReply(request, code::kResourceExhausted,
                                          "this pod's share of colo-node's workers is in use; try again when its requests finish"));
     return;
   }

@@ -166,7 +166,8 @@ class SeqpacketServer {
   void readFrom(Conn& conn, Clock::time_point now);
   Reply handle(wire::Message& msg, Conn& conn);
   // The result of a request (from the handler, a worker or a wait) for connection `connId`.
-  void deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending);
+  // `request` (the request being answered, for the id of an error reply) when it is at hand.
+  void deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending, const nlohmann::json& request = nullptr);
   void enqueue(Conn& conn, Reply reply);
   void flush(Conn& conn);
   void close(std::uint64_t connId, const char* why);

@@ -44,11 +44,14 @@ def hello(seconds):
             r = json.loads(s.recv(65536))
             if not r.get("ok") or r.get("id") != i:
                 errors += 1
-        except OSError:
+        except (OSError, ValueError):  # reset, closed (b"" is not JSON), timed out
             errors += 1
             s.close()
-            s = connect()
-            s.settimeout(2.0)
+            try:
+                s = connect()
+                s.settimeout(2.0)
+            except OSError:
+                time.sleep(0.05)
         lat.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.002)
     lat.sort()

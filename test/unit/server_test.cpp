@@ -2,6 +2,7 @@
 // temporary path with handlers made for the test.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -279,15 +280,19 @@ TEST_F(ServerTest, StopDoesNotWaitForPeers) {
 
 TEST(WorkerPool, QueueAndShareAreBounded) {
   WorkerPool pool(1, 3, 2);
-  std::latch go(1);
+  std::latch go(1), started(1);
   std::atomic<int> ran{0};
   auto job = [&] {
     go.wait();
     ++ran;
   };
+  EXPECT_TRUE(pool.submit("a", [&] {
+    started.count_down();
+    job();
+  }));
+  started.wait();  // running, out of the queue
   EXPECT_TRUE(pool.submit("a", job));
-  EXPECT_TRUE(pool.submit("a", job));
-  EXPECT_FALSE(pool.submit("a", job));  // a's share
+  EXPECT_FALSE(pool.submit("a", job));  // a's share: one running, one queued
   EXPECT_TRUE(pool.submit("b", job));
   EXPECT_TRUE(pool.submit("c", job));
   EXPECT_FALSE(pool.submit("d", job));  // the queue (3) is full behind the running job
