@@ -66,6 +66,9 @@ json CniHandler::handle(wire::Message& msg) {
     }
   } catch (const BadField& e) {
     reply = wire::errorReply(req, e.code, op + ": " + e.message);
+  } catch (const nlohmann::json::exception&) {
+    // A field of the wrong type that the parse above let through: the caller's mistake.
+    reply = wire::errorReply(req, code::kBadRequest, op + ": a field of the request has the wrong type");
   } catch (const std::exception& e) {
     spdlog::error("{}: internal error: {}", op, e.what());
     reply = wire::errorReply(req, code::kInternal, op + ": internal error: " + e.what());
