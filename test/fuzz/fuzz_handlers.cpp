@@ -35,7 +35,7 @@ using namespace colo::node;
 
 struct NoHooks final : PodHooks {
   Status attach(Pod&, int, bool, std::vector<std::string>&) override { return {}; }
-  void detach(const Pod&) override {}
+  Status detach(const Pod&) override { return {}; }
 };
 
 struct Harness {
