@@ -27,14 +27,24 @@ ojson parse(const std::string& text) { return ojson::parse(text, nullptr, false)
 
 std::string dump(const ojson& j) { return j.dump(2) + "\n"; }
 
+// Whether the colo-cni entry at `idx` of `doc` is one colo wrote into this file. Decided by
+// content, not by the record alone: a primary that writes its own colo-cni entry (Cilium with
+// cni.configMap, as colo's advice says) makes the file its own again.
+bool oursIn(const Entry* e, const ojson& doc, std::size_t idx) {
+  return e && e->kind == "appended" && e->wrote(canonical(doc["plugins"][idx]));
+}
+
 // Takes colo-cni's entry out of an appended file: the primary's own bytes when nothing else
 // changed it meanwhile, else the file as it is now without colo-cni (their changes are kept).
+// An entry colo did not write is left where it is.
 Status restoreAppended(const Entry& e) {
   if (!exists(e.file)) return {};  // the primary removed it: nothing to give back
   auto text = files::read(e.file);
   if (!text) return text.error();
   const ojson cur = parse(*text);
-  if (cur.is_discarded() || !coloIndex(cur)) return {};  // rewritten without colo-cni already
+  if (cur.is_discarded()) return {};
+  const auto idx = coloIndex(cur);
+  if (!idx || !oursIn(&e, cur, *idx)) return {};  // rewritten without colo's entry (perhaps with its own)
   auto meta = statFile(e.file);
   if (!meta) return meta.error();
   const ojson without = removeColo(cur);
@@ -65,15 +75,17 @@ std::string targetFile(const ChainOptions& o, State& st) {
 }  // namespace
 
 Expected<ChainResult> chain(const ChainOptions& o) {
+  auto lock = DirLock::acquire(o.confDir);
+  if (!lock) return lock.error();
   auto loaded = loadState(o.confDir);
   if (!loaded) return loaded.error();
   State& st = *loaded;
   ChainResult r;
 
-  // Files the primary deleted are forgotten; a generated file whose source is gone goes too
-  // (it would otherwise keep a deleted network alive under colo's name).
+  // A primary's file that is away is remembered (it may be back in a moment, with colo's entry
+  // in it: mv away and back, a ConfigMap's link swapped). A generated file whose source is gone
+  // goes (it would otherwise keep a deleted network alive under colo's name).
   for (const Entry& e : std::vector<Entry>(st.entries)) {
-    if (e.kind == "appended" && !exists(e.file)) st.erase(e.file);
     if (e.kind == "generated" && !exists(e.source)) {
       if (auto s = undo(e); !s) return s.error();
       st.erase(e.file);
@@ -96,6 +108,7 @@ Expected<ChainResult> chain(const ChainOptions& o) {
   if (!text) return text.error();
   const ojson doc = parse(*text);
   if (doc.is_discarded() || !doc.is_object()) {
+    r.unreadable = true;
     r.message = target + " is not valid JSON; left untouched (fix it or remove it, then colo chains itself)";
     return save();
   }
@@ -111,6 +124,9 @@ Expected<ChainResult> chain(const ChainOptions& o) {
   const std::string foreign = "colo-cni is already in " + target +
                               " and colo-cni-installer did not put it there: left as it is (its settings are not "
                               "managed by colo; remove that entry to let colo manage it)";
+  // What colo is about to do is recorded before the file changes, so that a SIGKILL between the
+  // two leaves a state that still knows the entry (and the primary's bytes) as colo's.
+  auto intend = [&]() -> Status { return saveState(o.confDir, st); };
 
   if (doc.contains("plugins")) {
     if (!doc["plugins"].is_array()) {
@@ -118,28 +134,40 @@ Expected<ChainResult> chain(const ChainOptions& o) {
       return save();
     }
     Entry* e = st.find(target);
-    const bool ours = e && e->kind == "appended";
+    const bool known = e && e->kind == "appended";
     const auto idx = coloIndex(doc);
+    const bool ours = idx ? oursIn(e, doc, *idx) : known;
     if ((idx || namesColo(doc)) && !ours) {
       r.action = "foreign";
       r.message = foreign;
-    } else if (idx && doc["plugins"][*idx] == desired) {
+      if (known) {
+        // Someone rewrote the file with a colo-cni entry of their own: the file is theirs now,
+        // with colo-cni in it; colo neither changes nor removes that entry.
+        r.message = target + " was rewritten with a colo-cni entry colo did not write (the primary CNI chains colo-cni "
+                             "itself): left as it is, and no longer colo's to change or remove";
+        st.erase(target);
+      }
+    } else if (idx && canonical(doc["plugins"][*idx]) == canonical(desired)) {
       r.action = "present";
     } else if (idx) {  // ours, with other settings: an upgrade changed them
       const std::string content = dump(withColo(doc, desired));
-      if (auto s = replaceKeeping(target, content, *meta); !s) return s.error();
+      e->remember(canonical(desired));
       e->edited = content;
+      if (auto s = intend(); !s) return s.error();
+      if (auto s = replaceKeeping(target, content, *meta); !s) return s.error();
       r.action = "updated";
     } else {
       const std::string content = dump(withColo(doc, desired));
-      if (auto s = replaceKeeping(target, content, *meta); !s) return s.error();
       r.rechained = ours;
       if (ours) {
         e->original = *text;
         e->edited = content;
+        e->remember(canonical(desired));
       } else {
-        st.entries.push_back(Entry{"appended", target, "", *text, content});
+        st.entries.push_back(Entry{"appended", target, "", *text, content, {canonical(desired)}});
       }
+      if (auto s = intend(); !s) return s.error();
+      if (auto s = replaceKeeping(target, content, *meta); !s) return s.error();
       r.action = "appended";
     }
   } else if (doc.contains("type") && doc["type"].is_string()) {
@@ -165,15 +193,16 @@ Expected<ChainResult> chain(const ChainOptions& o) {
       if (ours && e->source == target && had && *current == content) {
         r.action = "present";
       } else {
-        if (auto s = replaceKeeping(gen, content, *meta); !s) return s.error();
         r.rechained = ours && !had;
         r.action = ours && had ? "updated" : "generated";
         if (ours) {
           e->source = target;
           e->edited = content;
         } else {
-          st.entries.push_back(Entry{"generated", gen, target, "", content});
+          st.entries.push_back(Entry{"generated", gen, target, "", content, {}});
         }
+        if (auto s = intend(); !s) return s.error();
+        if (auto s = replaceKeeping(gen, content, *meta); !s) return s.error();
       }
       r.file = gen;
     }
@@ -186,7 +215,7 @@ Expected<ChainResult> chain(const ChainOptions& o) {
   // colo-cni lives in one file: out of every other file it was put in before (a primary that
   // moved, an earlier file that appeared). In after in, so no pod starts in between without it.
   for (const Entry& e : std::vector<Entry>(st.entries)) {
-    if (e.file == r.file) continue;
+    if (e.file == r.file || (e.kind == "appended" && !exists(e.file))) continue;
     if (auto s = undo(e); !s) {
       (void)saveState(o.confDir, st);
       return s.error();
@@ -219,6 +248,8 @@ ChainResult inspect(const ChainOptions& o) {
 }
 
 Status unchain(const std::string& confDir) {
+  auto lock = DirLock::acquire(confDir);
+  if (!lock) return lock.error();
   auto loaded = loadState(confDir);
   if (!loaded) return loaded.error();
   State& st = *loaded;

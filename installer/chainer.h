@@ -25,6 +25,7 @@ struct ChainResult {
   // foreign (a colo-cni entry colo did not write: left alone), or none (not chained)
   std::string action = "none";
   bool waiting = false;    // no configuration to chain into yet
+  bool unreadable = false; // the file to chain into is not valid JSON (perhaps half-written)
   bool rechained = false;  // colo-cni had been put in this file before and was gone again
   std::string message;     // why not chained, or what the operator should know
   std::string primary;     // the primary's plugin types (for fight advice)

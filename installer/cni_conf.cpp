@@ -56,6 +56,8 @@ ojson removeColo(ojson conflist) {
   return conflist;
 }
 
+std::string canonical(const ojson& entry) { return nlohmann::json::parse(entry.dump()).dump(); }
+
 ojson confToConflist(const ojson& conf) {
   ojson plugin = conf;
   plugin.erase("cniVersion");

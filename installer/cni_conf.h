@@ -27,6 +27,8 @@ bool namesColo(const ojson& doc);
 // The conflist with colo-cni's entry set to `entry`: replaced where it is, else appended.
 ojson withColo(ojson conflist, const ojson& entry);
 ojson removeColo(ojson conflist);
+// An entry's canonical text (keys sorted, compact), to compare entries whatever their key order.
+std::string canonical(const ojson& entry);
 // A single-plugin .conf as a conflist whose first plugin is the original.
 ojson confToConflist(const ojson& conf);
 // Chaining needs a cniVersion colo-cni speaks (0.3.0 to 1.1.0); a clear error otherwise.

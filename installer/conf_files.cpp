@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "colo/common/unique_fd.h"
@@ -27,10 +28,11 @@ std::string resolved(const std::string& path) {
 
 Status replaceKeeping(const std::string& path, const std::string& content, const FileMeta& meta) {
   const std::string real = resolved(path);
-  // No CNI extension: a runtime listing the directory never loads a half-written file.
-  const std::string tmp = fs::path(real).parent_path().string() + "/.colo-cni.tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return Error::fromErrno("open(" + tmp + ")");
+  // No CNI extension: a runtime listing the directory never loads a half-written file. A name of
+  // this call's own (mkstemp): another installer's temporary file is never ours to overwrite.
+  std::string tmp = fs::path(real).parent_path().string() + "/.colo-cni.tmp.XXXXXX";
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd) return Error::fromErrno("mkostemp(" + tmp + ")");
   auto fail = [&](const std::string& site) {
     auto e = Error::fromErrno(site);
     ::unlink(tmp.c_str());

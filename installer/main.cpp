@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <map>
 #include <set>
 #include <string>
@@ -108,7 +110,10 @@ class StatusFile {
   explicit StatusFile(std::string path) : path_(std::move(path)) {}
   void write(const ChainResult& r) {
     if (path_.empty()) return;
-    nlohmann::json j = {{"chained", r.chained}, {"file", r.file}, {"action", r.action}, {"message", r.message}};
+    // "loaded": the file is the one runtimes load (not only one named by --conf-file), so that
+    // colo-node can tell when an earlier file appears while this installer is not running.
+    const auto active = r.file.empty() ? std::nullopt : activeConfig(std::filesystem::path(r.file).parent_path().string());
+    nlohmann::json j = {{"chained", r.chained}, {"file", r.file}, {"loaded", active && *active == r.file}, {"action", r.action}, {"message", r.message}};
     if (!r.chained && !r.advice.empty() && r.action == "backoff") j["advice"] = r.advice;
     if (j == last_) return;
     last_ = j;
@@ -135,13 +140,25 @@ int watch(const ChainOptions& opts, StatusFile& status) {
     if (msg != lastNote) log(level, msg);
     lastNote = msg;
   };
+  bool first = true;
   while (!g_stop) {
     // Every change in the directory, and once a second anyway (a link's target may change elsewhere).
+    // colo's own files (its state, its temporary files) are not changes: writing them must not
+    // wake the loop that wrote them.
     pollfd p{in.get(), POLLIN, 0};
     if (::poll(&p, 1, 1000) > 0) {
-      char buf[4096];
-      while (::read(in.get(), buf, sizeof(buf)) > 0) {
+      alignas(inotify_event) char buf[8192];
+      bool others = false;
+      ssize_t n;
+      while ((n = ::read(in.get(), buf, sizeof(buf))) > 0) {
+        for (ssize_t off = 0; off < n;) {
+          const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+          const std::string name = ev->len ? std::string(ev->name) : std::string();
+          if (name.rfind(".colo-cni", 0) != 0) others = true;
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
       }
+      if (!others) continue;
     }
     const auto now = clock_type::now();
     if (now < pausedUntil) {
@@ -168,15 +185,19 @@ int watch(const ChainOptions& opts, StatusFile& status) {
     } else if (!r->message.empty()) {
       note(r->chained ? "info" : "warn", r->message);
     }
-    if (r->rechained) {
+    // colo's settings do not change during a watcher's life: an update after its first pass means
+    // another writer (a second release's installer) put other settings there. Back off from it too.
+    if (r->rechained || (r->action == "updated" && !first)) {
       const auto pause = fight.reAdded(now);
       if (pause.count() > 0) {
         pausedUntil = now + pause;
-        log("error", "the primary CNI (" + r->primary + ") removed colo-cni from " + r->file +
-                         " 3 times within 60 s; backing off: the next re-add waits " + std::to_string(pause.count() / 1000) +
+        log("error", std::string(r->rechained ? "the primary CNI (" + r->primary + ") removed colo-cni from "
+                                              : "another installer keeps changing colo-cni's settings in ") +
+                         r->file + " 3 times within 60 s; backing off: the next re-add waits " + std::to_string(pause.count() / 1000) +
                          " s (doubling up to 5 min), and colo keeps trying. " + r->advice);
       }
     }
+    first = false;
     status.write(*r);
   }
   return 0;
@@ -193,7 +214,10 @@ int installOnce(const ChainOptions& opts, int waitSeconds, StatusFile& status) {
       return 1;
     }
     status.write(*r);
-    if (!r->waiting) {
+    // A file that is not valid JSON may be one the primary is still writing: retried within the
+    // bound like a missing one, then reported (only the operator can fix a broken file).
+    const bool retry = r->waiting || (r->unreadable && clock_type::now() < deadline && !g_stop);
+    if (!retry) {
       if (r->chained) log("info", "colo-cni is in " + r->file + " (" + r->action + ")" + (r->message.empty() ? "" : ": " + r->message));
       // Not chained for a reason only the operator can fix: say it, and let the sidecar and
       // colo-node's readiness carry it (a crash loop would not fix a file).

@@ -10,7 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libbpf-dev bpftool
   libcpp-httplib-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   iproute2 iputils-ping containernetworking-plugins podman runc busybox-static
-  iperf3 sockperf curl jq python3 shellcheck yamllint openssl
+  iperf3 sockperf curl jq python3 shellcheck yamllint openssl strace
   python3-kubernetes python3-jsonschema python3-yaml
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
   golang-golang-x-sys-dev golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev
