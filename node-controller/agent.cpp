@@ -199,40 +199,82 @@ void Agent::ownPodSeen(const PodMeta& pod) {
     ownUid_ = pod.uid;
   }
   if (annotation(pod.annotations, kUninstallAnnotation) != "true") {
-    if (uninstallMarked_.exchange(false)) spdlog::info("shutdown: pod {}/{} is no longer marked for uninstall", pod.podNamespace, pod.name);
+    if (uninstallMarked_.exchange(false)) spdlog::info("shutdown: the uninstall mark on pod {}/{} is gone: colo stays on this node", pod.podNamespace, pod.name);
     return;
   }
+  {
+    std::lock_guard lock(ownMu_);
+    markDaemonSetUid_ = annotation(pod.annotations, kUninstallDaemonSetAnnotation);
+    char* end = nullptr;
+    const std::string at = annotation(pod.annotations, kUninstallAtAnnotation);
+    const long long secs = at.empty() ? 0 : std::strtoll(at.c_str(), &end, 10);
+    // A hook that wrote no time (or an unreadable one): the mark counts from when it was seen.
+    markAt_ = secs > 0 && end && *end == '\0' ? std::chrono::system_clock::time_point(std::chrono::seconds(secs))
+                                              : (uninstallMarked_ ? markAt_ : std::chrono::system_clock::now());
+  }
   if (uninstallMarked_.exchange(true)) return;
-  spdlog::info("shutdown: pod {}/{} is marked {}=true (helm uninstall's pre-delete hook): colo leaves this node when colo-node stops",
+  spdlog::info("shutdown: pod {}/{} is marked {}=true (helm uninstall's pre-delete hook): colo leaves this node when colo-node stops "
+               "and its DaemonSet is gone",
                pod.podNamespace, pod.name, kUninstallAnnotation);
   ownPodEvent("Normal", kUninstallAckReason,
               "colo-node on node " + config_.nodeName + " will take colo off this node (chain entry, binary, datapath, mounts) when it stops");
 }
 
-void Agent::shutdown() {
-  std::optional<bool> gone;
-  std::string unknown;
-  if (kube_ && !config_.daemonSetName.empty()) {
-    auto g = kube_->daemonSetGone(config_.podNamespace, config_.daemonSetName);
-    if (g) gone = *g;
-    else unknown = g.error().message;
+// Whether colo is leaving this node, at SIGTERM. Leaving takes the DaemonSet gone (or being deleted,
+// or replaced by another of the same name); when the API cannot tell (Helm deleted colo-node's RBAC
+// with the DaemonSet), a recent uninstall mark from the pre-delete hook decides. A mark whose
+// DaemonSet is still there and not being deleted is a helm uninstall that stopped after its hook:
+// ignored, so a later rollout or a container restart keeps colo.
+bool Agent::leavingAtShutdown() {
+  const bool marked = uninstallMarked_;
+  std::string markUid;
+  std::chrono::system_clock::time_point markAt;
+  {
+    std::lock_guard lock(ownMu_);
+    markUid = markDaemonSetUid_;
+    markAt = markAt_;
   }
-  bool leaving = false;
   const std::string ds = config_.podNamespace + "/" + config_.daemonSetName;
-  if (uninstallMarked_) {
-    // Marked by the pre-delete hook while the API still answered; by now Helm may have deleted
-    // our RBAC (403) or the DaemonSet (404). Only a DaemonSet the API still shows, not being
-    // deleted, overrides the mark: that uninstall was aborted after its hook ran.
-    leaving = !(gone && !*gone);
-    if (leaving) spdlog::info("shutdown: marked for uninstall by the pre-delete hook: removing colo from this node");
-    else spdlog::warn("shutdown: marked for uninstall, but DaemonSet {} is still there (the uninstall was aborted?): keeping colo", ds);
-  } else if (gone) {
-    leaving = *gone;
-    spdlog::info("shutdown: DaemonSet {} {}", ds,
-                 leaving ? "is gone: colo is being uninstalled, removing it from this node" : "is still there: keeping pods, datapath and chain");
-  } else if (!unknown.empty()) {
-    spdlog::warn("shutdown: cannot tell whether DaemonSet {} is gone ({}); keeping colo on this node", ds, unknown);
+  if (!kube_ || config_.daemonSetName.empty()) {
+    if (marked) spdlog::info("shutdown: marked for uninstall by the pre-delete hook (no DaemonSet to check): removing colo from this node");
+    return marked;
   }
+  auto st = kube_->daemonSet(config_.podNamespace, config_.daemonSetName);
+  if (!st) {
+    if (!marked) {
+      spdlog::warn("shutdown: cannot tell whether DaemonSet {} is gone ({}); keeping colo on this node", ds, st.error().message);
+      return false;
+    }
+    const auto age = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - markAt);
+    if (age < kUninstallMarkTtl) {
+      spdlog::info("shutdown: marked for uninstall by the pre-delete hook {} s ago and the API cannot confirm DaemonSet {} ({}: its RBAC "
+                   "is deleted with it): removing colo from this node",
+                   age.count(), ds, st.error().message);
+      return true;
+    }
+    spdlog::warn("shutdown: the uninstall mark is {} s old and the API cannot tell whether DaemonSet {} is gone ({}); keeping colo on "
+                 "this node",
+                 age.count(), ds, st.error().message);
+    return false;
+  }
+  const bool replaced = st->exists && !markUid.empty() && !st->uid.empty() && st->uid != markUid;
+  if (!st->exists || st->deleting || (marked && replaced)) {
+    spdlog::info("shutdown: DaemonSet {} {}: colo is being uninstalled, removing it from this node", ds,
+                 !st->exists ? "is gone" : st->deleting ? "is being deleted" : "was replaced since the uninstall mark");
+    return true;
+  }
+  if (marked) {
+    spdlog::warn("shutdown: pod marked for uninstall, but DaemonSet {} is still there and not being deleted (the uninstall stopped after "
+                 "its hook): mark ignored, keeping pods, datapath and chain",
+                 ds);
+  } else {
+    spdlog::info("shutdown: DaemonSet {} is still there: keeping pods, datapath and chain", ds);
+  }
+  return false;
+}
+
+void Agent::shutdown() {
+  const bool leaving = leavingAtShutdown();
   stop();
   const std::string decisionFile = config_.runDir + "/shutdown";
   if (!leaving) {

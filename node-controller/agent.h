@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 
 #include "config.h"
@@ -41,6 +42,7 @@ class Agent {
   // An Event on colo-node's own pod (the chain's state, the uninstall acknowledgement).
   void ownPodEvent(const std::string& type, const std::string& reason, const std::string& message);
   void ownPodSeen(const PodMeta& pod);
+  bool leavingAtShutdown();
   Config config_;
   Metrics metrics_;
   Registry registry_;
@@ -59,6 +61,8 @@ class Agent {
   std::atomic<bool> uninstallMarked_{false};
   std::mutex ownMu_;
   std::string ownUid_;
+  std::string markDaemonSetUid_;                   // the uninstall mark's DaemonSet (may be empty)
+  std::chrono::system_clock::time_point markAt_{};  // when the hook set it
   std::string hugepagesStatus_ = "ok";
 };
 

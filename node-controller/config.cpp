@@ -102,9 +102,12 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
     }
     if (a.rfind("--", 0) != 0) return Error::make("invalid_argument", "unexpected argument '" + a + "'");
     std::string name = a.substr(2), value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
+    const auto eq = name.find('=');
+    if (eq != std::string::npos) name = name.substr(0, eq);
+    // An unknown flag is named as such, never mistaken for a known one missing its value.
+    if (name != "config" && !fields().count(flagToKey(name))) return Error::make("invalid_argument", "unknown flag --" + name);
+    if (eq != std::string::npos) {
+      value = a.substr(2 + eq + 1);
     } else {
       if (i + 1 >= args.size()) return Error::make("invalid_argument", "flag --" + name + " needs a value");
       value = args[++i];

@@ -2,9 +2,56 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
 #include "colo/common/files.h"
 
 namespace colo::node {
+
+namespace {
+
+bool namesColo(const nlohmann::json& j) {
+  if (j.is_object()) {
+    auto t = j.find("type");
+    if (t != j.end() && t->is_string() && t->get<std::string>() == "colo-cni") return true;
+  }
+  if (j.is_object() || j.is_array()) return std::any_of(j.begin(), j.end(), [](const nlohmann::json& v) { return namesColo(v); });
+  return false;
+}
+
+// The file runtimes load from `dir`: the first *.conf, *.conflist or *.json (libcni's order).
+std::string firstConfig(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto ext = e.path().extension().string();
+    if (e.is_regular_file(ec) && (ext == ".conf" || ext == ".conflist" || ext == ".json")) names.push_back(e.path().filename().string());
+  }
+  if (names.empty()) return "";
+  return dir + "/" + *std::min_element(names.begin(), names.end());
+}
+
+// The installer's report is only as fresh as the installer (its sidecar may be dead, OOMKilled or
+// stopped while the primary rewrites its file): "chained" is believed only while the file it
+// names still has colo-cni in it and, when it was the file runtimes load, still is.
+std::string contradicted(const nlohmann::json& st) {
+  const std::string file = st.value("file", std::string());
+  if (file.empty()) return "the installer named no file";
+  auto text = files::read(file, 1 << 20);
+  if (!text) return "cannot read " + file + " to confirm the installer's report: " + text.error().message;
+  const auto doc = nlohmann::json::parse(*text, nullptr, false);
+  if (doc.is_discarded() || !namesColo(doc)) return "colo-cni is no longer in " + file + " (rewritten since the installer's report)";
+  if (st.value("loaded", false)) {
+    const std::string first = firstConfig(std::filesystem::path(file).parent_path().string());
+    if (first != file) return first + " is loaded before " + file + ", which holds colo-cni";
+  }
+  return "";
+}
+
+}  // namespace
 
 ChainStatus::ChainStatus(std::string statusFile, Metrics& metrics, std::function<void(bool, const std::string&)> onChange)
     : file_(std::move(statusFile)), metrics_(metrics), onChange_(std::move(onChange)) {
@@ -44,6 +91,11 @@ void ChainStatus::refresh() {
     st = nlohmann::json::parse(*text, nullptr, false);
     if (!st.is_object() || !st.contains("chained") || !st["chained"].is_boolean()) {
       st = {{"chained", false}, {"message", file_ + " is not a status the installer wrote"}};
+    } else if (st["chained"].get<bool>()) {
+      if (const std::string why = contradicted(st); !why.empty()) {
+        st["chained"] = false;
+        st["message"] = why + "; is the installer (the cni-chain container) running?";
+      }
     }
   } else {
     st = {{"chained", false}, {"message", "the installer has not reported yet (" + file_ + ": " + text.error().message + ")"}};

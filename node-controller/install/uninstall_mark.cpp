@@ -39,15 +39,25 @@ int markUninstall(kube::ApiClient& api, const MarkOptions& o) {
   }
   const json pods = json::parse(list->body, nullptr, false);
   std::map<std::string, std::string> waiting;  // uid -> name
+  std::map<std::string, std::string> owner;    // uid -> its DaemonSet's uid
   if (pods.is_object() && pods.contains("items") && pods["items"].is_array()) {
     for (const auto& p : pods["items"]) {
       const auto& md = p.value("metadata", json::object());
-      waiting[md.value("uid", "")] = md.value("name", "");
+      const std::string uid = md.value("uid", "");
+      waiting[uid] = md.value("name", "");
+      if (md.contains("ownerReferences") && md["ownerReferences"].is_array()) {
+        for (const auto& ref : md["ownerReferences"]) {
+          if (ref.is_object() && ref.value("kind", "") == "DaemonSet") owner[uid] = ref.value("uid", "");
+        }
+      }
     }
   }
   waiting.erase("");
-  const json patch = {{"metadata", {{"annotations", {{kUninstallAnnotation, "true"}}}}}};
+  const std::string at = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   for (const auto& [uid, name] : waiting) {
+    json annotations = {{kUninstallAnnotation, "true"}, {kUninstallAtAnnotation, at}};
+    if (!owner[uid].empty()) annotations[kUninstallDaemonSetAnnotation] = owner[uid];
+    const json patch = {{"metadata", {{"annotations", annotations}}}};
     auto res = api.request("PATCH", base + "/pods/" + name, patch.dump(), std::chrono::seconds(10));
     if (!res || res->status != 200) {
       spdlog::error("mark-uninstall: cannot annotate pod {}/{}: {}", o.ns, name,

@@ -3,8 +3,11 @@
 // SIGTERM whether its DaemonSet is gone may get 401/403 and must keep everything. Instead a
 // pre-delete hook (`colo-node mark-uninstall`) annotates every colo pod with
 // colo.dev/uninstall=true and waits until each colo-node, which sees its own pod through the
-// watch it already has, acknowledges with an Event on that pod. At SIGTERM the decision is then
-// local: marked means uninstall, whatever the API says by then. A rollout marks nothing.
+// watch it already has, acknowledges with an Event on that pod. A rollout marks nothing.
+// The mark alone is not the decision (a helm uninstall interrupted after its hook leaves it on
+// pods whose DaemonSet stays): at SIGTERM a marked colo-node leaves only when its DaemonSet is
+// gone, being deleted or replaced, or when it cannot tell (the RBAC going with the DaemonSet)
+// and the mark is recent. A marked pod whose DaemonSet is there and not being deleted keeps colo.
 #pragma once
 
 #include <chrono>
@@ -16,6 +19,12 @@ namespace colo::node {
 
 inline constexpr const char* kUninstallAnnotation = "colo.dev/uninstall";
 inline constexpr const char* kUninstallAckReason = "ColoUninstallAcknowledged";
+// Beside the mark: when the hook set it (Unix seconds) and the UID of the DaemonSet it was for.
+inline constexpr const char* kUninstallAtAnnotation = "colo.dev/uninstall-at";
+inline constexpr const char* kUninstallDaemonSetAnnotation = "colo.dev/uninstall-daemonset-uid";
+// How long a mark counts when the API cannot confirm the DaemonSet's deletion: Helm deletes the
+// release's objects right after its hooks (which wait at most --timeout, 5 min by default).
+inline constexpr std::chrono::minutes kUninstallMarkTtl{15};
 
 struct MarkOptions {
   std::string ns;        // the release namespace

@@ -46,14 +46,27 @@ void Kubernetes::stop() {
   if (events_) events_->stop();
 }
 
-Expected<bool> Kubernetes::daemonSetGone(const std::string& ns, const std::string& name) {
+Expected<DaemonSetState> Kubernetes::daemonSet(const std::string& ns, const std::string& name) {
   auto res = api_->request("GET", "/apis/apps/v1/namespaces/" + ns + "/daemonsets/" + name, "", std::chrono::seconds(3));
   if (!res) return res.error();
-  if (res->status == 404) return true;
+  if (res->status == 404) return DaemonSetState{};
   if (res->status != 200) return Error::make("unavailable", "GET daemonset " + ns + "/" + name + ": HTTP " + std::to_string(res->status));
   auto j = nlohmann::json::parse(res->body, nullptr, false);
-  return j.is_object() && j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("deletionTimestamp") &&
-         !j["metadata"]["deletionTimestamp"].is_null();
+  if (!j.is_object() || !j.contains("metadata") || !j["metadata"].is_object()) {
+    return Error::make("unavailable", "GET daemonset " + ns + "/" + name + ": not a DaemonSet");
+  }
+  const auto& md = j["metadata"];
+  DaemonSetState st;
+  st.exists = true;
+  st.deleting = md.contains("deletionTimestamp") && !md["deletionTimestamp"].is_null();
+  st.uid = md.value("uid", std::string());
+  return st;
+}
+
+Expected<bool> Kubernetes::daemonSetGone(const std::string& ns, const std::string& name) {
+  auto st = daemonSet(ns, name);
+  if (!st) return st.error();
+  return !st->exists || st->deleting;
 }
 
 void Kubernetes::synced(const std::vector<PodMeta>& all, std::int64_t listStartUnixMs, const std::set<std::string>& unidentified) {

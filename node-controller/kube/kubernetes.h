@@ -16,6 +16,12 @@
 
 namespace colo::node::kube {
 
+struct DaemonSetState {
+  bool exists = false;
+  bool deleting = false;  // deletionTimestamp set
+  std::string uid;
+};
+
 class Kubernetes final : public PodWatcherSink {
  public:
   Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle& lifecycle, Metrics& metrics);
@@ -32,6 +38,8 @@ class Kubernetes final : public PodWatcherSink {
   // Whether the DaemonSet is gone or being deleted (colo is being uninstalled), as opposed to
   // still there (a rolling update or a node drain).
   Expected<bool> daemonSetGone(const std::string& ns, const std::string& name);
+  // The DaemonSet as the API says it is now (an error when it cannot tell: 401/403, unreachable).
+  Expected<DaemonSetState> daemonSet(const std::string& ns, const std::string& name);
   // Called (on the watch thread) with colo-node's own pod whenever the watch reports it.
   void setOwnPodHandler(std::function<void(const PodMeta&)> handler) { ownPod_ = std::move(handler); }
 

@@ -71,6 +71,29 @@ check "... colo_cni_chained is 0" test "$(metric colo_cni_chained)" == 0
 check "... a Warning ColoNotChained on the colo pod" wait_for 5 has_event $POD1 ColoNotChained
 cp "$WORK/kindnet.orig" "$CONF/.new" && mv "$CONF/.new" "$CONF/10-kindnet.conflist"
 check "the primary fixed: chained and ready again" wait_for 5 ready
+# The sidecar dies (SIGKILL, OOM) and the primary rewrites its file: its last report says chained,
+# but colo-node checks the file itself.
+start_sidecar() {
+  "$COLO_BIN/colo-cni-installer" install --bin-source "$COLO_BIN/colo-cni" --bin-dir "$CNIBIN" --conf-dir "$CONF" \
+    --status-file "$STATUS" --watch --decision-file "$WORK/run/shutdown" >>"$WORK/sidecar.log" 2>&1 &
+  SIDECAR=$!
+}
+kill -KILL "$SIDECAR"
+wait "$SIDECAR" 2>/dev/null || true
+cp "$WORK/kindnet.orig" "$CONF/.new" && mv "$CONF/.new" "$CONF/10-kindnet.conflist"
+check "sidecar dead, primary rewritten without colo-cni: not ready although the last report says chained" wait_for 5 not_ready
+check "... colo_cni_chained is 0, and /readyz says why" \
+  bash -c "[[ \$(curl -s http://$AGENT_HTTP/metrics | awk '\$1 == \"colo_cni_chained\" {print \$2}') == 0 ]] && curl -s http://$AGENT_HTTP/readyz | jq -e '.checks.cniChain.message | test(\"no longer in\")' >/dev/null"
+rewrite_earlier() { cp "$COLO_FIXTURES/cni-confs/calico.conflist" "$CONF/.new" && mv "$CONF/.new" "$CONF/05-calico.conflist"; }
+start_sidecar
+check "the sidecar back: chained and ready" wait_for 5 ready
+kill -KILL "$SIDECAR"
+wait "$SIDECAR" 2>/dev/null || true
+rewrite_earlier
+check "sidecar dead, an earlier file appears: not ready (runtimes load the other file)" wait_for 5 not_ready
+rm "$CONF/05-calico.conflist"
+start_sidecar
+check "... the sidecar back: ready again" wait_for 5 ready
 
 # --- a rollout keeps datapath, chain and binary, and no pod is refused meanwhile ---
 make_netns "kt$TAG-web"
@@ -89,6 +112,26 @@ UID2=$(colo_pod $POD2 "$NODE")
 fake DELETE /fake/pods/$NS/$POD1 >/dev/null
 start_node $POD2 "$UID2"
 check "the new colo-node is ready" wait_for 5 ready
+check "... and restored the pod" field_is web active true
+
+# --- helm uninstall that stopped after its hook (the DaemonSet stays): the mark does not stick ---
+"$COLO_BIN/colo-node" mark-uninstall --service-account-dir "$WORK/hook-sa" --pod-namespace "$NS" \
+  --hook-selector app.kubernetes.io/instance=colo --hook-timeout-seconds 3 >"$WORK/hook.log" 2>&1
+check "an interrupted helm uninstall: the hook marked the pod" wait_for 5 has_event $POD2 ColoUninstallAcknowledged
+stop_node
+check "... a later rollout (DaemonSet still there, not being deleted) keeps colo" grep -qx keep "$WORK/run/shutdown"
+check "... says the mark was ignored" grep -q "mark ignored, keeping pods, datapath and chain" "$WORK/agent.log"
+check "... chain, binary and pod state kept" bash -c "grep -q colo-cni '$CONF/10-kindnet.conflist' && test -x '$CNIBIN/colo-cni' && test -d '$WORK/state'"
+start_node $POD2 "$UID2"
+check "a container restart on the marked pod: ready" wait_for 5 ready
+stop_node
+check "... and its stop keeps colo too" bash -c "grep -qx keep '$WORK/run/shutdown' && grep -q colo-cni '$CONF/10-kindnet.conflist' && test -x '$CNIBIN/colo-cni'"
+POD2B=colo-bbbbc
+UID2B=$(colo_pod $POD2B "$NODE")
+fake DELETE /fake/pods/$NS/$POD2 >/dev/null
+POD2=$POD2B
+start_node $POD2 "$UID2B"
+check "the next colo-node (an unmarked pod) is ready" wait_for 5 ready
 check "... and restored the pod" field_is web active true
 
 # --- Helm deletes the DaemonSet and the RBAC at once, without the hook: colo keeps the node working ---
