@@ -240,6 +240,16 @@ check(bad.returncode != 0 and "serviceMonitor.enabled needs colo-node to listen"
       "a ServiceMonitor with the agent on loopback is refused by the templates too (%s)" % bad.stderr.strip()[-120:])
 check("ServiceMonitor" not in by_kind, "no ServiceMonitor unless asked")
 check(any(d["kind"] == "ServiceMonitor" for d in renderings.get("monitoring.yaml", [])), "serviceMonitor.enabled renders a ServiceMonitor")
+# agent.httpAddress's port everywhere colo-node is called; its host for the probes unless it is every address.
+probes = [c[p]["httpGet"] for c in pod["containers"] if c["name"] == "colo-node" for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+check(all(h.get("port") == 9756 and h.get("host") == "127.0.0.1" for h in probes), "defaults: probes on 127.0.0.1:9756 (agent.httpAddress)")
+port_docs = renderings.get("port.yaml", [])
+port_node = next(c for d in port_docs if d["kind"] == "DaemonSet" for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "colo-node")
+port_probes = [port_node[p]["httpGet"] for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+port_svc = next(d for d in port_docs if d["kind"] == "Service")
+check(all(h.get("port") == 9100 and "host" not in h for h in port_probes) and
+      [(p["port"], p["targetPort"]) for p in port_svc["spec"]["ports"]] == [(9100, 9100)],
+      "agent.httpAddress 0.0.0.0:9100: probes (on the pod's address) and the metrics Service use 9100")
 notes = subprocess.run(["bash", RENDER, "--notes"], capture_output=True, text=True).stdout
 check("colo.dev/enabled=true" in notes, "NOTES.txt renders")
 

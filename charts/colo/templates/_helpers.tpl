@@ -50,3 +50,27 @@ capabilities:
   drop: [ALL]
   add: [CHOWN, DAC_OVERRIDE, FOWNER]
 {{- end -}}
+
+{{/* The port of agent.httpAddress (probes, the metrics Service and the ServiceMonitor use it). */}}
+{{- define "colo.httpPort" -}}
+{{- regexReplaceAll "^.*:([0-9]+)$" .Values.agent.httpAddress "${1}" -}}
+{{- end -}}
+
+{{/* The host the kubelet's probes call: agent.httpAddress's host, or none (the pod's IP, which
+on the host network is the node's) when colo-node listens on every address. */}}
+{{- define "colo.probeHost" -}}
+{{- $host := regexReplaceAll ":[0-9]+$" .Values.agent.httpAddress "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- if not (has $host (list "0.0.0.0" "::" "")) -}}
+{{- $host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An httpGet probe of colo-node at PATH. */}}
+{{- define "colo.probe" -}}
+httpGet:
+  {{- with include "colo.probeHost" .ctx }}
+  host: {{ . | quote }}
+  {{- end }}
+  path: {{ .path }}
+  port: {{ include "colo.httpPort" .ctx }}
+{{- end -}}
