@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "cni_conf.h"
 #include "colo/common/files.h"
 
@@ -14,6 +16,11 @@ Status installBinary(const std::string& source, const std::string& binDir) {
 }
 
 Status removeBinary(const std::string& binDir) {
+  // A copy an installer killed mid-install left behind goes too.
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(binDir, ec)) {
+    if (f.path().filename().string().rfind(".colo-cni.tmp.", 0) == 0) std::filesystem::remove(f.path(), ec);
+  }
   if (::unlink((binDir + "/" + kPluginType).c_str()) != 0 && errno != ENOENT) return Error::fromErrno("unlink(" + binDir + "/colo-cni)");
   return {};
 }

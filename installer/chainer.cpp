@@ -72,11 +72,22 @@ std::string targetFile(const ChainOptions& o, State& st) {
   return "";
 }
 
+// Temporary files of an installer killed mid-write. Under the directory's lock no other installer
+// is writing, so every one there is stale.
+void removeStaleTemporaries(const std::string& confDir) {
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(confDir, ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind(".colo-cni.tmp.", 0) == 0 || name.rfind(std::string(kStateFile) + ".tmp.", 0) == 0) fs::remove(f.path(), ec);
+  }
+}
+
 }  // namespace
 
 Expected<ChainResult> chain(const ChainOptions& o) {
   auto lock = DirLock::acquire(o.confDir);
   if (!lock) return lock.error();
+  removeStaleTemporaries(o.confDir);
   auto loaded = loadState(o.confDir);
   if (!loaded) return loaded.error();
   State& st = *loaded;
@@ -250,6 +261,7 @@ ChainResult inspect(const ChainOptions& o) {
 Status unchain(const std::string& confDir) {
   auto lock = DirLock::acquire(confDir);
   if (!lock) return lock.error();
+  removeStaleTemporaries(confDir);
   auto loaded = loadState(confDir);
   if (!loaded) return loaded.error();
   State& st = *loaded;
