@@ -288,6 +288,20 @@ void Agent::shutdown() {
   endpoints_->removeOrphans({});
   if (auto s = Datapath::uninstall(config_.bpfPinDir); !s) spdlog::warn("shutdown: {}", s.error().message);
   std::error_code ec;
+  // colo 0.1.0's shared pin dir, if no upgraded colo-node took it over (datapath off, say) and no
+  // current one owns it: its sock_ops link would stay attached after colo is gone.
+  if (const std::string& legacy = config_.legacyBpfPinDir;
+      !legacy.empty() && legacy != config_.bpfPinDir && std::filesystem::exists(legacy, ec)) {
+    bool owned = false;
+    for (const auto& e : std::filesystem::directory_iterator(legacy, ec)) owned = owned || e.path().filename().string().rfind("owner_", 0) == 0;
+    if (owned) {
+      spdlog::info("shutdown: {} belongs to another colo-node; left alone", legacy);
+    } else if (auto s = Datapath::uninstall(legacy); !s) {
+      spdlog::warn("shutdown: colo 0.1.0's pin dir: {}", s.error().message);
+    } else {
+      spdlog::info("shutdown: colo 0.1.0's pin dir {} unpinned (its sock_ops link detached)", legacy);
+    }
+  }
   std::filesystem::remove_all(config_.stateDir, ec);
   (void)files::writeAtomic(decisionFile, "uninstall\n", 0644);
   spdlog::info("shutdown: colo removed from this node (pods released, {} unpinned, {} removed)", config_.bpfPinDir, config_.stateDir);

@@ -34,7 +34,7 @@ SIDECAR=""
 # start_node POD UID: colo-node and the cni-chain sidecar, as the DaemonSet's pod runs them.
 start_node() {
   start_agent --mode kubernetes --service-account-dir "$WORK/sa" --watch-timeout-seconds 5 --daemon-set-name colo \
-    --pod-namespace "$NS" --pod-name "$1" --pod-uid "$2" --cni-chain-status-file "$STATUS"
+    --pod-namespace "$NS" --pod-name "$1" --pod-uid "$2" --cni-chain-status-file "$STATUS" "${@:3}"
   "$COLO_BIN/colo-cni-installer" install --bin-source "$COLO_BIN/colo-cni" --bin-dir "$CNIBIN" --conf-dir "$CONF" \
     --status-file "$STATUS" --watch --decision-file "$WORK/run/shutdown" >>"$WORK/sidecar.log" 2>&1 &
   SIDECAR=$!
@@ -148,7 +148,13 @@ POD3=colo-ccccc
 UID3=$(colo_pod $POD3 "$NODE")
 colo_pod colo-zzzzz other-node >/dev/null  # another node's colo pod, whose colo-node never answers here
 fake DELETE /fake/pods/$NS/$POD2 >/dev/null
-start_node $POD3 "$UID3"
+# colo 0.1.0's shared pin dir, left on the node (no upgraded colo-node took it over: datapath off).
+LEGACY=/sys/fs/bpf/colo-itl-$TAG
+legacy_cleanup() { "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$LEGACY" >/dev/null 2>&1 || true; }
+on_exit legacy_cleanup
+mkdir -p "$LEGACY"
+bpftool map create "$LEGACY/colo_socks" type hash key 4 value 4 entries 1 name colo_socks
+start_node $POD3 "$UID3" --legacy-bpf-pin-dir "$LEGACY"
 wait_for 5 ready
 "$COLO_BIN/colo-node" mark-uninstall --service-account-dir "$WORK/hook-sa" --pod-namespace "$NS" \
   --hook-selector app.kubernetes.io/instance=colo --hook-timeout-seconds 3 >"$WORK/hook.log" 2>&1 && RC=0 || RC=$?
@@ -170,6 +176,7 @@ stop_node
 check "uninstall: colo-node decided from the mark, not from the API (which now says 403)" grep -q "marked for uninstall by the pre-delete hook" "$WORK/agent.log"
 check "... pods released, endpoints and state removed" bash -c "[[ ! -e $WORK/state && -z \$(ls -A $WORK/run/pods) ]]"
 check "... the sidecar took colo-cni out of the chain, byte for byte" cmp "$CONF/10-kindnet.conflist" "$WORK/kindnet.orig"
+check "... colo 0.1.0's pin dir is unpinned too" test ! -e "$LEGACY"
 check "... no file names colo-cni, and the binary is gone" bash -c "! grep -rlq colo-cni '$CONF' && test ! -e '$CNIBIN/colo-cni'"
 
 # --- /debug/pods is never served on a node address unless asked (the ServiceMonitor needs one) ---

@@ -228,6 +228,49 @@ TEST(Installer, UninstallAfterThePrimaryRewroteItsFileTakesOutOnlyOurEntry) {
   EXPECT_EQ(after["plugins"][0]["mtu"], 1450) << "their change is kept";
 }
 
+TEST(Installer, APrimaryWritingItsOwnColoEntryOwnsIt) {
+  // Cilium with cni.configMap (colo's advice) rewrites the file colo had appended to, with a
+  // colo-cni entry of its own: colo neither updates nor removes it.
+  ConfDir d;
+  const std::string path = d.put("cilium.conflist", "05-cilium.conflist");
+  mustChain(d.opts());
+  ojson theirs = ojson::parse(slurp(fixture("cilium.conflist")));
+  theirs["plugins"].push_back({{"type", "colo-cni"}, {"failurePolicy", "closed"}, {"timeoutMs", 2000}});
+  std::ofstream(path) << theirs.dump(2);
+  const std::string written = slurp(path);
+  const auto r = mustChain(d.opts());
+  EXPECT_EQ(r.action, "foreign");
+  EXPECT_TRUE(r.chained);
+  EXPECT_EQ(slurp(path), written) << "not rewritten";
+  ASSERT_TRUE(unchain(d.dir()).ok());
+  EXPECT_EQ(slurp(path), written) << "not taken out at uninstall";
+}
+
+TEST(Installer, OurEntryKeyOrderDoesNotMakeItForeign) {
+  ConfDir d;
+  const std::string path = d.put("calico.conflist", "10-calico.conflist");
+  mustChain(d.opts());
+  // A tool that rewrites the file with sorted keys keeps colo's entry colo's.
+  const std::string sorted = nlohmann::json::parse(slurp(path)).dump(2);
+  std::ofstream(path) << sorted;
+  EXPECT_EQ(mustChain(d.opts()).action, "present");
+  ASSERT_TRUE(unchain(d.dir()).ok());
+  EXPECT_TRUE(filesNamingColo(d.dir()).empty());
+}
+
+TEST(Installer, StateIsWrittenOnlyWhenItChanges) {
+  ConfDir d;
+  d.put("calico.conflist", "10-calico.conflist");
+  mustChain(d.opts());
+  const std::string state = d.dir() + "/" + kStateFile;
+  struct stat before{};
+  ASSERT_EQ(::stat(state.c_str(), &before), 0);
+  EXPECT_EQ(mustChain(d.opts()).action, "present");
+  struct stat after{};
+  ASSERT_EQ(::stat(state.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino) << "an idle pass replaced the state file";
+}
+
 TEST(Installer, AnEarlierFileTakesColoAndTheOldOneIsRestored) {
   ConfDir d;
   const std::string calico = d.put("calico.conflist", "10-calico.conflist");
@@ -340,9 +383,11 @@ TEST(Installer, BinaryIsInstalledAtomicallyAndRemoved) {
   ASSERT_TRUE(installBinary(src.path() + "/colo-cni", bin.path()).ok());
   EXPECT_EQ(slurp(bin.path() + "/colo-cni"), "#!/bin/sh\necho v2\n");
   EXPECT_EQ(modeOf(bin.path() + "/colo-cni"), 0755u);
-  EXPECT_FALSE(fs::exists(bin.path() + "/.colo-cni.tmp"));
+  for (const auto& e : fs::directory_iterator(bin.path())) EXPECT_EQ(e.path().filename(), "colo-cni") << "no temporary file left";
+  std::ofstream(bin.path() + "/.colo-cni.tmp.999999") << "half";  // an installer killed mid-copy
   ASSERT_TRUE(removeBinary(bin.path()).ok());
   EXPECT_FALSE(fs::exists(bin.path() + "/colo-cni"));
+  EXPECT_FALSE(fs::exists(bin.path() + "/.colo-cni.tmp.999999")) << "a killed installer's copy goes too";
   EXPECT_TRUE(removeBinary(bin.path()).ok()) << "idempotent";
 }
 
