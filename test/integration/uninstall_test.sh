@@ -169,7 +169,7 @@ check "the pod carries colo.dev/uninstall=true" marked_in_api
 stop_node
 check "marked, but the DaemonSet is still there (an aborted uninstall): keep" grep -qx keep "$WORK/run/shutdown"
 check "... the chain and the binary stay" bash -c "grep -q colo-cni '$CONF/10-kindnet.conflist' && test -x '$CNIBIN/colo-cni'"
-start_node $POD3 "$UID3"
+start_node $POD3 "$UID3" --legacy-bpf-pin-dir "$LEGACY"
 check "a restarted colo-node finds the mark in its first list of the API" wait_for 5 readyz_has '.checks.uninstall | test("marked")'
 fake DELETE "/fake/daemonsets/$NS/colo?rbac=1" >/dev/null  # Helm: DaemonSet, ServiceAccount, Role, RoleBinding, at once
 stop_node
