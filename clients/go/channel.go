@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -29,20 +30,20 @@ import (
 // peer that breaks the ring protocol (a position or record that does not fit) is treated as gone:
 // ErrUnavailable, for good, and nothing outside the ring is touched.
 type Channel struct {
-	mem              []byte
-	memory           string
-	myBell, peerBell int
-	pair             int // a duplicate of the pair's socket, polled for hang-up; -1 within one process
-	tx               producer
-	rx               consumer
-	reserved         uint64 // bytes reserved and not yet committed
-	pending          bool
-	reading          []byte // the message Read handed out, until Release
-	broken           string // why the peer is no longer trusted: every call fails with it
-	closed           bool
+	mem      []byte
+	memory   string
+	bell     int // this side's end of the doorbell socketpair: slept on, and written to wake the peer
+	pair     int // a duplicate of the pair's socket, polled for hang-up; -1 within one process
+	tx       producer
+	rx       consumer
+	reserved uint64 // bytes reserved and not yet committed
+	pending  bool
+	reading  []byte // the message Read handed out, until Release
+	broken   string // why the peer is no longer trusted: every call fails with it
+	closed   bool
 }
 
-// spins is how many times a side looks at the ring before it sleeps on its eventfd: a few
+// spins is how many times a side looks at the ring before it sleeps on its doorbell: a few
 // microseconds, longer than a round trip, so a busy peer is never slept on.
 const spins = 20000
 
@@ -64,19 +65,19 @@ func (c *Client) OpenChannel(ctx context.Context, conn net.Conn, bytes uint64) (
 	}
 	if len(fds) != 3 {
 		closeAll(fds)
-		return nil, newError("channel", "", ErrProtocol, "reply carried %d descriptors, not memory and two eventfds", len(fds))
+		return nil, newError("channel", "", ErrProtocol, "reply carried %d descriptors, not memory and two doorbells", len(fds))
 	}
 	defer closeAll(fds)
 	offer := make([]byte, 9)
 	offer[0] = 'C'
-	binary.LittleEndian.PutUint64(offer[1:], bytes)
+	binary.LittleEndian.PutUint64(offer[1:], r.Bytes) // the size made (hugepages round up)
 	stop := watchConn(ctx, uc)
 	_, _, err = uc.WriteMsgUnix(offer, syscall.UnixRights(fds...), nil)
 	stop()
 	if err != nil {
 		return nil, newError("channel", "", ErrUnavailable, "the peer went away before the channel was handed over: %v", err)
 	}
-	return adopt(fds[0], fds[1], fds[2], uc, 0)
+	return adopt(fds[0], fds[1], fds[2], uc, 0, r.Bytes)
 }
 
 // AcceptChannel takes the channel the peer offers on conn (this side is side 1). It consumes
@@ -116,9 +117,9 @@ func AcceptChannel(ctx context.Context, conn net.Conn) (*Channel, error) {
 	fds := parseRights(oob[:oobn])
 	defer closeAll(fds)
 	if err != nil || n != 9 || flags&syscall.MSG_CTRUNC != 0 || len(fds) != 3 {
-		return nil, newError("channel", "", ErrProtocol, "the offer is not 'C' + u64 with memory and two eventfds")
+		return nil, newError("channel", "", ErrProtocol, "the offer is not 'C' + u64 with memory and two doorbells")
 	}
-	return adopt(fds[0], fds[1], fds[2], uc, 1)
+	return adopt(fds[0], fds[1], fds[2], uc, 1, binary.LittleEndian.Uint64(offer[1:]))
 }
 
 func firstErr(a, b error) error {
@@ -139,26 +140,66 @@ func watchConn(ctx context.Context, uc *net.UnixConn) func() {
 	return a.watch(ctx)
 }
 
-// adopt maps the segment and takes its own copies of the descriptors (the caller closes its own).
-func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error) {
-	ch := &Channel{myBell: -1, peerBell: -1, pair: -1}
+// checkMemory refuses memory the peer could shrink or grow under our mapping (SIGBUS), and any
+// size but the offered one in 64 KiB..1 GiB: before anything is mapped.
+func checkMemory(mem int, offered uint64) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(mem, &st); err != nil {
+		return 0, fmt.Errorf("fstat(channel memory): %v", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, fmt.Errorf("channel memory is not a memory file")
+	}
+	seals, err := unix.FcntlInt(uintptr(mem), unix.F_GET_SEALS, 0)
+	if err != nil || seals&(unix.F_SEAL_SHRINK|unix.F_SEAL_GROW) != unix.F_SEAL_SHRINK|unix.F_SEAL_GROW {
+		return 0, fmt.Errorf("channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)")
+	}
+	if st.Size < minSegment || st.Size > maxSegment {
+		return 0, fmt.Errorf("channel memory of %d bytes is outside 64 KiB to 1 GiB", st.Size)
+	}
+	if uint64(st.Size) != offered {
+		return 0, fmt.Errorf("channel memory of %d bytes, but the offer said %d", st.Size, offered)
+	}
+	return st.Size, nil
+}
+
+// checkBell accepts only one end of an AF_UNIX stream socketpair as a doorbell.
+func checkBell(fd int) error {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("channel doorbell is not a Unix stream socket")
+	}
+	domain, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	typ, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err1 != nil || err2 != nil || domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
+		return fmt.Errorf("channel doorbell is not a Unix stream socket")
+	}
+	return nil
+}
+
+// adopt maps the segment and takes its own copies of the descriptors it keeps (the caller closes
+// its own): side s keeps bell s, its end of the doorbell socketpair.
+func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int, offered uint64) (*Channel, error) {
+	ch := &Channel{bell: -1, pair: -1}
 	fail := func(sentinel error, format string, args ...any) (*Channel, error) {
 		ch.Close()
 		return nil, newError("channel", "", sentinel, format, args...)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(mem, &st); err != nil {
-		return fail(ErrInternal, "fstat(channel memory): %v", err)
+	for _, b := range []int{bell0, bell1} {
+		if err := checkBell(b); err != nil {
+			return fail(ErrProtocol, "%v", err)
+		}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < minSegment || st.Size > maxSegment {
-		return fail(ErrProtocol, "channel memory is not a memory file of 64 KiB to 1 GiB")
+	size, err := checkMemory(mem, offered)
+	if err != nil {
+		return fail(ErrProtocol, "%v", err)
 	}
 	var fs unix.Statfs_t
 	ch.memory = "memfd"
 	if unix.Fstatfs(mem, &fs) == nil && uint32(fs.Type) == unix.HUGETLBFS_MAGIC {
 		ch.memory = "hugepages"
 	}
-	m, err := unix.Mmap(mem, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	m, err := unix.Mmap(mem, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return fail(ErrInternal, "mmap(channel): %v", err)
 	}
@@ -169,10 +210,7 @@ func adopt(mem, bell0, bell1 int, pair *net.UnixConn, side int) (*Channel, error
 	}
 	r0, r1 := newRing(m, off0, capacity), newRing(m, off1, capacity)
 	bells := [2]int{bell0, bell1}
-	if ch.myBell, err = dupCloexec(bells[side]); err != nil {
-		return fail(ErrInternal, "dup: %v", err)
-	}
-	if ch.peerBell, err = dupCloexec(bells[1-side]); err != nil {
+	if ch.bell, err = dupCloexec(bells[side]); err != nil {
 		return fail(ErrInternal, "dup: %v", err)
 	}
 	if pair != nil {
@@ -195,13 +233,19 @@ func LocalChannelPair(bytes uint64) (side0, side1 *Channel, err error) {
 	if bytes < 64*1024 {
 		return nil, nil, newError("channel", "", ErrInvalid, "at least 64 KiB")
 	}
-	mem, err := unix.MemfdCreate("colo-channel", unix.MFD_CLOEXEC)
+	if bytes > maxSegment {
+		return nil, nil, newError("channel", "", ErrInvalid, "at most 1 GiB")
+	}
+	mem, err := unix.MemfdCreate("colo-channel", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, nil, newError("channel", "", ErrInternal, "memfd_create: %v", err)
 	}
 	defer unix.Close(mem)
 	if err := unix.Ftruncate(mem, int64(bytes)); err != nil {
 		return nil, nil, newError("channel", "", ErrInternal, "ftruncate: %v", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(mem), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
+		return nil, nil, newError("channel", "", ErrInternal, "F_ADD_SEALS: %v", err)
 	}
 	m, err := unix.Mmap(mem, 0, int(bytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
@@ -212,18 +256,15 @@ func LocalChannelPair(bytes uint64) (side0, side1 *Channel, err error) {
 	if !ok {
 		return nil, nil, newError("channel", "", ErrInvalid, "too small")
 	}
-	var bells [2]int
-	for i := range bells {
-		if bells[i], err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-			closeAll(bells[:i])
-			return nil, nil, newError("channel", "", ErrInternal, "eventfd: %v", err)
-		}
+	bells, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, newError("channel", "", ErrInternal, "socketpair: %v", err)
 	}
 	defer closeAll(bells[:])
-	if side0, err = adopt(mem, bells[0], bells[1], nil, 0); err != nil {
+	if side0, err = adopt(mem, bells[0], bells[1], nil, 0, bytes); err != nil {
 		return nil, nil, err
 	}
-	if side1, err = adopt(mem, bells[0], bells[1], nil, 1); err != nil {
+	if side1, err = adopt(mem, bells[0], bells[1], nil, 1, bytes); err != nil {
 		side0.Close()
 		return nil, nil, err
 	}
@@ -284,7 +325,7 @@ func (ch *Channel) Commit(n int) error {
 	ch.pending = false
 	ch.tx.commit(uint64(n))
 	if atomic.LoadUint32(ch.tx.u32(offConsumerSleeping)) != 0 {
-		ringBell(ch.peerBell)
+		ringBell(ch.bell)
 	}
 	return nil
 }
@@ -350,7 +391,7 @@ func (ch *Channel) Release() error {
 	ch.reading = nil
 	ch.rx.release()
 	if atomic.LoadUint32(ch.rx.u32(offProducerSleeping)) != 0 {
-		ringBell(ch.peerBell)
+		ringBell(ch.bell)
 	}
 	return nil
 }
@@ -380,7 +421,7 @@ func (ch *Channel) Close() error {
 		unix.Munmap(ch.mem)
 		ch.mem = nil
 	}
-	for _, fd := range []*int{&ch.myBell, &ch.peerBell, &ch.pair} {
+	for _, fd := range []*int{&ch.bell, &ch.pair} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
@@ -389,10 +430,10 @@ func (ch *Channel) Close() error {
 	return nil
 }
 
+// ringBell sends one byte to the peer's end. MSG_DONTWAIT: never blocks, whatever the peer did
+// to the shared file flags; EAGAIN means the peer has unread wake-ups, so it wakes anyway.
 func ringBell(bell int) {
-	var one [8]byte
-	binary.LittleEndian.PutUint64(one[:], 1)
-	unix.Write(bell, one[:])
+	unix.Sendto(bell, []byte{1}, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
 }
 
 var (
@@ -417,7 +458,7 @@ func (ch *Channel) sleep(ctx context.Context) error {
 	if ctx.Done() != nil && (timeout < 0 || timeout > 50) {
 		timeout = 50
 	}
-	fds := []unix.PollFd{{Fd: int32(ch.myBell), Events: unix.POLLIN}, {Fd: int32(ch.pair), Events: unix.POLLRDHUP}}
+	fds := []unix.PollFd{{Fd: int32(ch.bell), Events: unix.POLLIN}, {Fd: int32(ch.pair), Events: unix.POLLRDHUP}}
 	if ch.pair < 0 {
 		fds = fds[:1]
 	}
@@ -425,9 +466,12 @@ func (ch *Channel) sleep(ctx context.Context) error {
 	if err != nil && err != unix.EINTR {
 		return err
 	}
-	if n > 0 && fds[0].Revents&unix.POLLIN != 0 {
-		var v [8]byte
-		unix.Read(ch.myBell, v[:])
+	if n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+		var v [64]byte
+		got, _, err := unix.Recvfrom(ch.bell, v[:], unix.MSG_DONTWAIT)
+		if got == 0 && err == nil || err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			return errPeerGone // the peer's end of the bell is closed
+		}
 	}
 	if len(fds) > 1 && fds[1].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
 		return errPeerGone
@@ -438,6 +482,7 @@ func (ch *Channel) sleep(ctx context.Context) error {
 func (ch *Channel) waitError(op string, err error, what string) error {
 	switch err {
 	case errPeerGone:
+		ch.broken = "the peer went away" // every later call fails too, sends included
 		return newError(op, "", ErrUnavailable, "the peer went away")
 	case errDeadline:
 		return newError(op, "", ErrTimeout, "%s", what)

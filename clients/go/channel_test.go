@@ -149,17 +149,98 @@ func offerPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return conv(fds[0]), conv(fds[1])
 }
 
-// segment makes what colo-node would send: a laid-out memfd and two eventfds.
+// segment makes what colo-node would send: a laid-out memfd sealed against shrink and grow, and
+// the two ends of a doorbell socketpair.
 func segment(t *testing.T, size int) []int {
-	mem, _ := unix.MemfdCreate("t", unix.MFD_CLOEXEC)
+	return segmentWith(t, size, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL, true)
+}
+
+func segmentWith(t *testing.T, size int, seals int, socketBells bool) []int {
+	mem, _ := unix.MemfdCreate("t", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	unix.Ftruncate(mem, int64(size))
 	m, _ := unix.Mmap(mem, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	layoutSegment(m)
 	unix.Munmap(m)
-	b0, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	b1, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	t.Cleanup(func() { closeAll([]int{mem, b0, b1}) })
-	return []int{mem, b0, b1}
+	if seals != 0 {
+		if _, err := unix.FcntlInt(uintptr(mem), unix.F_ADD_SEALS, seals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b [2]int
+	if socketBells {
+		b, _ = unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	} else {
+		b[0], _ = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		b[1], _ = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	}
+	t.Cleanup(func() { closeAll([]int{mem, b[0], b[1]}) })
+	return []int{mem, b[0], b[1]}
+}
+
+// What a hostile peer could hand over is refused before anything is mapped: memory it could
+// shrink (SIGBUS) or grow, a size other than the offer's, doorbells it could make block.
+func TestHostileMemoryAndBellsAreRefused(t *testing.T) {
+	cases := map[string]struct {
+		fds     []int
+		offered uint64
+		want    string
+	}{
+		"unsealed":      {segmentWith(t, 1<<20, 0, true), 1 << 20, "not sealed"},
+		"shrink only":   {segmentWith(t, 1<<20, unix.F_SEAL_SHRINK, true), 1 << 20, "not sealed"},
+		"size != offer": {segment(t, 1<<20), 2 << 20, "offer said"},
+		"too small":     {segment(t, 32<<10), 32 << 10, "outside 64 KiB to 1 GiB"},
+		"eventfd bells": {segmentWith(t, 1<<20, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW, false), 1 << 20, "doorbell"},
+	}
+	for name, c := range cases {
+		ch, err := adopt(c.fds[0], c.fds[1], c.fds[2], nil, 1, c.offered)
+		if err == nil {
+			ch.Close()
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	p := make([]int, 2)
+	unix.Pipe2(p, unix.O_CLOEXEC|unix.O_NONBLOCK)
+	defer closeAll(p)
+	fds := segment(t, 1<<20)
+	if _, err := adopt(fds[0], p[0], p[1], nil, 1, 1<<20); !errors.Is(err, ErrProtocol) {
+		t.Errorf("pipe bells: %v", err)
+	}
+	if err := unix.Ftruncate(fds[0], 0); err == nil {
+		t.Errorf("a sealed segment could be shrunk")
+	}
+}
+
+// The peer holds the same socket as our bell: clearing O_NONBLOCK and filling the queue must not
+// make a commit block (the tester's bell-block attack).
+func TestBellBlockAttackDoesNotBlock(t *testing.T) {
+	fds := segment(t, 1<<20)
+	victim, err := adopt(fds[0], fds[1], fds[2], nil, 1, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	fl, _ := unix.FcntlInt(uintptr(fds[2]), unix.F_GETFL, 0)
+	unix.FcntlInt(uintptr(fds[2]), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	for { // fill the queue to the peer's end, as the peer could
+		if n, err := unix.SendmsgN(fds[2], make([]byte, 4096), nil, nil, unix.MSG_DONTWAIT); n <= 0 || err != nil {
+			break
+		}
+	}
+	atomic.StoreUint32(victim.tx.u32(offConsumerSleeping), 1) // "the peer sleeps": the victim rings
+	done := make(chan error, 1)
+	go func() { done <- victim.Send(context.Background(), []byte("x")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Send blocked on a full doorbell")
+	}
 }
 
 func sendOffer(t *testing.T, c *net.UnixConn, fds []int) {
@@ -176,7 +257,7 @@ func sendOffer(t *testing.T, c *net.UnixConn, fds []int) {
 func TestAcceptChannelAndPeerDeath(t *testing.T) {
 	c0, c1 := offerPair(t)
 	fds := segment(t, 1<<20)
-	side0, err := adopt(fds[0], fds[1], fds[2], c0, 0)
+	side0, err := adopt(fds[0], fds[1], fds[2], c0, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +284,9 @@ func TestAcceptChannelAndPeerDeath(t *testing.T) {
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("took %v to notice", el)
+	} // A send after "the peer went away" fails the same way, not OK into a ring nobody reads.
+	if err := side1.Send(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("send after the peer died: %v", err)
 	}
 }
 

@@ -10,7 +10,7 @@
 // machine boundary.
 //
 // Two pods that hold a Unix pair can upgrade it to a Channel: two rings in shared memory, written
-// and read in place (Reserve/Commit, Read/Release), with eventfd wake-ups.
+// and read in place (Reserve/Commit, Read/Release), with doorbell wake-ups (a Unix socketpair).
 //
 // Errors are *Error values; test them with errors.Is against the sentinels (ErrNotFound,
 // ErrDenied, ErrTimeout, ...). A deadline from the context surfaces as ErrTimeout, which also

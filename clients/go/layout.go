@@ -15,7 +15,7 @@ const (
 	minRingData    = 4096
 	maxRingData    = 1 << 31
 	minSegment     = 64 << 10
-	maxSegment     = 1<<30 + 2<<20 // 1 GiB, rounded up to a hugepage
+	maxSegment     = 1 << 30
 
 	// Ring control offsets.
 	offHead             = 0

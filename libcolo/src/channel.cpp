@@ -1,10 +1,9 @@
-// Shared-memory channels: mapping, waiting (short busy-poll, then eventfd), peer-death detection.
+// Shared-memory channels: mapping, waiting (short busy-poll, then the doorbell), peer-death detection.
 #include <fcntl.h>
 #include <poll.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,23 +34,52 @@ using colo::detail::fail;
 // Spin, then park. A hand-off between CPUs takes about 0.1 us, so a waiting side first looks back
 // to back (kTightLooks, a few microseconds; no pause: in a VM a pause loop can exit to the
 // hypervisor, ~0.2 us each here), then with a cpu-relax between looks until kSpinFor has passed
-// since the wait began, and only then sleeps on its eventfd. The clock is read only once the
+// since the wait began, and only then sleeps on its doorbell. The clock is read only once the
 // tight phase is over, never on the fast path.
 constexpr int kTightLooks = 4000;
 constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr std::uint64_t kMinSegment = 64 << 10;
-constexpr std::uint64_t kMaxSegment = (std::uint64_t{1} << 30) + (std::uint64_t{2} << 20);  // 1 GiB, rounded up to a hugepage
+constexpr std::uint64_t kMaxSegment = std::uint64_t{1} << 30;
 
-// The segment header is read once, into a copy, and checked before anything is derived from it:
-// the peer can rewrite the shared copy at any time.
-int mapChannel(colo_channel* ch, int side) {
+// The memory must be a regular file sealed against shrinking and growing (else the peer could
+// ftruncate it and our next access would die of SIGBUS), of the size the offer announced, in
+// 64 KiB..1 GiB. Checked before anything is mapped.
+int checkMemory(int fd, std::uint64_t offered, std::uint64_t& size) {
   struct stat st{};
-  if (::fstat(ch->mem.get(), &st) != 0) return fail(COLO_E_INTERNAL, "fstat(channel memory)");
+  if (::fstat(fd, &st) != 0) return fail(COLO_E_INTERNAL, std::string("fstat(channel memory): ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return fail(COLO_E_PROTOCOL, "channel memory is not a memory file");
-  const auto size = static_cast<std::uint64_t>(st.st_size);
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    return fail(COLO_E_PROTOCOL, "channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)");
+  }
+  size = static_cast<std::uint64_t>(st.st_size);
   if (size < kMinSegment || size > kMaxSegment) {
     return fail(COLO_E_PROTOCOL, "channel memory of " + std::to_string(size) + " bytes is outside 64 KiB to 1 GiB");
   }
+  if (size != offered) {
+    return fail(COLO_E_PROTOCOL, "channel memory of " + std::to_string(size) + " bytes, but the offer said " + std::to_string(offered));
+  }
+  return COLO_OK;
+}
+
+// A doorbell is one end of an AF_UNIX stream socketpair. Anything else (an eventfd, a pipe, a
+// datagram socket) could be made to block or misbehave by the peer that passed it.
+int checkBell(int fd) {
+  struct stat st{};
+  int domain = 0, type = 0;
+  socklen_t len = sizeof(int);
+  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX ||
+      (len = sizeof(int), ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len)) != 0 || type != SOCK_STREAM) {
+    return fail(COLO_E_PROTOCOL, "channel doorbell is not a Unix stream socket");
+  }
+  return COLO_OK;
+}
+
+// The segment header is read once, into a copy, and checked before anything is derived from it:
+// the peer can rewrite the shared copy at any time.
+int mapChannel(colo_channel* ch, int side, std::uint64_t offered) {
+  std::uint64_t size = 0;
+  if (int rc = checkMemory(ch->mem.get(), offered, size); rc != COLO_OK) return rc;
   ch->size = static_cast<std::size_t>(size);
   ch->base = ::mmap(nullptr, ch->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ch->mem.get(), 0);
   if (ch->base == MAP_FAILED) {
@@ -93,20 +121,30 @@ int peerBroke(colo_channel* ch, colo::ring::Violation what) {
   return fail(COLO_E_UNAVAILABLE, ch->broken);
 }
 
+// One byte to the peer's end of the bell socketpair. MSG_DONTWAIT makes the send non-blocking
+// whatever the peer did to the shared file flags; EAGAIN means the peer has unread wake-ups, so it
+// will wake anyway. A peer that closed its end is seen by its sleeping side (POLLHUP).
+// The peer hung up (and everything it sent before has been read): every later call fails too.
+int peerGone(colo_channel* ch) {
+  ch->broken = "the peer went away";
+  return fail(COLO_E_UNAVAILABLE, ch->broken);
+}
+
 void ring(int bell) {
-  const std::uint64_t one = 1;
-  (void)!::write(bell, &one, sizeof(one));
+  const char one = 1;
+  (void)!::send(bell, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 // Sleeps on our doorbell until it rings, the peer hangs up, or the deadline passes.
 int sleepOnBell(colo_channel* ch, int timeoutMs) {
-  pollfd p[2] = {{ch->myBell.get(), POLLIN, 0}, {ch->pair.get(), POLLRDHUP, 0}};
+  pollfd p[2] = {{ch->bell.get(), POLLIN, 0}, {ch->pair.get(), POLLRDHUP, 0}};
   const int r = ::poll(p, ch->pair ? 2 : 1, timeoutMs);
   if (r == 0) return COLO_E_TIMEOUT;
   if (r < 0) return errno == EINTR ? COLO_OK : COLO_E_INTERNAL;
-  if (p[0].revents & POLLIN) {
-    std::uint64_t v;
-    (void)!::read(ch->myBell.get(), &v, sizeof(v));
+  if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    char drain[64];
+    const ssize_t n = ::recv(ch->bell.get(), drain, sizeof(drain), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return COLO_E_UNAVAILABLE;  // the peer's end is closed
   }
   if (ch->pair && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) return COLO_E_UNAVAILABLE;
   return COLO_OK;
@@ -159,16 +197,18 @@ int sendOffer(int sock, const int* fds, std::uint64_t bytes) {
   return colo::wire::sendRaw(sock, tag, sizeof(tag), std::span<const int>(fds, 3)) ? COLO_OK : COLO_E_UNAVAILABLE;
 }
 
-// A channel from the segment and both bells; side s sleeps on bell s.
-int adopt(colo::UniqueFd mem, colo::UniqueFd bell0, colo::UniqueFd bell1, int pairFd, int side, colo_channel** out) {
+// A channel from the segment and the bells; side s keeps bell s (its end of the bell socketpair:
+// it sleeps on it and wakes the peer through it) and closes the other.
+int adopt(colo::UniqueFd mem, colo::UniqueFd bell0, colo::UniqueFd bell1, int pairFd, int side, std::uint64_t offered, colo_channel** out) {
+  if (int rc = checkBell(bell0.get()); rc != COLO_OK) return rc;
+  if (int rc = checkBell(bell1.get()); rc != COLO_OK) return rc;
   auto* ch = new colo_channel;
   ch->mem = std::move(mem);
-  ch->myBell = side == 0 ? std::move(bell0) : std::move(bell1);
-  ch->peerBell = side == 0 ? std::move(bell1) : std::move(bell0);
-  ch->pair.reset(::fcntl(pairFd, F_DUPFD_CLOEXEC, 0));
+  ch->bell = side == 0 ? std::move(bell0) : std::move(bell1);
+  if (pairFd >= 0) ch->pair.reset(::fcntl(pairFd, F_DUPFD_CLOEXEC, 0));
   struct statfs fs{};
   ch->memory = ::fstatfs(ch->mem.get(), &fs) == 0 && static_cast<unsigned long>(fs.f_type) == HUGETLBFS_MAGIC ? "hugepages" : "memfd";
-  if (int rc = mapChannel(ch, side); rc != COLO_OK) {
+  if (int rc = mapChannel(ch, side, offered); rc != COLO_OK) {
     delete ch;
     return rc;
   }
@@ -184,10 +224,13 @@ int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, col
   if (!c || pair_fd < 0 || !out) return fail(COLO_E_INVALID, "NULL argument");
   colo::wire::Message m;
   if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
-  if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two eventfds");
+  if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two doorbells");
+  const auto& size = m.body["bytes"];
+  if (!size.is_number_unsigned()) return fail(COLO_E_PROTOCOL, "channel reply did not say its size");
+  const std::uint64_t actual = size.get<std::uint64_t>();  // hugepages round the asked size up
   const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
-  if (int rc = sendOffer(pair_fd, fds, bytes); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
-  return adopt(std::move(m.fds[0]), std::move(m.fds[1]), std::move(m.fds[2]), pair_fd, 0, out);
+  if (int rc = sendOffer(pair_fd, fds, actual); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
+  return adopt(std::move(m.fds[0]), std::move(m.fds[1]), std::move(m.fds[2]), pair_fd, 0, actual, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_open");
 }
@@ -203,33 +246,35 @@ int colo_channel_accept(int pair_fd, int timeout_ms, colo_channel** out) try {
   if (!rec) return fail(COLO_E_PROTOCOL, "reading the channel offer: " + rec.error().message);
   auto& fds = rec->fds;
   if (rec->size != sizeof(tag) || tag[0] != 'C' || fds.size() != 3) return fail(COLO_E_PROTOCOL, "the peer did not offer a channel");
-  return adopt(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), pair_fd, 1, out);
+  std::uint64_t offered;
+  std::memcpy(&offered, tag + 1, 8);
+  return adopt(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), pair_fd, 1, offered, out);
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_channel_accept");
 }
 
 int colo_channel_local_pair(unsigned long long bytes, colo_channel** side0, colo_channel** side1) try {
   if (!side0 || !side1 || bytes < 65536) return fail(COLO_E_INVALID, "bad argument (at least 64 KiB)");
-  colo::UniqueFd mem(::memfd_create("colo-channel", MFD_CLOEXEC));
-  if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) return fail(COLO_E_INTERNAL, "memfd");
+  if (bytes > kMaxSegment) return fail(COLO_E_INVALID, "bad argument (at most 1 GiB)");
+  colo::UniqueFd mem(::memfd_create("colo-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0 || ::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return fail(COLO_E_INTERNAL, std::string("memfd: ") + std::strerror(errno));
+  }
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
   if (base == MAP_FAILED) return fail(COLO_E_INTERNAL, "mmap");
   const bool ok = colo_channel_layout_init(base, bytes) != 0;
   ::munmap(base, bytes);
   if (!ok) return fail(COLO_E_INVALID, "too small");
-  auto* a = new colo_channel;
-  auto* b = new colo_channel;
-  a->mem = std::move(mem);
-  b->mem.reset(::fcntl(a->mem.get(), F_DUPFD_CLOEXEC, 0));
-  a->myBell.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  b->myBell.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  a->peerBell.reset(::fcntl(b->myBell.get(), F_DUPFD_CLOEXEC, 0));
-  b->peerBell.reset(::fcntl(a->myBell.get(), F_DUPFD_CLOEXEC, 0));
-  a->memory = b->memory = "memfd";
-  if (mapChannel(a, 0) != COLO_OK || mapChannel(b, 1) != COLO_OK) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) return fail(COLO_E_INTERNAL, "socketpair");
+  colo::UniqueFd bell0(sv[0]), bell1(sv[1]);
+  colo::UniqueFd mem1(::fcntl(mem.get(), F_DUPFD_CLOEXEC, 0));
+  colo::UniqueFd bell0b(::fcntl(bell0.get(), F_DUPFD_CLOEXEC, 0)), bell1b(::fcntl(bell1.get(), F_DUPFD_CLOEXEC, 0));
+  colo_channel *a = nullptr, *b = nullptr;
+  if (int rc = adopt(std::move(mem), std::move(bell0), std::move(bell1), -1, 0, bytes, &a); rc != COLO_OK) return rc;
+  if (int rc = adopt(std::move(mem1), std::move(bell0b), std::move(bell1b), -1, 1, bytes, &b); rc != COLO_OK) {
     delete a;
-    delete b;
-    return COLO_E_INTERNAL;
+    return rc;
   }
   *side0 = a;
   *side1 = b;
@@ -258,7 +303,7 @@ int colo_channel_reserve(colo_channel* ch, unsigned long len, int timeout_ms, vo
     ch->reserved = len;
     return COLO_OK;
   }
-  return fail(rc, rc == COLO_E_UNAVAILABLE ? "the peer went away" : "channel full");
+  return rc == COLO_E_UNAVAILABLE ? peerGone(ch) : fail(rc, "channel full");
 }
 
 int colo_channel_commit(colo_channel* ch, unsigned long len) {
@@ -268,7 +313,7 @@ int colo_channel_commit(colo_channel* ch, unsigned long len) {
   ch->tx.commit(len);
   ch->reserved = 0;
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (colo::ring::at(ch->tx.r.h->consumer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  if (colo::ring::at(ch->tx.r.h->consumer_sleeping).load(std::memory_order_relaxed)) ring(ch->bell.get());
   return COLO_OK;
 }
 
@@ -283,7 +328,7 @@ int colo_channel_read(colo_channel* ch, int timeout_ms, const void** buf, unsign
       if ((*buf = ch->rx.peek(l, bad))) return Look::ready;
       return bad ? Look::broken : Look::empty;
     }, got);
-    if (got == Look::empty) return fail(rc, rc == COLO_E_UNAVAILABLE ? "the peer went away" : "no message");
+    if (got == Look::empty) return rc == COLO_E_UNAVAILABLE ? peerGone(ch) : fail(rc, "no message");
   }
   if (bad) return peerBroke(ch, bad);
   *len = static_cast<unsigned long>(l);
@@ -296,7 +341,7 @@ int colo_channel_release(colo_channel* ch) {
   if (ch->rx.need == 0) return fail(COLO_E_INVALID, "nothing read to release");
   ch->rx.release();
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (colo::ring::at(ch->rx.r.h->producer_sleeping).load(std::memory_order_relaxed)) ring(ch->peerBell.get());
+  if (colo::ring::at(ch->rx.r.h->producer_sleeping).load(std::memory_order_relaxed)) ring(ch->bell.get());
   return COLO_OK;
 }
 

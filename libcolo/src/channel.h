@@ -12,7 +12,7 @@
 #include "ring.h"
 
 struct colo_channel {
-  colo::UniqueFd mem, myBell, peerBell, pair;
+  colo::UniqueFd mem, bell, pair;  // bell: this side's end of the doorbell socketpair
   void* base = nullptr;
   std::size_t size = 0;
   colo::ring::Producer tx;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "broker/channel_memory.h"
 #include "colo/channel_layout.h"
 #include "colo/common/netns.h"
 
@@ -119,6 +120,7 @@ std::size_t Broker::namesOf(const std::string& podKey) const {
 }
 
 void Broker::connectionClosed(const ConnInfo& conn) {
+  hugeLedger_.connectionClosed(conn.id);
   for (auto it = names_.begin(); it != names_.end();) {
     if (it->second.connId == conn.id) {
       spdlog::info("broker: {} released (its listener went away)", it->first);
@@ -239,11 +241,11 @@ Reply Broker::dialFailed(const json& req, const Error& e) {
 
 namespace colo::node {
 
-Reply Broker::channel(const json& req, const Pod& pod) {
+Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo& conn) {
   auto parsed = proto::parseChannel(req);
   if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
   // At most channelsPerMinute set-ups per pod (a token bucket): the memory is the pods' own once
-  // mapped, but each set-up costs colo-node a file, a mapping and two eventfds.
+  // mapped, but each set-up costs colo-node a memfd, a mapping and a socketpair.
   const auto now = std::chrono::steady_clock::now();
   if (channelTokens_.size() > 4096) {  // pods long gone (a full bucket after a minute is a fresh one)
     std::erase_if(channelTokens_, [&](const auto& kv) { return now - kv.second.last > std::chrono::minutes(1); });
@@ -259,57 +261,25 @@ Reply Broker::channel(const json& req, const Pod& pod) {
                                                              " channels in the last minute (the cap); try again shortly");
   }
   bucket.tokens -= 1.0;
-  return Reply::later([this, req, pod, asked = parsed->bytes] { return makeChannel(req, pod, asked); });
+  return Reply::later([this, req, pod, asked = parsed->bytes, connId = conn.id] { return makeChannel(req, pod, asked, connId); });
 }
 
 // On a worker: files, mappings and page faults are not for the loop.
-Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked) {
-  constexpr std::uint64_t kHuge = 2ULL << 20;
-  UniqueFd mem;
-  std::string memory = "memfd", note;
-  std::uint64_t size = asked;
-  if (pod.hugepageBytes > 0) {
-    size = (asked + kHuge - 1) / kHuge * kHuge;
-    const std::string path = pod.endpointDir + "/hugepages/.colo-channel-" + std::to_string(channelSeq_.fetch_add(1) + 1);
-    UniqueFd f(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (f && ::ftruncate(f.get(), static_cast<off_t>(size)) == 0) {
-      mem = std::move(f);
-      memory = "hugepages";
-    } else {
-      note = "the pod's hugepages have no room for " + std::to_string(size) + " bytes; ordinary memory instead";
-    }
-    ::unlink(path.c_str());  // the descriptors keep it; nothing is left in the pod's mount
-  } else {
-    note = "the pod has no hugepages (annotation colo.dev/hugepages); ordinary memory instead";
-  }
-  void* base = MAP_FAILED;
-  if (mem) {
-    // hugetlbfs takes the pages from the kernel's pool at mmap: a short pool fails here, not at
-    // ftruncate. That is the documented fallback to ordinary memory, not an error.
-    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
-    if (base == MAP_FAILED) {
-      note = "the node's hugepage pool is short of " + std::to_string(size) + " bytes (" + std::strerror(errno) + "); ordinary memory instead";
-      mem.reset();
-      metrics_.add("colo_broker_channel_fallbacks_total", {{"reason", "hugepage_pool"}});
-    }
-  }
-  if (!mem) {
-    size = asked;
-    mem.reset(::memfd_create("colo-channel", MFD_CLOEXEC));
-    if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(size)) != 0) {
-      return wire::errorReply(req, code::kResourceExhausted, std::string("channel: memfd: ") + std::strerror(errno));
-    }
-    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
-    if (base == MAP_FAILED) return wire::errorReply(req, code::kResourceExhausted, std::string("channel: mmap: ") + std::strerror(errno));
-  }
-  const std::uint64_t capacity = colo_channel_layout_init(base, size);
-  ::munmap(base, size);
-  if (capacity == 0) return wire::errorReply(req, code::kInvalidArgument, "channel: too small");
+Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked, std::uint64_t connId) {
+  // Hugepage channels are charged to the pod until the asking connection closes; pods gone from
+  // the registry free theirs too.
+  hugeLedger_.forgetMissing([&](const std::string& key) { return key == pod.key || registry_.get(key).has_value(); });
+  auto made = makeChannelMemory(asked, pod.key, connId, pod.hugepageBytes, pod.hugepageBytes ? pod.endpointDir + "/hugepages" : "", hugeLedger_);
+  if (!made) return wire::errorReply(req, code::kResourceExhausted, "channel: " + made.error().str());
+  auto& cm = *made;
+  if (!cm.fallback.empty()) metrics_.add("colo_broker_channel_fallbacks_total", {{"reason", cm.fallback}});
+  const std::string& memory = cm.memory;
+  const std::string& note = cm.note;
+  const std::uint64_t size = cm.size, capacity = cm.capacity;
   std::vector<UniqueFd> fds;
-  fds.push_back(std::move(mem));
-  fds.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  fds.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!fds[1] || !fds[2]) return wire::errorReply(req, code::kInternal, "channel: eventfd failed");
+  fds.push_back(std::move(cm.mem));
+  fds.push_back(std::move(cm.bell0));
+  fds.push_back(std::move(cm.bell1));
   metrics_.add("colo_broker_channels_total", {{"memory", memory}});
   if (!note.empty()) spdlog::info("broker: channel for pod {}: {}", pod.key, note);
   json r = wire::okReply(req);

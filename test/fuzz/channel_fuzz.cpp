@@ -4,7 +4,7 @@
 // (positions, record headers, payload), and have libcolo read, release, reserve and commit. Every
 // call must end in OK, a timeout or "the peer went away", stay gone once gone, and hand out only
 // memory inside libcolo's own mapping of the segment. ASan and UBSan check the rest.
-#include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,9 +70,13 @@ void store(unsigned char* base, std::uint64_t off, std::uint64_t value) {
 void run(Input in) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return;
-  const int fds[3] = {::memfd_create("fuzz", MFD_CLOEXEC), ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  int bells[2] = {-1, -1};
+  (void)::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, bells);
+  const int fds[3] = {::memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING), bells[0], bells[1]};
   void* map = MAP_FAILED;
-  if (fds[0] >= 0 && ::ftruncate(fds[0], kBytes) == 0) map = ::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  if (fds[0] >= 0 && ::ftruncate(fds[0], kBytes) == 0 && ::fcntl(fds[0], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0) {
+    map = ::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  }
   if (map != MAP_FAILED) {
     auto* base = static_cast<unsigned char*>(map);
     colo_channel_layout_init(base, kBytes);

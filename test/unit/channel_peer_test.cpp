@@ -5,6 +5,7 @@
 // afterwards, and never read or write outside the segment (the ASan build checks that part).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -50,15 +51,28 @@ struct HostilePeer {
   std::uint64_t size = kBytes;
   colo_channel* victim = nullptr;  // side 1, libcolo
 
-  explicit HostilePeer(std::uint64_t bytes = kBytes) : size(bytes) {
+  std::uint64_t offered = kBytes;  // what the offer says
+
+  // Memory and bells as colo-node makes them: sealed against shrink and grow, a socketpair.
+  // `seals` and `eventfds` make the weaker kinds a hostile peer could pass instead.
+  explicit HostilePeer(std::uint64_t bytes = kBytes, int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, bool eventfds = false)
+      : size(bytes), offered(bytes) {
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
-    mem = ::memfd_create("hostile", MFD_CLOEXEC);
+    mem = ::memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     EXPECT_EQ(::ftruncate(mem, static_cast<off_t>(size)), 0);
     base = static_cast<unsigned char*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, mem, 0));
     EXPECT_NE(base, MAP_FAILED);
     EXPECT_NE(colo_channel_layout_init(base, size), 0u);
-    bell0 = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    bell1 = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (seals) EXPECT_EQ(::fcntl(mem, F_ADD_SEALS, seals), 0);
+    if (eventfds) {
+      bell0 = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      bell1 = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    } else {
+      int sv[2];
+      EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+      bell0 = sv[0];
+      bell1 = sv[1];
+    }
   }
   ~HostilePeer() {
     colo_channel_close(victim);
@@ -66,7 +80,7 @@ struct HostilePeer {
     for (int fd : {pair[0], pair[1], mem, bell0, bell1}) ::close(fd);
   }
   int hand(colo_channel** out) {
-    sendOffer(pair[0], {mem, bell0, bell1}, size);
+    sendOffer(pair[0], {mem, bell0, bell1}, offered);
     return colo_channel_accept(pair[1], 1000, out);
   }
   void handOver() { ASSERT_EQ(hand(&victim), COLO_OK) << colo_last_error(); }
@@ -294,8 +308,6 @@ TEST(ChannelPeer, SegmentHeadersThatDoNotFitTheMemoryAreRefused) {
   EXPECT_NE(refused([](HostilePeer& p) { p.segment().ring_offset[0] = 8; }).find("outside"), std::string::npos);
   EXPECT_NE(refused([](HostilePeer& p) { p.segment().ring_offset[0] += 4; }).find("outside"), std::string::npos);
   EXPECT_NE(refused([](HostilePeer& p) { p.segment().ring_offset[1] = p.segment().ring_offset[0] + 64; }).find("overlap"), std::string::npos);
-  EXPECT_NE(refused([](HostilePeer& p) { ASSERT_EQ(::ftruncate(p.mem, 16), 0); }).find("outside 64 KiB to 1 GiB"), std::string::npos);
-  EXPECT_NE(refused([](HostilePeer& p) { ASSERT_EQ(::ftruncate(p.mem, off_t{4} << 30), 0); }).find("outside 64 KiB to 1 GiB"), std::string::npos);
 }
 
 TEST(ChannelPeer, MemoryThatIsNotAFileIsRefused) {
@@ -358,6 +370,103 @@ TEST(ChannelPeer, ScribblingPeerNeverCrashesTheOtherSide) {
     stop = true;
     scribbler.join();
   }
+}
+
+// What a hostile peer could hand over is refused before anything is mapped (the tester's
+// "truncate" and "bell-block" attacks, and the 2 GiB sparse segment).
+void expectRefused(HostilePeer& p, const char* why) {
+  colo_channel* ch = nullptr;
+  EXPECT_EQ(p.hand(&ch), COLO_E_PROTOCOL);
+  EXPECT_EQ(ch, nullptr);
+  EXPECT_NE(std::string(colo_last_error()).find(why), std::string::npos) << colo_last_error();
+  colo_channel_close(ch);
+}
+
+TEST(ChannelPeer, MemoryThatCanShrinkIsRefused) {
+  HostilePeer unsealed(kBytes, 0);
+  expectRefused(unsealed, "not sealed");
+  HostilePeer shrinkOnly(kBytes, F_SEAL_SHRINK);
+  expectRefused(shrinkOnly, "not sealed");
+}
+
+TEST(ChannelPeer, MemoryOfAnotherSizeThanOfferedIsRefused) {
+  HostilePeer p;
+  p.offered = 2 * kBytes;
+  expectRefused(p, "offer said");
+}
+
+TEST(ChannelPeer, MemoryOutsideTheSizeRangeIsRefused) {
+  // 16 bytes, and 2 GiB sparse (must not be mapped, let alone populated), both sealed and offered.
+  for (const off_t size : {off_t{16}, off_t{2} << 30}) {
+    HostilePeer p;
+    int other = ::memfd_create("other", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ASSERT_EQ(::ftruncate(other, size), 0);
+    ASSERT_EQ(::fcntl(other, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    ::dup2(other, p.mem);
+    ::close(other);
+    p.offered = static_cast<std::uint64_t>(size);
+    expectRefused(p, "outside 64 KiB to 1 GiB");
+  }
+}
+
+TEST(ChannelPeer, BellsThatAreNotUnixStreamSocketsAreRefused) {
+  HostilePeer eventfds(kBytes, F_SEAL_SHRINK | F_SEAL_GROW, true);
+  expectRefused(eventfds, "doorbell");
+  HostilePeer pipes;
+  int pp[2];
+  ASSERT_EQ(::pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+  ::dup2(pp[0], pipes.bell0);
+  ::dup2(pp[1], pipes.bell1);
+  ::close(pp[0]);
+  ::close(pp[1]);
+  expectRefused(pipes, "doorbell");
+}
+
+TEST(ChannelPeer, ASealedSegmentCannotBeShrunk) {
+  HostilePeer p;
+  p.handOver();
+  EXPECT_NE(::ftruncate(p.mem, 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  void* out = nullptr;
+  ASSERT_EQ(colo_channel_reserve(p.victim, 64, 100, &out), COLO_OK);
+  std::memset(out, 'z', 64);  // would be SIGBUS had the peer shrunk it
+  EXPECT_EQ(colo_channel_commit(p.victim, 64), COLO_OK);
+}
+
+// The peer shares our end of the bell socketpair: it clears O_NONBLOCK and fills the queue. A
+// commit that rings must still return at once (EAGAIN = a wake-up is already pending).
+TEST(ChannelPeer, BellBlockAttackDoesNotBlockACommit) {
+  HostilePeer p;
+  p.handOver();
+  ASSERT_EQ(::fcntl(p.bell1, F_SETFL, ::fcntl(p.bell1, F_GETFL) & ~O_NONBLOCK), 0);
+  char junk[4096] = {};
+  while (::send(p.bell1, junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+  }
+  std::atomic_ref<std::uint32_t>(p.ring(1).consumer_sleeping).store(1);  // "side 0 sleeps": the victim rings
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    void* out = nullptr;
+    if (colo_channel_reserve(p.victim, 8, 100, &out) == COLO_OK) colo_channel_commit(p.victim, 8);
+    done = true;
+  });
+  for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(done) << "a commit blocked on the doorbell";
+  if (!done) ::shutdown(p.bell1, SHUT_RDWR);  // unblock it so the test can end
+  t.join();
+}
+
+// After a read said "the peer went away", a send fails the same way (not OK into a dead ring).
+TEST(ChannelPeer, SendAfterThePeerWentAwayFails) {
+  HostilePeer p;
+  p.handOver();
+  ::close(p.pair[0]);
+  p.pair[0] = -1;
+  const void* in = nullptr;
+  unsigned long len = 0;
+  ASSERT_EQ(colo_channel_read(p.victim, 2000, &in, &len), COLO_E_UNAVAILABLE);
+  void* out = nullptr;
+  EXPECT_EQ(colo_channel_reserve(p.victim, 8, 0, &out), COLO_E_UNAVAILABLE);
+  EXPECT_EQ(colo_channel_commit(p.victim, 0), COLO_E_UNAVAILABLE);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 """Shared-memory channels (docs/protocol.md, "Channel segment layout"): two single-producer
-single-consumer rings in memory both pods map, written and read in place, with eventfd wake-ups.
+single-consumer rings in memory both pods map, written and read in place, with doorbell wake-ups (one byte
+over a Unix stream socketpair, sent with MSG_DONTWAIT).
 
 Python has no atomics. On x86-64, loads and stores of aligned 8-byte words are single instructions
 and the hardware keeps stores in order (TSO), which is what the layout's acquire/release asks for;
@@ -7,6 +8,7 @@ the one full fence (after a sleep flag is set, before the ring is looked at agai
 uncontended lock round trip, a locked instruction in CPython. Other architectures need real
 barriers that the standard library does not offer, so channels refuse to start there."""
 
+import fcntl
 import mmap
 import os
 import platform
@@ -25,7 +27,8 @@ SEGMENT_HEADER = 64
 RING_HEADER = 192
 MIN_RING_DATA = 4096
 MAX_RING_DATA = 1 << 31
-MIN_SEGMENT, MAX_SEGMENT = 64 << 10, (1 << 30) + (2 << 20)  # 1 GiB, rounded up to a hugepage
+MIN_SEGMENT, MAX_SEGMENT = 64 << 10, 1 << 30
+SEALS_NEEDED = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 RECORD_HEADER = 8
 RECORD_WRAP = 0xFFFFFFFF
 # Ring control, as indexes into the control block viewed as u64 (and u32 for the sleep flags).
@@ -80,6 +83,40 @@ def check_segment(mem):
     return off0, off1, cap
 
 
+def check_memory(fd, offered):
+    """The size of the channel memory, after the checks libcolo makes (docs/protocol.md): a
+    regular file sealed against shrinking and growing, of the offered size, 64 KiB to 1 GiB."""
+    try:
+        st = os.fstat(fd)
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS) if stat.S_ISREG(st.st_mode) else 0
+    except OSError as e:
+        raise errors.ProtocolError("channel", f"channel memory: {e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise errors.ProtocolError("channel", "channel memory is not a memory file")
+    if seals & SEALS_NEEDED != SEALS_NEEDED:
+        raise errors.ProtocolError("channel", "channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)")
+    if not MIN_SEGMENT <= st.st_size <= MAX_SEGMENT:
+        raise errors.ProtocolError("channel", f"channel memory of {st.st_size} bytes is outside 64 KiB to 1 GiB")
+    if st.st_size != offered:
+        raise errors.ProtocolError("channel", f"channel memory of {st.st_size} bytes, but the offer said {offered}")
+    return st.st_size
+
+
+def _bell_socket(fd):
+    """A socket object on a copy of `fd`, which must be a Unix stream socket (one end of the
+    doorbell socketpair): an eventfd or a pipe could be made to block by the peer that passed it."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError("not a socket")
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        raise errors.ProtocolError("channel", "channel doorbell is not a Unix stream socket") from None
+    if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+        s.close()
+        raise errors.ProtocolError("channel", "channel doorbell is not a Unix stream socket")
+    return s
+
+
 class _Ring:
     def __init__(self, view, off, cap):
         self.ctl = view[off:off + RING_HEADER].cast("Q")
@@ -99,19 +136,23 @@ class Channel:
     One thread writes and one reads. When the pair closes, a waiting call raises Unavailable
     (after the messages the peer committed before it went)."""
 
-    def __init__(self, mem_fd, bell0, bell1, pair_fd, side):
+    def __init__(self, mem_fd, bell0, bell1, pair_fd, side, offered):
         if not _SUPPORTED:
             raise errors.Internal("channel", f"the Python client's rings need x86-64 (this is {platform.machine()})")
         self._mm = None
-        self._bells = [os.dup(bell0), os.dup(bell1)]
-        self._pair = os.dup(pair_fd) if pair_fd is not None else None
+        self._bell, self._pair = None, None
         try:
-            st = os.fstat(mem_fd)
-            size = st.st_size
-            if not stat.S_ISREG(st.st_mode) or not MIN_SEGMENT <= size <= MAX_SEGMENT:
-                raise errors.ProtocolError("channel", "channel memory is not a memory file of 64 KiB to 1 GiB")
+            # Side s keeps bell s, its end of the doorbell socketpair; both are checked.
+            bells = [_bell_socket(bell0), _bell_socket(bell1)]
+            self._bell = bells[side]
+            bells[1 - side].close()
+            self._pair = os.dup(pair_fd) if pair_fd is not None else None
+            size = check_memory(mem_fd, offered)
             self.memory = "hugepages" if _is_hugetlbfs(mem_fd) else "memfd"
-            self._mm = mmap.mmap(mem_fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+            try:
+                self._mm = mmap.mmap(mem_fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+            except (OSError, ValueError) as e:
+                raise errors.Internal("channel", f"mmap(channel): {e}") from None
             self._view = memoryview(self._mm)
             try:
                 off0, off1, cap = check_segment(self._view)
@@ -122,7 +163,6 @@ class Channel:
             raise
         rings = (_Ring(self._view, off0, cap), _Ring(self._view, off1, cap))
         self._tx, self._rx = rings[side], rings[1 - side]
-        self._my_bell, self._peer_bell = self._bells[side], self._bells[1 - side]
         self._pending = None  # (start, length) of a reservation
         self._reading = None  # (offset, length, record bytes) of a message read and not yet released
         self._broken = ""
@@ -187,7 +227,7 @@ class Channel:
         r.ctl[HEAD] = p[HEAD_OWN]  # x86 keeps stores in order: the record is visible first
         _fence()
         if r.flags[CONSUMER_SLEEPING]:
-            os.eventfd_write(self._peer_bell, 1)
+            self._ring()
 
     def send(self, data, timeout=None):
         """Copies `data` into the ring as one message."""
@@ -248,9 +288,18 @@ class Channel:
         r.ctl[TAIL] = p[TAIL_OWN]
         _fence()
         if r.flags[PRODUCER_SLEEPING]:
-            os.eventfd_write(self._peer_bell, 1)
+            self._ring()
 
     # ---- waiting ----
+    def _ring(self):
+        """One byte to the peer's end. MSG_DONTWAIT: never blocks, whatever the peer did to the
+        shared file flags. A full queue means the peer has wake-ups pending; a closed peer end is
+        seen by its sleeping side (POLLHUP), so neither is an error here."""
+        try:
+            self._bell.send(b"\1", socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
+
     def _wait(self, attempt, r, flag, timeout, op, what):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -274,22 +323,27 @@ class Channel:
                 got = attempt()  # what the peer committed before it went is still ours
                 if got is not None:
                     return got
-                raise errors.Unavailable(op, "the peer went away")
+                self._broken = "the peer went away"  # every later call fails too, sends included
+                raise errors.Unavailable(op, self._broken)
 
     def _sleep(self, timeout):
         """Waits on this side's bell; True when the pair hung up."""
         p = select.poll()
-        p.register(self._my_bell, select.POLLIN)
+        bell = self._bell.fileno()
+        p.register(bell, select.POLLIN)
         if self._pair is not None:
             p.register(self._pair, select.POLLRDHUP)
         events = p.poll(None if timeout is None else max(1, int(timeout * 1000)))
         gone = False
         for fd, ev in events:
-            if fd == self._my_bell and ev & select.POLLIN:
+            if fd == bell and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 try:
-                    os.eventfd_read(self._my_bell)
-                except BlockingIOError:
+                    if not self._bell.recv(64, socket.MSG_DONTWAIT):
+                        gone = True  # the peer's end of the bell is closed
+                except (BlockingIOError, InterruptedError):
                     pass
+                except OSError:
+                    gone = True
             elif fd == self._pair and ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
                 gone = True
         return gone
@@ -300,12 +354,14 @@ class Channel:
 
     def close(self):
         """Unmaps the segment (once no view of it is held) and closes the descriptors."""
-        for fd in self._bells + ([self._pair] if self._pair is not None else []):
+        if self._bell is not None:
+            self._bell.close()
+        if self._pair is not None:
             try:
-                os.close(fd)
+                os.close(self._pair)
             except OSError:
                 pass
-        self._bells, self._pair = [], None
+        self._bell, self._pair = None, None
         if self._mm is not None:
             for r in (getattr(self, "_tx", None), getattr(self, "_rx", None)):
                 if r is not None:
@@ -338,8 +394,11 @@ def open_channel(client, conn, nbytes, timeout=5.0):
     reply, fds = client.call("channel", {"bytes": nbytes}, timeout)
     try:
         if len(fds) != 3:
-            raise errors.ProtocolError("channel", f"reply carried {len(fds)} descriptors, not memory and two eventfds")
-        offer = b"C" + struct.pack("<Q", nbytes)
+            raise errors.ProtocolError("channel", f"reply carried {len(fds)} descriptors, not memory and two doorbells")
+        size = reply.get("bytes") if isinstance(reply, dict) else None
+        if not isinstance(size, int) or size < 0:
+            raise errors.ProtocolError("channel", "the reply did not say the channel's size")
+        offer = b"C" + struct.pack("<Q", size)  # the size made: hugepages round up
         conn.settimeout(timeout)
         try:
             socket.send_fds(conn, [offer], fds)
@@ -347,7 +406,7 @@ def open_channel(client, conn, nbytes, timeout=5.0):
             raise errors.Unavailable("channel", f"the peer went away before the channel was handed over: {e}") from None
         finally:
             conn.settimeout(None)
-        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 0)
+        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 0, size)
     finally:
         wire.close_fds(fds)
 
@@ -366,24 +425,28 @@ def accept_channel(conn, timeout=5.0):
     msg, fds, flags, _ = socket.recv_fds(conn, 9, wire.MAX_FDS)
     try:
         if len(msg) != 9 or len(fds) != 3 or flags & socket.MSG_CTRUNC:
-            raise errors.ProtocolError("channel", "the offer is not 'C' + u64 with memory and two eventfds")
-        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 1)
+            raise errors.ProtocolError("channel", "the offer is not 'C' + u64 with memory and two doorbells")
+        return Channel(fds[0], fds[1], fds[2], conn.fileno(), 1, struct.unpack_from("<Q", msg, 1)[0])
     finally:
         wire.close_fds(fds)
 
 
 def local_pair(nbytes=1 << 20):
     """The same rings between two parts of one process: (side 0, side 1) in ordinary memory."""
-    if nbytes < 64 * 1024:
-        raise errors.Invalid("channel", "at least 64 KiB")
-    mem = os.memfd_create("colo-channel", os.MFD_CLOEXEC)
+    if not MIN_SEGMENT <= nbytes <= MAX_SEGMENT:
+        raise errors.Invalid("channel", "64 KiB to 1 GiB")
+    mem = os.memfd_create("colo-channel", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     bells = []
     try:
         os.ftruncate(mem, nbytes)
         with mmap.mmap(mem, nbytes, mmap.MAP_SHARED) as m:
             if not layout_segment(m):
                 raise errors.Invalid("channel", "too small")
-        bells = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2)]
-        return Channel(mem, bells[0], bells[1], None, 0), Channel(mem, bells[0], bells[1], None, 1)
+        fcntl.fcntl(mem, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        bells = [a.detach(), b.detach()]
+        return Channel(mem, bells[0], bells[1], None, 0, nbytes), Channel(mem, bells[0], bells[1], None, 1, nbytes)
+    except OSError as e:
+        raise errors.Internal("channel", f"local pair: {e}") from None
     finally:
         wire.close_fds([mem] + bells)

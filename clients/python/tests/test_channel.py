@@ -1,6 +1,7 @@
 """Channels without colo-node: the rings between threads, the offer on a socket pair, a peer that
 dies, and segments that lie."""
 
+import fcntl
 import os
 import socket
 import struct
@@ -84,20 +85,91 @@ class LocalPair(unittest.TestCase):
         b.close()
 
 
-def segment(size=1 << 20):
-    mem = os.memfd_create("t", os.MFD_CLOEXEC)
+def segment(size=1 << 20, seals=fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL, socket_bells=True):
+    """What colo-node hands out: a laid-out memfd sealed against shrink and grow, and the two ends
+    of a doorbell socketpair (or, to test refusals, weaker seals and eventfds)."""
+    mem = os.memfd_create("t", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     os.ftruncate(mem, size)
     import mmap
-    with mmap.mmap(mem, size, mmap.MAP_SHARED) as m:
-        channel.layout_segment(m)
+    if size:
+        with mmap.mmap(mem, size, mmap.MAP_SHARED) as m:
+            channel.layout_segment(m)
+    if seals:
+        fcntl.fcntl(mem, fcntl.F_ADD_SEALS, seals)
+    if socket_bells:
+        a, b = socket.socketpair()
+        return [mem, a.detach(), b.detach()]
     return [mem, os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
+
+
+class Hostile(unittest.TestCase):
+    """What a hostile peer could hand over is refused with a ColoError before anything is mapped."""
+
+    def refused(self, fds, offered, want):
+        try:
+            with self.assertRaisesRegex(colo.ProtocolError, want):
+                colo.Channel(fds[0], fds[1], fds[2], None, 1, offered)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def test_unsealed_memory(self):
+        self.refused(segment(seals=0), 1 << 20, "not sealed")
+        self.refused(segment(seals=fcntl.F_SEAL_SHRINK), 1 << 20, "not sealed")
+
+    def test_size_other_than_the_offer(self):
+        self.refused(segment(), 2 << 20, "offer said")
+
+    def test_empty_memory(self):  # was a bare ValueError from mmap
+        self.refused(segment(0), 0, "outside 64 KiB to 1 GiB")
+
+    def test_sparse_2gib_memory(self):  # was mapped and populated: 2 GiB of RSS
+        self.refused(segment(0, seals=0), 2 << 30, "not sealed")
+        fds = segment(0, seals=0)
+        os.ftruncate(fds[0], 2 << 30)
+        fcntl.fcntl(fds[0], fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+        self.refused(fds, 2 << 30, "outside 64 KiB to 1 GiB")
+
+    def test_bells_that_are_not_unix_stream_sockets(self):
+        self.refused(segment(socket_bells=False), 1 << 20, "doorbell")
+        r, w = os.pipe()
+        fds = segment()
+        os.close(fds[1]), os.close(fds[2])
+        self.refused([fds[0], r, w], 1 << 20, "doorbell")
+
+    def test_a_sealed_segment_cannot_be_shrunk(self):
+        fds = segment()
+        with self.assertRaises(PermissionError):
+            os.ftruncate(fds[0], 0)
+        for fd in fds:
+            os.close(fd)
+
+    def test_bell_block_attack_does_not_block_a_send(self):
+        fds = segment()
+        victim = colo.Channel(fds[0], fds[1], fds[2], None, 1, 1 << 20)
+        os.set_blocking(fds[2], True)  # the peer shares our end: flags cleared, queue filled
+        with socket.socket(fileno=os.dup(fds[2])) as peer_copy:
+            try:
+                while True:
+                    peer_copy.send(b"x" * 4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+        victim._tx.flags[channel.CONSUMER_SLEEPING] = 1  # "the peer sleeps": the victim rings
+        done = []
+        t = threading.Thread(target=lambda: done.append(victim.send(b"y", timeout=1) or "sent"), daemon=True)
+        t.start()
+        t.join(5)
+        self.assertEqual(done, ["sent"], "send blocked on a full doorbell")
+        victim.close()
+        for fd in fds:
+            os.close(fd)
 
 
 class Offer(unittest.TestCase):
     def test_offer_then_peer_death(self):
         s0, s1 = socket.socketpair()
         fds = segment()
-        side0 = colo.Channel(fds[0], fds[1], fds[2], s0.fileno(), 0)
+        side0 = colo.Channel(fds[0], fds[1], fds[2], s0.fileno(), 0, 1 << 20)
         socket.send_fds(s0, [b"C" + struct.pack("<Q", 1 << 20)], fds)
         for fd in fds:
             os.close(fd)
@@ -114,6 +186,8 @@ class Offer(unittest.TestCase):
         with self.assertRaises(colo.Unavailable):
             side1.read(timeout=5)
         self.assertLess(time.monotonic() - start, 1)
+        with self.assertRaises(colo.Unavailable):  # a send after "the peer went away" fails too
+            side1.send(b"x", timeout=1)
         side1.close()
         s1.close()
 

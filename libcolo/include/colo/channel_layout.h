@@ -36,7 +36,7 @@ struct colo_ring_header {
   uint64_t tail;            /* bytes released */
   uint64_t consumed;        /* messages released */
   uint8_t pad1[48];
-  /* sleep flags: set by a side before it blocks on its eventfd, cleared when it wakes */
+  /* sleep flags: set by a side before it blocks on its doorbell, cleared when it wakes */
   uint32_t consumer_sleeping;
   uint32_t producer_sleeping;
   uint8_t pad2[56];
