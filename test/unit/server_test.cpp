@@ -330,14 +330,14 @@ TEST_F(BrokerCaps, NamesPerPod) {
 TEST_F(BrokerCaps, ChannelSetUpsPerPod) {
   Broker b(registry, metrics, BrokerLimits{64, 2});
   const json req = {{"v", 1}, {"id", 1}, {"op", "channel"}, {"bytes", 65536}};
-  EXPECT_TRUE(b.channel(req, pod).deferred);
-  EXPECT_TRUE(b.channel(req, pod).deferred);
-  EXPECT_EQ(b.channel(req, pod).body["error"]["code"], "resource_exhausted");
+  EXPECT_TRUE(b.channel(req, pod, ConnInfo{}).deferred);
+  EXPECT_TRUE(b.channel(req, pod, ConnInfo{}).deferred);
+  EXPECT_EQ(b.channel(req, pod, ConnInfo{}).body["error"]["code"], "resource_exhausted");
   Pod other = pod;
   other.key = "k2";
-  EXPECT_TRUE(b.channel(req, other).deferred);  // another pod's share is its own
-  // The deferred work makes real memory and eventfds (memfd: the pod has no hugepages).
-  auto r = b.channel(req, other).deferred();
+  EXPECT_TRUE(b.channel(req, other, ConnInfo{}).deferred);  // another pod's share is its own
+  // The deferred work makes real memory and its doorbells (memfd: the pod has no hugepages).
+  auto r = b.channel(req, other, ConnInfo{}).deferred();
   EXPECT_EQ(r.body["memory"], "memfd");
   EXPECT_EQ(r.fds.size(), 3u);
 }
@@ -347,7 +347,7 @@ TEST_F(BrokerCaps, WrongTypedRequestFieldsAreBadRequest) {
   ConnInfo c;
   EXPECT_EQ(b.listen({{"name", 5}}, pod, c).body["error"]["code"], "bad_request");
   EXPECT_EQ(b.dial({{"target", 5}}, pod, c).body["error"]["code"], "bad_request");
-  EXPECT_EQ(b.channel({{"bytes", "big"}}, pod).body["error"]["code"], "bad_request");
+  EXPECT_EQ(b.channel({{"bytes", "big"}}, pod, ConnInfo{}).body["error"]["code"], "bad_request");
 }
 
 TEST(Admission, ThePeerNetnsComesFromTheConnectingProcess) {
