@@ -137,6 +137,7 @@ Outcome cmdAdd(const Context& ctx) {
   if (auto id = netns::inspect(ns->get())) {
     req["netnsInode"] = id->inode;  // a spooled ADD is only adopted into this very netns
     req["netnsDevice"] = id->device;
+    req["netnsCookie"] = id->cookie;  // 0 (unknown): colo-node will not adopt the record if spooled
   }
   auto reply = ctx.agent(ctx.config)->call(req, ns->get());
   if (!reply) {

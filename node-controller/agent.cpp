@@ -137,6 +137,14 @@ void Agent::reconcileRestored() {
     if (fd) {
       if (auto i = netns::inspect(fd->get())) id = *i;
     }
+    if (pod.netns.cookie == 0) {
+      // Recorded before netns cookies: inode and device match a netns re-created at the same path
+      // too, and nothing else tells them apart. Released rather than bound into a stranger.
+      spdlog::warn("registry: pod {} ({}/{}): state has no netns cookie (written by an older colo-node); cannot prove netns {} is "
+                   "the pod's; released",
+                   pod.key, pod.podNamespace, pod.name, pod.netnsPath);
+      id.reset();
+    }
     if (!id || !(*id == pod.netns)) {
       spdlog::warn("registry: pod {} ({}/{}): netns {} is gone or replaced since colo-node last ran; released", pod.key,
                    pod.podNamespace, pod.name, pod.netnsPath);

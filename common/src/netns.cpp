@@ -4,13 +4,40 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <thread>
 
 #include "colo/common/wire.h"
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
 namespace colo::netns {
+
+std::uint64_t socketCookie(int sock) {
+  std::uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (::getsockopt(sock, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0 || len != sizeof(cookie)) return 0;
+  return cookie;
+}
+
+namespace {
+
+// A throwaway socket made inside the netns carries its cookie.
+std::uint64_t cookieOf(int fd) {
+  std::uint64_t cookie = 0;
+  (void)runIn(fd, [&]() -> Status {
+    UniqueFd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (s) cookie = socketCookie(s.get());
+    return {};
+  });
+  return cookie;
+}
+
+}  // namespace
 
 Expected<Identity> inspect(int fd) {
   struct stat st{};
@@ -18,7 +45,7 @@ Expected<Identity> inspect(int fd) {
   const int type = ::ioctl(fd, NS_GET_NSTYPE);
   if (type < 0) return Error{"bad_netns", "descriptor is not a namespace", errno};
   if (type != CLONE_NEWNET) return Error::make("bad_netns", "descriptor is a namespace, but not a network namespace");
-  return Identity{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_dev)};
+  return Identity{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_dev), cookieOf(fd)};
 }
 
 Expected<UniqueFd> open(const std::string& path) {

@@ -22,6 +22,7 @@ json toJson(const Pod& p) {
           {"netnsPath", p.netnsPath},
           {"netnsInode", p.netns.inode},
           {"netnsDevice", p.netns.device},
+          {"netnsCookie", p.netns.cookie},
           {"ips", p.ips},
           {"annotations", p.annotations},
           {"enableAll", p.enableAll},
@@ -68,6 +69,7 @@ std::optional<Pod> podFromJson(const json& j) {
     p.netnsPath = j.value("netnsPath", std::string());
     p.netns.inode = j.at("netnsInode").get<std::uint64_t>();
     p.netns.device = j.at("netnsDevice").get<std::uint64_t>();
+    p.netns.cookie = j.value("netnsCookie", std::uint64_t{0});  // absent: written before cookies
     p.ips = j.at("ips").get<std::vector<std::string>>();
     p.annotations = j.value("annotations", json(nullptr));
     p.enableAll = j.value("enableAll", false);

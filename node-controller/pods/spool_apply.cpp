@@ -51,8 +51,10 @@ std::size_t CniHandler::applySpool(const std::string& dir) {
         Pod pod = parseAdd(body);
         auto fd = pod.netnsPath.empty() ? Expected<UniqueFd>(Error::make("not_found", "no netns path")) : netns::open(pod.netnsPath);
         auto id = fd ? netns::inspect(fd->get()) : Expected<netns::Identity>(fd.error());
-        const netns::Identity want{body.value("netnsInode", std::uint64_t{0}), body.value("netnsDevice", std::uint64_t{0})};
+        const netns::Identity want{body.value("netnsInode", std::uint64_t{0}), body.value("netnsDevice", std::uint64_t{0}),
+                                   body.value("netnsCookie", std::uint64_t{0})};
         if (body.value("optIn", json(nullptr)) == false) result = "not_opted_in";
+        else if (want.cookie == 0) result = "netns_unverifiable";  // inode/device alone may name a re-created netns
         else if (!id || !(*id == want)) result = "netns_gone_or_replaced";  // never adopt into a netns the ADD did not mean
         else if (held && held->netns == *id) result = "already_held";
         else if (auto byKey = registry_.get(pod.key); byKey && byKey->addedUnixMs > written) result = "newer_add";

@@ -3,7 +3,8 @@
 # would use it: GC with each attachment key shape; CHECK after colo.sock is deleted, the hugetlbfs
 # mount is gone, or the pod is checked against another netns; ADDs and DELs while colo-node is
 # down (spooled and applied at its start); a release that fails; a state dir that is read-only;
-# two attachments in one netns; VERSION and opt-in parsing as a runtime sees them.
+# two attachments in one netns; VERSION and opt-in parsing as a runtime sees them; a netns deleted
+# and re-created at the same path with the same inode (spooled ADD, restore, CHECK: the cookie tells).
 source "$(dirname "$0")/lib.sh"
 
 # 2 MiB pages for one 4Mi pod: only ever raise the node's reservation.
@@ -28,8 +29,28 @@ add11() { # add11 ID NETNS [POLICY]
   conf=$(jq -c --arg p "${3:-closed}" '.failurePolicy=$p | .runtimeConfig={"io.kubernetes.cri.pod-annotations":{"colo.dev/enabled":"true"}} | .prevResult={"cniVersion":"1.1.0","ips":[{"address":"198.18.16.250/24"}]}' <<<"$V11")
   cni_direct ADD "$conf" CNI_CONTAINERID="$1" CNI_NETNS="$2" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-$1"
 }
+add11_check() { # add11_check ID NETNS: CHECK as add11 would have added it
+  local conf
+  conf=$(jq -c '.runtimeConfig={"io.kubernetes.cri.pod-annotations":{"colo.dev/enabled":"true"}} | .prevResult={"cniVersion":"1.1.0","ips":[{"address":"198.18.16.250/24"}]}' <<<"$V11")
+  cni_direct CHECK "$conf" CNI_CONTAINERID="$1" CNI_NETNS="$2" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-$1"
+}
 del11() { cni_direct DEL "$(jq -c --arg p "${2:-closed}" '.failurePolicy=$p' <<<"$V11")" CNI_CONTAINERID="$1" CNI_IFNAME=eth0 CNI_ARGS="K8S_POD_UID=uid-$1"; }
 gc11() { cni_direct GC "$(jq -c "$1" <<<"$V11")"; }
+# renew_netns NAME: deletes the netns and re-creates it at the same path until the kernel hands the
+# new one the old inode (it reuses the lowest free nsfs inode number); fails if it never does.
+ino_dev() { stat -L -c '%i %d' "/var/run/netns/$1"; }
+renew_netns() {
+  local old try
+  old=$(ino_dev "$1")
+  for try in $(seq 1 40); do
+    ip netns del "$1"
+    sleep 0.1  # the old netns is freed by a kernel worker
+    ip netns add "$1"
+    ip -n "$1" link set lo up
+    [[ $(ino_dev "$1") == "$old" ]] && return 0
+  done
+  return 1
+}
 
 # --- VERSION and the environment, as a runtime sees them ---
 for v in 0.3.0 0.4.0 1.0.0 1.1.0; do
@@ -131,18 +152,49 @@ check "agent down, open: ADD of pod f succeeds" chain ADD "$OPEN" ctrf "$(ns f)"
 check "agent down, closed: ADD of pod b fails (11)" fails chain ADD "$CLOSED" ctrb2 "$(ns b)" "$ON"
 check "agent down, closed: a pod with null annotations starts" chain ADD "$CLOSED" ctrn "$(ns k)" null
 add11 late "$(ns g)" open >/dev/null
-ip netns del "cvb$TAG-g"
-make_netns "cvb$TAG-g"  # the same path, another netns: the spooled ADD must not be adopted into it
+# The same path, another netns, and (unless another netns took it meanwhile) the same inode and
+# device: the spooled ADD must not be adopted into it.
+if renew_netns "cvb$TAG-g"; then LATE_REUSED=1; else LATE_REUSED=0; fi
 start_agent --hugepages-budget 16Mi
 check "restart: the missed DEL released pod a (mount gone)" bash -c "! grep -q '$PODS/uid-ctra/hugepages' /proc/mounts && test ! -e $PODS/uid-ctra"
 check "restart: the missed ADD of pod f was adopted" test "$(agent_get /debug/pods | jq -r '[.pods[].key] | join(" ")')" == "uid-ctrf"
 check "pod f's @colo answers" test "$(ip netns exec "cvb$TAG-f" "$COLO_BIN/coloctl" hello | jq -r .identity.name)" == pod-ctrf
 check "the ADD into a replaced netns was not adopted" test "$(metric 'colo_spool_records_total{op="cni.add",result="netns_gone_or_replaced"}')" == 1
+if ((LATE_REUSED)); then
+  check "the replaced netns (same inode and device) got no endpoint for the late ADD" test ! -e "$PODS/uid-late"
+  check "and its @colo does not answer" fails ip netns exec "cvb$TAG-g" "$COLO_BIN/coloctl" hello
+else
+  echo "SKIP: the kernel gave the re-created netns g another inode; the same-inode spool case was not exercised"
+fi
 check "the spool is empty" test "$(find "$SPOOL" -name '*.json' | wc -l)" -eq 0
 check "a new ADD into pod a's old netns works (no EADDRINUSE)" chain ADD "$CLOSED" ctra2 "$(ns a)" "$ON"
 stop_agent
 start_agent --hugepages-budget 16Mi
 check "nothing is applied twice at the next start" test "$(agent_get /debug/pods | jq -r '[.pods[].key] | sort | join(" ")')" == "uid-ctra2 uid-ctrf"
+
+# --- a held pod's netns replaced at the same path (same inode and device) while colo-node is down ---
+add11 reuse "$(ns h)" >/dev/null
+check "pod reuse is held" test -S "$PODS/uid-reuse/colo.sock"
+add11 legacy "$(ns i)" >/dev/null
+stop_agent
+# pod legacy's state as the colo-node before netns cookies wrote it: inode and device only.
+jq 'del(.netnsCookie)' "$WORK/state/pods/uid-legacy.json" >"$WORK/legacy.json" && mv "$WORK/legacy.json" "$WORK/state/pods/uid-legacy.json"
+if renew_netns "cvb$TAG-h"; then
+  start_agent --hugepages-budget 16Mi
+  check "restart: a pod whose netns was replaced (same inode and device) is released" \
+    test "$(agent_get /debug/pods | jq '[.pods[] | select(.key=="uid-reuse")] | length')" -eq 0
+  check "the replaced netns has no @colo endpoint" fails ip netns exec "cvb$TAG-h" "$COLO_BIN/coloctl" hello
+  check "CHECK of the pod against the replaced netns fails" fails add11_check reuse "$(ns h)"
+else
+  echo "SKIP: the kernel gave the re-created netns h another inode; the same-inode restore case was not exercised"
+  start_agent --hugepages-budget 16Mi
+  del11 reuse >/dev/null
+fi
+check "restart: a pod whose state has no netns cookie is released, not trusted on inode and device" \
+  test "$(agent_get /debug/pods | jq '[.pods[] | select(.key=="uid-legacy")] | length')" -eq 0
+check "and the log says why" grep -q "pod uid-legacy .*no netns cookie" "$WORK/agent.log"
+check "a restored pod's state records the netns cookie" \
+  test "$(agent_get /debug/pods | jq '[.pods[] | select(.netnsCookie > 0)] | length')" -eq 2
 for c in ctrf ctra2; do chain DEL "$OPEN" "$c" "$(ns ${c:3:1})" >/dev/null; done
 check "everything released" test "$(agent_get /debug/pods | jq '.pods | length')" -eq 0
 

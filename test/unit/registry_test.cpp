@@ -29,7 +29,7 @@ Pod samplePod(const std::string& key, const std::string& cid) {
   p.network = "net";
   p.containerId = cid;
   p.ifname = "eth0";
-  p.netns = {42, 4};
+  p.netns = {42, 4, 7};
   p.ips = {"198.18.0.2/24"};
   return p;
 }
@@ -50,7 +50,18 @@ TEST(Registry, PersistsAcrossInstances) {
   auto p = again.findByAttachment("net", "c1", "eth0");
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(p->netns.inode, 42u);
+  EXPECT_EQ(p->netns.cookie, 7u);
   EXPECT_EQ(p->ips, std::vector<std::string>{"198.18.0.2/24"});
+}
+
+TEST(Registry, StateWithoutANetnsCookieLoadsWithCookieZero) {
+  // Written by a colo-node before netns cookies: loaded, and the agent's restore then releases it.
+  auto j = toJson(samplePod("a-1", "c1"));
+  j.erase("netnsCookie");
+  auto p = podFromJson(j);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->netns.inode, 42u);
+  EXPECT_EQ(p->netns.cookie, 0u);
 }
 
 TEST(Registry, CorruptStateIsMovedAsideNotFatal) {
@@ -433,11 +444,15 @@ TEST_F(HandlerTest, TheSpoolIsAppliedOnceAndNeverLate) {
   const std::string spoolDir = dir.path() + "/spool";
   struct stat st{};
   ASSERT_EQ(::stat("/proc/self/ns/net", &st), 0);
-  auto spooledAdd = [&](const std::string& cid, const std::string& uid, std::uint64_t inode) {
+  auto self = netns::current();
+  ASSERT_TRUE(self.ok());
+  ASSERT_NE(self->cookie, 0u) << "kernel without SO_NETNS_COOKIE";
+  auto spooledAdd = [&](const std::string& cid, const std::string& uid, std::uint64_t inode, std::uint64_t cookie = 0) {
     auto a = addReq(cid, uid);
     a["netnsPath"] = "/proc/self/ns/net";
     a["netnsInode"] = inode;
     a["netnsDevice"] = static_cast<std::uint64_t>(st.st_dev);
+    a["netnsCookie"] = cookie ? cookie : self->cookie;
     a["optIn"] = true;
     a["writtenUnixMs"] = nowUnixMs();
     return a;
@@ -454,6 +469,12 @@ TEST_F(HandlerTest, TheSpoolIsAppliedOnceAndNeverLate) {
   ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c1", "u-1", st.st_ino)).ok());
   // An ADD whose netns was replaced since: never adopted into the new one.
   ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c2", "u-2", st.st_ino + 1)).ok());
+  // Replaced by a netns that got the same inode and device back: the cookie tells them apart.
+  ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c4", "u-4", st.st_ino, self->cookie + 1)).ok());
+  // No cookie (an older colo-cni, or it could not read one): not adoptable.
+  auto noCookie = spooledAdd("c5", "u-5", st.st_ino);
+  noCookie.erase("netnsCookie");
+  ASSERT_TRUE(spool::write(spoolDir, noCookie).ok());
   // An ADD and then its DEL: nothing to do.
   ASSERT_TRUE(spool::write(spoolDir, spooledAdd("c3", "u-3", st.st_ino)).ok());
   ASSERT_TRUE(spool::write(spoolDir, spooledDel("c3")).ok());
@@ -466,6 +487,8 @@ TEST_F(HandlerTest, TheSpoolIsAppliedOnceAndNeverLate) {
   EXPECT_TRUE(registry->get("u-1")->active);
   EXPECT_FALSE(registry->get("u-2").has_value());
   EXPECT_FALSE(registry->get("u-3").has_value());
+  EXPECT_FALSE(registry->get("u-4").has_value());
+  EXPECT_FALSE(registry->get("u-5").has_value());
   std::vector<std::string> problems;
   EXPECT_TRUE(spool::readAll(spoolDir, problems).empty()) << "every record is gone once applied";
   EXPECT_TRUE(std::filesystem::exists(spoolDir + "/junk.json.bad"));

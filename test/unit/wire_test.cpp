@@ -89,7 +89,13 @@ TEST(Netns, InspectRefusesWhatIsNotANetns) {
   EXPECT_EQ(netns::inspect(f.get()).error().code, "bad_netns");
   auto self = netns::open("/proc/self/ns/net");
   ASSERT_TRUE(self.ok());
-  EXPECT_TRUE(netns::inspect(self->get()).ok());
+  auto id = netns::inspect(self->get());
+  ASSERT_TRUE(id.ok());
+  // The cookie read by entering the netns is the one a socket made here carries.
+  UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(static_cast<bool>(sock));
+  EXPECT_NE(id->cookie, 0u);
+  EXPECT_EQ(id->cookie, netns::socketCookie(sock.get()));
   auto mnt = netns::open("/proc/self/ns/uts");
   ASSERT_TRUE(mnt.ok());
   EXPECT_EQ(netns::inspect(mnt->get()).error().code, "bad_netns");
