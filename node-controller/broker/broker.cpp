@@ -189,12 +189,14 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
 // Slow in two ways, and neither may hold the pods loop: the socket is made inside the caller's
 // netns on a worker (setns needs a thread of its own), and the connect is waited for by the loop's
 // poll, not by any thread.
-Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout) {
-  return Reply::later([this, req, key = caller.key, target, timeout]() -> Reply {
+Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout,
+                      std::function<Reply(Reply)> finish) {
+  if (!finish) finish = [](Reply r) { return r; };
+  return Reply::later([this, req, key = caller.key, target, timeout, finish]() -> Reply {
     socklen_t len = 0;
     auto addr = parseHostPort(target, len);
     auto ns = registry_.netnsOf(key);
-    if (!ns) return wire::errorReply(req, code::kNotFound, "dial: " + ns.error().message);
+    if (!ns) return finish(wire::errorReply(req, code::kNotFound, "dial: " + ns.error().message));
     UniqueFd sock;
     // The socket is made inside the caller's netns: its source address and policy are the pod's own.
     auto s = netns::runIn(ns->get(), [&]() -> Status {
@@ -205,19 +207,19 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
       }
       return {};
     });
-    if (!s) return dialFailed(req, s.error());
+    if (!s) return finish(dialFailed(req, s.error()));
     Reply::Wait w;
     w.fd = std::move(sock);
     w.events = POLLOUT;
     w.deadline = Reply::Clock::now() + timeout;
-    w.done = [this, req, target, timeout](UniqueFd fd, short revents) -> Reply {
+    w.done = [this, req, target, timeout, finish](UniqueFd fd, short revents) -> Reply {
       if (revents == 0) {
-        return dialFailed(req, Error::make("timeout", "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms"));
+        return finish(dialFailed(req, Error::make("timeout", "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms")));
       }
       int soErr = 0;
       socklen_t l = sizeof(soErr);
       ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soErr, &l);
-      if (soErr != 0) return dialFailed(req, Error::fromErrno("connect(" + target + ")", soErr));
+      if (soErr != 0) return finish(dialFailed(req, Error::fromErrno("connect(" + target + ")", soErr)));
       ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
       metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", "ok"}});
       json r = wire::okReply(req);
@@ -225,7 +227,7 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
       r["peer"] = {{"address", target}};
       std::vector<UniqueFd> out;
       out.push_back(std::move(fd));
-      return Reply(r, std::move(out));
+      return finish(Reply(r, std::move(out)));
     };
     return Reply::whenReady(std::move(w));
   });

@@ -56,7 +56,9 @@ class Broker {
     int fd;
   };
   Reply dialName(const nlohmann::json& req, const Pod& caller, const std::string& qualified);
-  Reply dialTcp(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
+  // finish (optional) is applied to the final reply, which a TCP dial only has once the connect ends.
+  Reply dialTcp(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout,
+                std::function<Reply(Reply)> finish = {});
   Reply dialKube(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
   // The name a pod registers with listen "port/<n>": "pod/<ns>/<name>:<n>", its own per pod.
   static std::string portName(const Pod& pod, int port);

@@ -73,13 +73,21 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
                             "dial " + target + ": expected service/<namespace>/<name>:<port or port name> or pod/<namespace>/<name>:<port>");
   }
   // Each way out says how it went and why, on success and on failure alike.
-  auto routed = [&](Reply r, const char* via, const std::string& why) {
+  auto stamp = [](Reply r, const std::string& via, const std::string& why) {
     r.body["route"] = {{"via", via}, {"why", why}};
     if (!r.body.value("ok", false) && r.body.contains("error") && r.body["error"].is_object()) {
       r.body["error"]["message"] = r.body["error"].value("message", "") + " (route " + via + ": " + why + ")";
     }
-    spdlog::debug("broker: {} dials {}: {} ({})", caller.key, target, via, why);
     return r;
+  };
+  auto routed = [&](Reply r, const char* via, const std::string& why) {
+    spdlog::debug("broker: {} dials {}: {} ({})", caller.key, target, via, why);
+    return stamp(std::move(r), via, why);
+  };
+  // A TCP dial's reply exists only once its connect ends: the route is stamped on it then.
+  auto tcpRouted = [&](const std::string& hp, const char* via, const std::string& why) {
+    spdlog::debug("broker: {} dials {}: {} ({})", caller.key, target, via, why);
+    return dialTcp(req, caller, hp, timeout, [stamp, via = std::string(via), why](Reply r) { return stamp(std::move(r), via, why); });
   };
   auto listening = [&](const std::string& key) { return names_.count(key) != 0; };
   auto denied = [](const Reply& r) {
@@ -100,12 +108,12 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
     }
     for (const auto& p : registry_.list()) {
       if ((p.podNamespace.empty() ? "default" : p.podNamespace) == k->ns && p.name == k->name && !p.ips.empty()) {
-        return routed(dialTcp(req, caller, hostPort(bare(p.ips[0]), port), timeout), "pod-ip",
+        return tcpRouted(hostPort(bare(p.ips[0]), port), "pod-ip",
                       !refused.empty() ? refused : "pod " + k->ns + "/" + k->name + " is on this node but does not serve colo name port/" + k->port);
       }
     }
     if (auto ip = cache->podAddress(k->ns, k->name)) {
-      return routed(dialTcp(req, caller, hostPort(*ip, port), timeout), "pod-ip", "pod " + k->ns + "/" + k->name + " is on another node");
+      return tcpRouted(hostPort(*ip, port), "pod-ip", "pod " + k->ns + "/" + k->name + " is on another node");
     }
     return wire::errorReply(req, code::kNotFound, "dial " + target + ": pod " + k->ns + "/" + k->name +
                                                       " is not on this node and no EndpointSlice names it");
@@ -136,7 +144,7 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
   // 2. A ready backend here: TCP to its pod IP.
   if (!local.empty()) {
     const auto& b = local[backendTurn_++ % local.size()];
-    return routed(dialTcp(req, caller, hostPort(b.address, b.targetPort), timeout), "pod-ip",
+    return tcpRouted(hostPort(b.address, b.targetPort), "pod-ip",
                   !refused.empty() ? refused + " to ready backend " + b.podNs + "/" + b.podName + "'s pod IP"
                                    : svcName + ": ready backend " + b.podNs + "/" + b.podName +
                                          " is on this node but does not serve colo name port/" + std::to_string(b.targetPort));
@@ -144,11 +152,11 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
   // 3. Elsewhere: the ClusterIP (kube-proxy or the CNI balances), or a backend of a headless service.
   const std::string why = svc->ready.empty() ? svcName + " has no ready backend on this node (none at all)" : svcName + " has no ready backend on this node";
   if (!svc->clusterIP.empty() && svc->clusterIP != "None") {
-    return routed(dialTcp(req, caller, hostPort(svc->clusterIP, svc->port.port), timeout), "cluster-ip", why);
+    return tcpRouted(hostPort(svc->clusterIP, svc->port.port), "cluster-ip", why);
   }
   if (!svc->ready.empty()) {
     const auto& b = svc->ready[backendTurn_++ % svc->ready.size()];
-    return routed(dialTcp(req, caller, hostPort(b.address, b.targetPort), timeout), "pod-ip", why + "; headless: a backend's pod IP");
+    return tcpRouted(hostPort(b.address, b.targetPort), "pod-ip", why + "; headless: a backend's pod IP");
   }
   return wire::errorReply(req, code::kUnavailable, "dial " + target + ": " + svcName + " is headless and has no ready backend");
 }
