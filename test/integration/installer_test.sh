@@ -172,6 +172,8 @@ WATCHER=$!
 stop_watcher() { kill -TERM "$WATCHER" 2>/dev/null || true; }
 on_exit stop_watcher
 wait_for() { for _ in $(seq 1 100); do "$@" && return 0; sleep 0.05; done; return 1; }
+# Long enough for a back-off pause the fight above started (2 s, doubling) to end.
+wait_long() { for _ in $(seq 1 600); do "$@" && return 0; sleep 0.05; done; return 1; }
 rewrite() { cp "$1" "$CONF/.new" && mv "$CONF/.new" "$CONF/$2"; }
 check "--watch chains at start" wait_for chained
 check "the status file says chained, and where" wait_for jqq --arg f "$CONF/10-kindnet.conflist" '.chained and .file == $f' "$WORK/status.json"
@@ -203,7 +205,7 @@ check "the advice is Cilium's documented way to chain a plugin" grep -q "cni.con
 check "during the pause the status file says not chained, and why" wait_for jqq '.chained == false and .action == "backoff"' "$WORK/status.json"
 check "after the pause colo-cni is chained again (it never gives up)" bash -c "for _ in \$(seq 1 80); do grep -q colo-cni '$CONF/05-cilium.conflist' && exit 0; sleep 0.05; done; exit 1"
 rm "$CONF/05-cilium.conflist"
-check "kindnet loaded again: chained there" wait_for chained
+check "kindnet loaded again: chained there" wait_long chained
 kill -TERM "$WATCHER"
 wait "$WATCHER" && RC=0 || RC=$?
 check "the watcher exits 0 on SIGTERM and leaves colo-cni chained" bash -c "[[ $RC -eq 0 ]] && grep -q colo-cni '$CONF/10-kindnet.conflist'"
