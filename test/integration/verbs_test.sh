@@ -40,9 +40,9 @@ gc11() { cni_direct GC "$(jq -c "$1" <<<"$V11")"; }
 # new one the old inode (it reuses the lowest free nsfs inode number); fails if it never does.
 ino_dev() { stat -L -c '%i %d' "/var/run/netns/$1"; }
 renew_netns() {
-  local old try
+  local old
   old=$(ino_dev "$1")
-  for try in $(seq 1 40); do
+  for _ in $(seq 1 40); do
     ip netns del "$1"
     sleep 0.1  # the old netns is freed by a kernel worker
     ip netns add "$1"
