@@ -1,3 +1,4 @@
+#include <cctype>
 #include "kube/api_client.h"
 
 #include <httplib.h>
@@ -199,6 +200,21 @@ void ApiClient::abortStreams() {
   std::lock_guard lock(mu_);
   aborted_ = true;
   for (auto* c : streams_) c->stop();
+}
+
+std::string urlEncode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace colo::node::kube

@@ -57,4 +57,7 @@ class ApiClient {
   bool aborted_ = false;
 };
 
+// Percent-encodes a query or path value (RFC 3986 unreserved characters kept).
+std::string urlEncode(const std::string& s);
+
 }  // namespace colo::node::kube

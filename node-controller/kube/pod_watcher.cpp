@@ -19,20 +19,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 constexpr std::size_t kApplySamples = 4096;
 
-std::string urlEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string messageOf(const std::string& body) {
   auto j = json::parse(body, nullptr, false);

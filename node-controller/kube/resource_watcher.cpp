@@ -12,23 +12,6 @@ namespace colo::node::kube {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-std::string urlEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-}  // namespace
-
 ResourceWatcher::ResourceWatcher(ApiClient& api, std::string path, std::string kind, WatcherSettings settings, Sink sink, Metrics& metrics)
     : api_(api), path_(std::move(path)), kind_(std::move(kind)), settings_(std::move(settings)), sink_(std::move(sink)), metrics_(metrics) {
   metrics_.describe("colo_kube_resource_synced", "gauge", "1 once a kind of object (services, endpointslices) is listed and watched.");
