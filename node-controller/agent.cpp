@@ -61,7 +61,9 @@ Status Agent::start() {
   if (auto s = endpoints_->prepare(); !s) return s;
   datapath_ = std::make_unique<Datapath>(DatapathConfig{config_.datapath, config_.cgroupPath, config_.bpfPinDir, config_.nodeName, config_.legacyBpfPinDir}, metrics_);
   datapath_->start();
-  hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get()});
+  serviceTranslation_ = std::make_unique<ServiceTranslation>(
+      ServiceTranslationConfig{config_.serviceTranslation, config_.datapath, config_.cgroupPath, config_.bpfPinDir, config_.nodeName}, metrics_);
+  hooks_ = std::make_unique<CompositeHooks>(std::vector<PodHooks*>{endpoints_.get(), datapath_.get(), serviceTranslation_.get()});
   lifecycle_ = std::make_unique<PodLifecycle>(registry_, *hooks_, metrics_);
 
   auto host = netns::current();
@@ -84,6 +86,8 @@ Status Agent::start() {
     if (p.active) active.push_back(std::move(p));
   }
   datapath_->sync(active);
+  serviceTranslation_->sync(active);
+  serviceTranslation_->start(kube_ ? &kube_->services() : nullptr);
   lifecycle_->updateGauges();
   const double restoreSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics_.set("colo_restore_seconds", {}, restoreSeconds);
@@ -117,6 +121,7 @@ Status Agent::start() {
         [this] { return readiness(); },
         [this] {
           (void)datapath_->stats();  // refreshes the datapath counters
+          (void)serviceTranslation_->stats();
           if (kube_) kube_->watcher().publishMetrics();
           return metrics_.render();
         },
@@ -318,6 +323,7 @@ void Agent::shutdown() {
 void Agent::stop() {
   if (chain_) chain_->stop();
   if (kube_) kube_->stop();
+  if (serviceTranslation_) serviceTranslation_->stop();  // after the watchers that wake it
   if (http_) http_->stop();
   if (cniServer_) cniServer_->stop();
   if (lifecycle_) lifecycle_->stop();  // after every sender of commands, before the pods server its commands use
@@ -342,6 +348,7 @@ nlohmann::json Agent::readiness() const {
       {"registry", "ok"},
       {"hugepages", hugepagesStatus_},
       {"datapath", datapath_ ? datapath_->status() : nlohmann::json("not started")},
+      {"serviceTranslation", serviceTranslation_ ? serviceTranslation_->status() : nlohmann::json("not started")},
   };
   if (kube_) checks["kubernetes"] = kube_->status();
   // Ready means pods of this node get colo: the chain counts when an installer reports it.

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "datapath/datapath.h"
+#include "datapath/service_translation.h"
 #include "endpoints/endpoint_manager.h"
 #include "endpoints/pod_api.h"
 #include "http/http_server.h"
@@ -51,6 +52,7 @@ class Agent {
   std::unique_ptr<SeqpacketServer> podServer_;
   std::unique_ptr<EndpointManager> endpoints_;
   std::unique_ptr<Datapath> datapath_;
+  std::unique_ptr<ServiceTranslation> serviceTranslation_;
   std::unique_ptr<CompositeHooks> hooks_;
   std::unique_ptr<PodLifecycle> lifecycle_;
   std::unique_ptr<kube::Kubernetes> kube_;

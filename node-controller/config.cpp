@@ -21,7 +21,7 @@ const std::map<std::string, std::string Config::*>& fields() {
       {"stateDir", &Config::stateDir},   {"httpAddress", &Config::httpAddress}, {"logFormat", &Config::logFormat},
       {"logLevel", &Config::logLevel},   {"logFile", &Config::logFile},     {"mode", &Config::mode},
       {"endpointName", &Config::endpointName}, {"hugepageSize", &Config::hugepageSize},
-      {"hugepagesBudget", &Config::hugepagesBudget}, {"datapath", &Config::datapath},
+      {"hugepagesBudget", &Config::hugepagesBudget}, {"datapath", &Config::datapath}, {"serviceTranslation", &Config::serviceTranslation},
       {"cgroupPath", &Config::cgroupPath}, {"bpfPinDir", &Config::bpfPinDir}, {"legacyBpfPinDir", &Config::legacyBpfPinDir},
       {"kubeconfig", &Config::kubeconfig}, {"serviceAccountDir", &Config::serviceAccountDir},
       {"watchTimeoutSeconds", &Config::watchTimeoutSeconds}, {"listPageSize", &Config::listPageSize},
@@ -148,6 +148,7 @@ std::string usage() {
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
          "                 [--mode standalone|kubernetes] [--endpoint-name colo] [--hugepage-size 2Mi]\n"
          "                 [--hugepages-budget 1Gi] [--datapath auto|on|off] [--cgroup-path D]\n"
+         "                 [--service-translation auto|on|off]\n"
          "                 [--bpf-pin-dir /sys/fs/bpf/colo] [--kubeconfig F] [--service-account-dir D]\n"
          "                 [--watch-timeout-seconds 300] [--list-page-size 500] [--daemon-set-name N]\n"
          "                 [--pod-namespace NS] [--pod-name N] [--pod-uid U] [--cni-chain-status-file F]\n"
@@ -179,6 +180,9 @@ Status validate(const Config& c) {
   }
   if (c.datapath != "auto" && c.datapath != "on" && c.datapath != "off") {
     return Error::make("invalid_argument", "datapath must be auto, on or off, not '" + c.datapath + "'");
+  }
+  if (c.serviceTranslation != "auto" && c.serviceTranslation != "on" && c.serviceTranslation != "off") {
+    return Error::make("invalid_argument", "serviceTranslation must be auto, on or off, not '" + c.serviceTranslation + "'");
   }
   if (c.bpfPinDir.empty() || c.bpfPinDir.find("/sys/fs/bpf/") != 0) return Error::make("invalid_argument", "bpfPinDir must be under /sys/fs/bpf/");
   if (!c.legacyBpfPinDir.empty() && c.legacyBpfPinDir.find("/sys/fs/bpf/") != 0) {

@@ -24,6 +24,8 @@ struct Config {
   std::string hugepagesBudget = "1Gi";          // all pods' hugetlbfs mounts together, never exceeded
   std::string datapath = "auto";                // sockmap splice: auto (on if the self-test passes), on, off
   std::string cgroupPath;                       // where sock_ops attaches; empty: the detected cgroup v2 root
+  // ClusterIP -> local backend at connect (kubernetes mode): auto (on unless datapath is off), on, off
+  std::string serviceTranslation = "auto";
   std::string bpfPinDir = "/sys/fs/bpf/colo";   // pinned maps and links
   std::string legacyBpfPinDir;                  // an older colo's pin dir to take over (datapath.h)
   // Kubernetes mode

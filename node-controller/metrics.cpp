@@ -41,6 +41,11 @@ void Metrics::set(const std::string& name, const Labels& labels, double value) {
   families_[name].series[labelText(labels)] = value;
 }
 
+void Metrics::remove(const std::string& name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  if (auto f = families_.find(name); f != families_.end()) f->second.series.erase(labelText(labels));
+}
+
 double Metrics::get(const std::string& name, const Labels& labels) const {
   std::lock_guard lock(mu_);
   auto f = families_.find(name);

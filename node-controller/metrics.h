@@ -16,6 +16,8 @@ class Metrics {
   void describe(const std::string& name, const std::string& type, const std::string& help);
   void add(const std::string& name, const Labels& labels = {}, double delta = 1);
   void set(const std::string& name, const Labels& labels, double value);
+  // Drops one series (a label set that no longer exists, e.g. a Service no longer translated).
+  void remove(const std::string& name, const Labels& labels);
   double get(const std::string& name, const Labels& labels = {}) const;
   std::string render() const;
 

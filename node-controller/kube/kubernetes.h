@@ -32,6 +32,7 @@ class Kubernetes final : public PodWatcherSink {
   EventRecorder& events() { return *events_; }
   // Services and EndpointSlices of the whole cluster, for dial by Kubernetes name.
   const ServiceCache& services() const { return services_; }
+  ServiceCache& services() { return services_; }
   nlohmann::json status() const { return watcher_->status(); }
   // The endpoint from config: kubeconfig when set, else in-cluster.
   static Expected<ApiEndpoint> endpointFrom(const Config& config);

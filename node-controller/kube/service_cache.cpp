@@ -44,8 +44,16 @@ bool allDigits(const std::string& s) { return !s.empty() && s.size() <= 5 && std
 
 std::optional<Service> serviceFromApi(const json& j) {
   const json& md = obj(j, "metadata");
-  Service s{str(md, "namespace"), str(md, "name"), str(obj(j, "spec"), "clusterIP"), portsOf(arr(obj(j, "spec"), "ports"))};
+  const json& spec = obj(j, "spec");
+  Service s{str(md, "namespace"), str(md, "name"), str(spec, "clusterIP"), portsOf(arr(spec, "ports")), {}, false};
   if (s.ns.empty() || s.name.empty()) return std::nullopt;
+  for (const auto& ip : arr(spec, "clusterIPs")) {
+    if (ip.is_string() && ip != "None" && ip != "") s.clusterIPs.push_back(ip.get<std::string>());
+  }
+  if (s.clusterIPs.empty() && !s.clusterIP.empty() && s.clusterIP != "None") s.clusterIPs.push_back(s.clusterIP);
+  if (str(spec, "type") == "ExternalName") s.clusterIPs.clear();  // a DNS alias: no address to translate
+  s.preferLocal = str(spec, "trafficDistribution") == "PreferSameNode" || str(spec, "internalTrafficPolicy") == "Local" ||
+                  str(obj(md, "annotations"), "colo.dev/prefer-local") == "true";
   return s;
 }
 
@@ -70,14 +78,31 @@ std::optional<EndpointSlice> sliceFromApi(const json& j) {
   return s;
 }
 
+void ServiceCache::setOnChange(std::function<void()> onChange) {
+  std::lock_guard lock(mu_);
+  onChange_ = std::move(onChange);
+}
+
+void ServiceCache::changed() const {
+  std::function<void()> f;
+  {
+    std::lock_guard lock(mu_);
+    f = onChange_;
+  }
+  if (f) f();
+}
+
 void ServiceCache::replaceServices(const std::vector<json>& items) {
   std::map<std::string, Service> fresh;
   for (const auto& i : items) {
     if (auto s = serviceFromApi(i)) fresh[s->ns + "/" + s->name] = std::move(*s);
   }
-  std::lock_guard lock(mu_);
-  services_ = std::move(fresh);
-  servicesListed_ = true;
+  {
+    std::lock_guard lock(mu_);
+    services_ = std::move(fresh);
+    servicesListed_ = true;
+  }
+  changed();
 }
 
 void ServiceCache::replaceSlices(const std::vector<json>& items) {
@@ -85,25 +110,34 @@ void ServiceCache::replaceSlices(const std::vector<json>& items) {
   for (const auto& i : items) {
     if (auto s = sliceFromApi(i)) fresh[s->ns + "/" + s->name] = std::move(*s);
   }
-  std::lock_guard lock(mu_);
-  slices_ = std::move(fresh);
-  slicesListed_ = true;
+  {
+    std::lock_guard lock(mu_);
+    slices_ = std::move(fresh);
+    slicesListed_ = true;
+  }
+  changed();
 }
 
 void ServiceCache::serviceEvent(const std::string& type, const json& o) {
   auto s = serviceFromApi(o);
   if (!s) return;
-  std::lock_guard lock(mu_);
-  if (type == "DELETED") services_.erase(s->ns + "/" + s->name);
-  else services_[s->ns + "/" + s->name] = std::move(*s);
+  {
+    std::lock_guard lock(mu_);
+    if (type == "DELETED") services_.erase(s->ns + "/" + s->name);
+    else services_[s->ns + "/" + s->name] = std::move(*s);
+  }
+  changed();
 }
 
 void ServiceCache::sliceEvent(const std::string& type, const json& o) {
   auto s = sliceFromApi(o);
   if (!s) return;
-  std::lock_guard lock(mu_);
-  if (type == "DELETED") slices_.erase(s->ns + "/" + s->name);
-  else slices_[s->ns + "/" + s->name] = std::move(*s);
+  {
+    std::lock_guard lock(mu_);
+    if (type == "DELETED") slices_.erase(s->ns + "/" + s->name);
+    else slices_[s->ns + "/" + s->name] = std::move(*s);
+  }
+  changed();
 }
 
 bool ServiceCache::synced() const {
@@ -149,6 +183,52 @@ std::optional<std::string> ServiceCache::podAddress(const std::string& ns, const
     }
   }
   return std::nullopt;
+}
+
+}  // namespace colo::node::kube
+
+namespace colo::node::kube {
+
+std::vector<LocalFrontend> ServiceCache::localFrontends(const std::string& node, const std::function<bool(const std::string&)>& localPod) const {
+  std::vector<LocalFrontend> out;
+  std::lock_guard lock(mu_);
+  if (!servicesListed_ || !slicesListed_) return out;
+  // Only the Services that ask are looked at; their slices found in one pass.
+  std::map<std::string, std::vector<const EndpointSlice*>> slicesOf;
+  for (const auto& [key, svc] : services_) {
+    if (svc.preferLocal && !svc.clusterIPs.empty()) slicesOf[key];
+  }
+  if (slicesOf.empty()) return out;
+  for (const auto& [key, slice] : slices_) {
+    auto it = slicesOf.find(slice.ns + "/" + slice.service);
+    if (it != slicesOf.end()) it->second.push_back(&slice);
+  }
+  for (const auto& [key, slices] : slicesOf) {
+    const Service& svc = services_.at(key);
+    for (const auto& ip : svc.clusterIPs) {
+      const bool v6 = ip.find(':') != std::string::npos;
+      for (const auto& p : svc.ports) {
+        if (p.protocol != "TCP" || p.port == 0) continue;
+        LocalFrontend f{svc.ns, svc.name, ip, p.port, {}};
+        for (const EndpointSlice* slice : slices) {
+          // The slice's port of the same name is the number the backends listen on.
+          auto sp = std::find_if(slice->ports.begin(), slice->ports.end(), [&](const ServicePort& x) { return x.name == p.name && x.protocol == "TCP"; });
+          if (sp == slice->ports.end() || sp->port == 0) continue;
+          for (const auto& e : slice->endpoints) {
+            if (!e.ready || (e.address.find(':') != std::string::npos) != v6) continue;
+            if (!e.nodeName.empty() && e.nodeName != node) continue;
+            if (!localPod(e.address)) continue;
+            f.backends.push_back({e.address, sp->port});
+          }
+        }
+        if (f.backends.empty()) continue;
+        std::sort(f.backends.begin(), f.backends.end());
+        f.backends.erase(std::unique(f.backends.begin(), f.backends.end()), f.backends.end());
+        out.push_back(std::move(f));
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace colo::node::kube

@@ -3,6 +3,7 @@
 // it; the broker reads it on the loop thread, holding the lock only to copy what one dial needs.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,10 @@ struct Service {
   std::string ns, name;
   std::string clusterIP;  // "" or "None": headless
   std::vector<ServicePort> ports;
+  std::vector<std::string> clusterIPs;  // spec.clusterIPs (dual stack), else clusterIP; none when headless
+  // The Service asks for node-local traffic: spec.trafficDistribution PreferSameNode,
+  // spec.internalTrafficPolicy Local, or the annotation colo.dev/prefer-local: "true".
+  bool preferLocal = false;
 };
 
 struct SliceEndpoint {
@@ -51,8 +56,24 @@ struct ServiceTarget {
   std::vector<Backend> ready;
 };
 
+// A Service port that colo translates on this node: its ClusterIP and port, and the ready
+// backends that are opted-in pods of this node (address and the port they listen on).
+struct LocalFrontend {
+  std::string ns, name;  // the Service
+  std::string clusterIP;
+  int port = 0;
+  struct Target {
+    std::string address;
+    int port = 0;
+    auto operator<=>(const Target&) const = default;
+  };
+  std::vector<Target> backends;  // sorted, no duplicates; never empty
+};
+
 class ServiceCache {
  public:
+  // Called after every change (list or watch event), outside the lock, on the watcher's thread.
+  void setOnChange(std::function<void()> onChange);
   void replaceServices(const std::vector<nlohmann::json>& items);
   void replaceSlices(const std::vector<nlohmann::json>& items);
   // A watch event ("ADDED", "MODIFIED", "DELETED") of either kind.
@@ -67,8 +88,15 @@ class ServiceCache {
   std::optional<std::string> podAddress(const std::string& ns, const std::string& name) const;
   std::size_t services() const;
 
+  // Every TCP port of every Service that asks for node-local traffic, with its ready backends on
+  // `node` (an endpoint naming another node is never taken) for which `localPod(address)` is
+  // true; a port with no such backend is left out. Empty until both kinds are listed.
+  std::vector<LocalFrontend> localFrontends(const std::string& node, const std::function<bool(const std::string&)>& localPod) const;
+
  private:
+  void changed() const;
   mutable std::mutex mu_;
+  std::function<void()> onChange_;  // set once, before the watchers start
   bool servicesListed_ = false, slicesListed_ = false;
   std::map<std::string, Service> services_;      // "ns/name"
   std::map<std::string, EndpointSlice> slices_;  // "ns/sliceName"
