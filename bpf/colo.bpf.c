@@ -13,7 +13,8 @@
 /* Load-time settings (rodata), set by colo-node before load. */
 const volatile __u8 colo_ipv6 = 1;
 
-static __always_inline int colo_is_pod(__u32 family, const __u32 *ip) {
+/* The pod's flags, or -1 when the address is not an opted-in pod of this node. */
+static __always_inline long colo_pod_flags(__u32 family, const __u32 *ip) {
   struct colo_addr a = {.family = family};
   if (family == AF_INET) {
     a.addr[0] = ip[0];
@@ -23,7 +24,12 @@ static __always_inline int colo_is_pod(__u32 family, const __u32 *ip) {
     a.addr[2] = ip[2];
     a.addr[3] = ip[3];
   }
-  return bpf_map_lookup_elem(&colo_pods, &a) != 0;
+  struct colo_pod_info *info = bpf_map_lookup_elem(&colo_pods, &a);
+  return info ? (long)info->flags : -1;
+}
+
+static __always_inline int colo_may_splice(long flags) {
+  return flags >= 0 && (flags & COLO_POD_SPLICE) && !(flags & COLO_POD_UNSAFE);
 }
 
 SEC("sockops")
@@ -46,9 +52,15 @@ int colo_sockops(struct bpf_sock_ops *skops) {
   } else {
     return 1;
   }
-  /* Both ends must be opted-in pods of this node; anything else keeps its normal path. */
-  if (!colo_is_pod(key.family, key.local_ip) || !colo_is_pod(key.family, key.remote_ip)) {
+  /* Both ends must be opted-in pods of this node that may be spliced; anything else keeps its
+   * normal path. */
+  const long local = colo_pod_flags(key.family, key.local_ip), remote = colo_pod_flags(key.family, key.remote_ip);
+  if (local < 0 || remote < 0) {
     colo_count(COLO_STAT_SKIPPED_NOT_POD, 1);
+    return 1;
+  }
+  if (!colo_may_splice(local) || !colo_may_splice(remote)) {
+    colo_count(COLO_STAT_SKIPPED_NOT_SPLICE, 1);
     return 1;
   }
   key.local_port = skops->local_port;

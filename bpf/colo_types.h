@@ -14,9 +14,20 @@ struct colo_addr {
 };
 
 struct colo_pod_info {
-  __u32 flags; /* reserved */
+  __u32 flags; /* COLO_POD_* */
   __u32 pad;
 };
+
+/* colo_pod_info.flags. sock_ops splices a connection only when both ends have SPLICE and neither
+ * has UNSAFE. colo-node sets SPLICE (every pod when the kernel passed the self-test; only pods
+ * that declared colo.dev/splice in per-pod mode) and GUARDED (per-pod mode); the guard sets UNSAFE
+ * on a GUARDED pod's first blocking read, so its new connections stop being spliced at once. */
+#define COLO_POD_SPLICE (1u << 0)
+#define COLO_POD_GUARDED (1u << 1)
+#define COLO_POD_UNSAFE (1u << 2)
+/* Set by the guard once it has told colo-node about the pod (one event per kind and pod). */
+#define COLO_POD_SEEN_BLOCKING (1u << 3)
+#define COLO_POD_SEEN_EAGAIN (1u << 4)
 
 /* A socket in the sockhash, seen from its own side. Ports in host order. */
 struct colo_sock_key {
@@ -34,6 +45,7 @@ enum colo_stat {
   COLO_STAT_MSGS_REDIRECTED,
   COLO_STAT_BYTES_REDIRECTED,
   COLO_STAT_FALLBACKS, /* no peer in the sockhash: the message took the normal path */
+  COLO_STAT_SKIPPED_NOT_SPLICE, /* both ends pods, but one may not be spliced (not declared, or unsafe) */
   COLO_STAT_MAX,
 };
 
@@ -84,6 +96,23 @@ enum colo_svc_stat {
   COLO_SVC_STAT_NOT_CALLER,  /* a TCP connect to a translated frontend from a socket of no caller pod */
   COLO_SVC_STAT_PEERNAME_RESTORED,
   COLO_SVC_STAT_MAX,
+/* The guard (colo_guard.bpf.c): what it saw on spliced sockets of one pod address. */
+struct colo_guard_count {
+  __u64 blocking_reads;  /* receive calls without MSG_DONTWAIT on a blocking file */
+  __u64 spurious_eagain; /* EAGAIN returned to such a caller before its timeout */
+};
+
+#define COLO_GUARD_BLOCKING_READ 1
+#define COLO_GUARD_SPURIOUS_EAGAIN 2
+
+/* Sent to colo-node (ring buffer) the first time a pod address does each kind. */
+struct colo_guard_event {
+  __u32 kind; /* COLO_GUARD_* */
+  __u32 pid;  /* the process (tgid) */
+  __u32 tid;
+  __u32 flags;           /* the pod's flags after the guard acted (COLO_POD_UNSAFE set: withdrawn) */
+  struct colo_addr addr; /* the socket's local address: the pod */
+  char comm[16];
 };
 
 #endif

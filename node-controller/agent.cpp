@@ -180,6 +180,9 @@ Status Agent::makeKubernetes() {
   lifecycle_->setEventSink([this](const Pod& p, const std::string& type, const std::string& reason, const std::string& msg) {
     kube_->events().record(p, type, reason, msg);
   });
+  datapath_->setEventSink([this](const Pod& p, const std::string& type, const std::string& reason, const std::string& msg) {
+    kube_->events().record(p, type, reason, msg);
+  });
   podApi_->setServiceCache(&kube_->services());  // dial by Kubernetes name
   return {};
 }
@@ -321,6 +324,7 @@ void Agent::shutdown() {
 }
 
 void Agent::stop() {
+  if (datapath_) datapath_->setEventSink(nullptr);  // the guard's events stop reaching the API client before it goes
   if (chain_) chain_->stop();
   if (kube_) kube_->stop();
   if (serviceTranslation_) serviceTranslation_->stop();  // after the watchers that wake it
@@ -362,7 +366,9 @@ nlohmann::json Agent::debugPods() const {
   nlohmann::json pods = nlohmann::json::array();
   for (const auto& p : registry_.list()) {
     auto j = toJson(p);
-    j["spliced"] = datapath_ && datapath_->podAddressesPresent(p);
+    const auto sp = datapath_ ? datapath_->podSplice(p) : PodSplice{"off", "the datapath is not started"};
+    j["spliced"] = datapath_ && datapath_->podAddressesPresent(p) && sp.state == "spliced";
+    j["splice"] = {{"state", p.active ? sp.state : "off"}, {"reason", p.active ? sp.reason : "colo is not on for this pod"}};
     pods.push_back(std::move(j));
   }
   return {{"node", config_.nodeName},

@@ -92,6 +92,10 @@ Expected<ParsedArgs> parseArgs(const std::vector<std::string>& args) {
       out.checkConfig = true;
       continue;
     }
+    if (a == "check-kernel" && i == 0) {
+      out.checkKernel = true;
+      continue;
+    }
     if (a == "mark-uninstall" && i == 0) {
       out.markUninstall = true;
       continue;
@@ -144,6 +148,8 @@ std::string usage() {
          "       colo-node mark-uninstall --pod-namespace NS --hook-selector SEL [--hook-timeout-seconds 60]\n"
          "                 [--kubeconfig F]   the chart's pre-delete hook: tell every colo-node colo is leaving\n"
          "       colo-node check-config [--config FILE] [flags] parse and validate the configuration, then exit\n"
+         "       colo-node check-kernel                 run the datapath self-test alone (private cgroup and pin dir), print\n"
+         "                                              the report; exit 0 when every check passes, 1 otherwise\n"
          "       colo-node [--config FILE] [--node-name N] [--run-dir D] [--cni-socket P] [--state-dir D]\n"
          "                 [--http-address HOST:PORT] [--log-format text|json] [--log-level L] [--log-file F]\n"
          "                 [--mode standalone|kubernetes] [--endpoint-name colo] [--hugepage-size 2Mi]\n"

@@ -56,6 +56,7 @@ struct ParsedArgs {
   bool showHelp = false;
   bool uninstall = false;  // `colo-node uninstall`: remove everything colo pinned and attached
   bool checkConfig = false;  // `colo-node check-config`: parse and validate, then exit
+  bool checkKernel = false;  // `colo-node check-kernel`: run the datapath self-test alone, print it, exit
   bool markUninstall = false;  // `colo-node mark-uninstall`: the chart's pre-delete hook
 };
 

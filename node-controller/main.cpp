@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.h"
+#include "datapath/check_kernel.h"
 #include "colo/common/log.h"
 #include "install/uninstall_mark.h"
 
@@ -24,6 +25,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   const Config& config = parsed->config;
+  if (parsed->checkKernel) {
+    (void)colo::log::setup({.format = config.logFormat, .level = config.logLevel == "info" ? "warn" : config.logLevel, .file = "",
+                             .name = "colo-node"});
+    return checkKernel(stdout);
+  }
   if (parsed->uninstall) {
     if (auto s = Datapath::uninstall(config.bpfPinDir); !s) {
       std::fprintf(stderr, "colo-node uninstall: %s\n", s.error().message.c_str());

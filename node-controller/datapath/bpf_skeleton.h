@@ -5,6 +5,7 @@
 #include <string>
 
 #include "colo.skel.h"
+#include "colo_guard.skel.h"
 #include "colo/common/error.h"
 #include "colo_types.h"
 
@@ -14,6 +15,8 @@ namespace colo::node {
 static_assert(sizeof(colo_addr) == 20);
 static_assert(sizeof(colo_sock_key) == 44);
 static_assert(sizeof(colo_pod_info) == 8);
+static_assert(sizeof(colo_guard_count) == 16);
+static_assert(sizeof(colo_guard_event) == 52);
 
 class ColoBpf {
  public:
@@ -30,6 +33,26 @@ class ColoBpf {
 
  private:
   colo_bpf* skel_ = nullptr;
+};
+
+// The guard's skeleton (colo_guard.bpf.c). It reuses the pinned colo_pods from the same pin dir.
+class ColoGuardBpf {
+ public:
+  ColoGuardBpf() = default;
+  ColoGuardBpf(const ColoGuardBpf&) = delete;
+  ColoGuardBpf& operator=(const ColoGuardBpf&) = delete;
+  ~ColoGuardBpf() {
+    if (skel_) colo_guard_bpf__destroy(skel_);
+  }
+
+  enum class Hook { Fentry, Tracepoint, Kprobe };
+  // Loads only the programs of one way in. parser: tcp_bpf_recvmsg_parser exists on this kernel
+  // and is watched too.
+  Status openLoadAttach(const std::string& pinDir, Hook hook, bool parser);
+  colo_guard_bpf* operator->() const { return skel_; }
+
+ private:
+  colo_guard_bpf* skel_ = nullptr;
 };
 
 }  // namespace colo::node

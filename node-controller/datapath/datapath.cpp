@@ -18,6 +18,7 @@
 #include <set>
 
 #include "colo/common/files.h"
+#include "colo/common/opt_in.h"
 #include "colo/common/unique_fd.h"
 
 namespace colo::node {
@@ -44,6 +45,16 @@ Expected<colo_addr> parseAddress(const std::string& cidr) {
 
 const char* kLinkPin = "/sockops_link";
 
+std::string addressText(const colo_addr& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  ::inet_ntop(static_cast<int>(a.family), a.addr, buf, sizeof(buf));
+  return buf;
+}
+
+bool sameAddress(const colo_addr& a, const colo_addr& b) { return a.family == b.family && std::memcmp(a.addr, b.addr, sizeof(a.addr)) == 0; }
+
+const char* const kPodStates[] = {"spliced", "not_declared", "unsafe", "off"};
+
 // libbpf prints to stderr by default; its messages belong in our log, at debug (our own errors
 // carry what matters).
 int libbpfPrint(enum libbpf_print_level, const char* fmt, va_list args) {
@@ -64,7 +75,16 @@ Datapath::Datapath(DatapathConfig config, Metrics& metrics) : config_(std::move(
   metrics_.describe("colo_datapath_messages_redirected_total", "counter", "Messages moved socket to socket.");
   metrics_.describe("colo_datapath_bytes_redirected_total", "counter", "Bytes moved socket to socket.");
   metrics_.describe("colo_datapath_fallbacks_total", "counter", "Messages that took the normal path (peer not in the sockhash).");
+  metrics_.describe("colo_datapath_skipped_not_spliceable_total", "counter",
+                    "Established sockets between two pods left alone: an end did not declare colo.dev/splice (per-pod mode) or is unsafe.");
+  metrics_.describe("colo_datapath_pods", "gauge", "Pods colo is on for, by whether their connections are spliced (spliced, not_declared, unsafe, off).");
+  metrics_.describe("colo_datapath_blocking_reads_total", "counter", "Blocking reads on spliced sockets of a pod, seen by the guard.");
+  metrics_.describe("colo_datapath_spurious_eagain_total", "counter", "EAGAIN returned to a blocking reader of a spliced socket of a pod, seen by the guard.");
+  metrics_.describe("colo_datapath_guard", "gauge", "1 when the guard (fentry/fexit or kprobes on the sockmap receive functions) is loaded.");
+  metrics_.describe("colo_splice_annotation_not_understood_total", "counter", "colo.dev/splice values that are not a boolean (the pod is not declared).");
   metrics_.set("colo_datapath_active", {}, 0);
+  metrics_.set("colo_datapath_guard", {}, 0);
+  for (const char* st : kPodStates) metrics_.set("colo_datapath_pods", {{"state", st}}, 0);
 }
 
 Datapath::~Datapath() = default;
@@ -172,6 +192,80 @@ void Datapath::adoptLegacyPins() {
   }
 }
 
+SelfTestResult Datapath::selfTest() {
+  return runSelfTest(SelfTestHooks{
+      [this](const std::string& ip) { return setAddress(ip, true); },
+      [this](const std::string& ip) { (void)setAddress(ip, false); },
+      [this] { return stats().msgsRedirected; },
+      [this](int fd) -> Status {
+        // The socket's own 4-tuple, as sock_ops keys it (ports in host order).
+        sockaddr_storage local{}, peer{};
+        socklen_t ll = sizeof(local), pl = sizeof(peer);
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 || ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+          return Error::fromErrno("getsockname/getpeername");
+        }
+        colo_sock_key key{};
+        key.family = local.ss_family;
+        if (local.ss_family == AF_INET) {
+          const auto* l = reinterpret_cast<sockaddr_in*>(&local);
+          const auto* r = reinterpret_cast<sockaddr_in*>(&peer);
+          key.local_ip[0] = l->sin_addr.s_addr;
+          key.remote_ip[0] = r->sin_addr.s_addr;
+          key.local_port = ntohs(l->sin_port);
+          key.remote_port = ntohs(r->sin_port);
+        } else {
+          const auto* l = reinterpret_cast<sockaddr_in6*>(&local);
+          const auto* r = reinterpret_cast<sockaddr_in6*>(&peer);
+          std::memcpy(key.local_ip, &l->sin6_addr, 16);
+          std::memcpy(key.remote_ip, &r->sin6_addr, 16);
+          key.local_port = ntohs(l->sin6_port);
+          key.remote_port = ntohs(r->sin6_port);
+        }
+        const std::uint64_t value = static_cast<std::uint64_t>(fd);
+        if (::bpf_map_update_elem(bpf_map__fd((*bpf_)->maps.colo_socks), &key, &value, BPF_ANY) != 0) {
+          return Error::fromErrno("bpf_map_update_elem(colo_socks, fd)");
+        }
+        return {};
+      },
+      [this](const std::string& ip) -> std::optional<std::uint64_t> {
+        auto a = parseAddress(ip);
+        if (!guard_ || !a) return std::nullopt;
+        auto c = guard_->count(*a);
+        return c ? std::optional<std::uint64_t>(c->blocking_reads) : std::nullopt;
+      },
+  });
+}
+
+void Datapath::loadGuard() {
+  auto g = Guard::load(config_.pinDir, [this](const GuardEvent& e) { onGuardEvent(e); });
+  if (!g) {
+    guardStatus_ = "cannot load: " + g.error().message;
+    spdlog::warn("datapath: guard: {}", guardStatus_);
+    return;
+  }
+  guard_ = std::move(*g);
+  guardStatus_ = "loaded: " + guard_->how();
+  spdlog::info("datapath: guard {}", guardStatus_);
+}
+
+SelfTestResult Datapath::checkKernel() {
+  if (auto s = load(); !s) {
+    SelfTestResult r;
+    r.checks["load"] = s.error().message;
+    return r;
+  }
+  loadGuard();
+  active_ = true;
+  auto result = selfTest();
+  active_ = false;
+  guard_.reset();
+  // Nothing new is spliced by this run: the link it made (or updated) goes, as start() does when
+  // the splice stays off. A colo-node running on this pin dir refuses to share it (pin owner).
+  ::unlink((config_.pinDir + kLinkPin).c_str());
+  bpf_.reset();
+  return result;
+}
+
 void Datapath::start() {
   if (config_.mode == "off") {
     state_ = "off";
@@ -187,34 +281,203 @@ void Datapath::start() {
     publish();
     return;
   }
+  loadGuard();
   active_ = true;  // the self-test needs the maps live
-  selftest_ = runSelfTest(SelfTestHooks{
-      [this](const std::string& ip) { return setAddress(ip, true); },
-      [this](const std::string& ip) { (void)setAddress(ip, false); },
-      [this] { return stats().msgsRedirected; },
-  });
+  selftest_ = selfTest();
   for (const auto& [name, result] : selftest_.checks) {
     metrics_.set("colo_datapath_selftest", {{"check", name}}, result == "ok" ? 1 : 0);
   }
   for (const auto& [what, why] : selftest_.skipped) spdlog::warn("datapath: self-test skipped {}: {}", what, why);
-  if (!selftest_.passed() && config_.mode != "on") {
+  if (guard_ && !selftest_.guardPassed()) {
+    guardStatus_ = "loaded (" + guard_->how() + ") but failed its check: " + selftest_.guardFailures();
+    guard_.reset();
+  }
+  const auto verdict = selftest_.verdict();
+  const std::string failures = selftest_.spliceFailures();
+  if (config_.mode == "on") {
+    splice_ = Splice::Full;
+    state_ = "on";
+    reason_ = failures.empty() ? "self-test passed" : "forced on despite the self-test: " + failures;
+  } else if (verdict == SelfTestResult::Verdict::Full) {
+    splice_ = Splice::Full;
+    state_ = "on";
+    reason_ = "self-test passed";
+  } else if (verdict == SelfTestResult::Verdict::PerPod && guard_) {
+    splice_ = Splice::PerPod;
+    state_ = "per-pod";
+    reason_ = "self-test failed only checks that " + std::string(kSpliceAnnotation) +
+              " covers (" + selftest_.failedNames(false) + "; see selftest); connections between two pods that declared " + kSpliceAnnotation +
+              ": \"true\" are spliced, and the guard withdraws a pod on its first blocking read";
+  } else {
+    splice_ = Splice::Off;
+    reason_ = verdict == SelfTestResult::Verdict::PerPod
+                  ? "self-test failed: " + failures + "; per-pod splice (" + kSpliceAnnotation + ") refused: the guard " + guardStatus_
+                  : "self-test failed: " + failures;
+  }
+  if (splice_ == Splice::Off) {
     active_ = false;
     state_ = "off";
-    reason_ = "self-test failed: " + selftest_.failures();
     spdlog::warn("datapath: off: {}. Set datapath: on to force it.", reason_);
     // Detach sock_ops so that nothing new is spliced. The maps stay pinned: connections spliced
     // by an earlier run keep their path until they close.
     ::unlink((config_.pinDir + kLinkPin).c_str());
+    guard_.reset();
     bpf_.reset();
   } else {
-    state_ = "on";
-    reason_ = selftest_.passed() ? "self-test passed" : "forced on despite the self-test: " + selftest_.failures();
-    spdlog::info("datapath: on ({})", reason_);
+    spdlog::info("datapath: {} ({}); guard {}", state_, reason_, guardStatus_);
   }
   publish();
 }
 
-void Datapath::publish() { metrics_.set("colo_datapath_active", {}, active_ ? 1 : 0); }
+void Datapath::publish() {
+  metrics_.set("colo_datapath_active", {}, active_ ? 1 : 0);
+  metrics_.set("colo_datapath_guard", {}, guard_ ? 1 : 0);
+}
+
+void Datapath::setEventSink(PodEventSink sink) {
+  std::lock_guard lock(mu_);
+  events_ = std::move(sink);
+}
+
+std::uint32_t Datapath::flagsFor(const PodRecord& r) const {
+  switch (splice_) {
+    case Splice::Full: return COLO_POD_SPLICE;
+    case Splice::PerPod: return COLO_POD_GUARDED | (r.declared ? COLO_POD_SPLICE : 0u);
+    case Splice::Off: return 0;
+  }
+  return 0;
+}
+
+Datapath::PodRecord Datapath::recordFor(const Pod& pod) const {
+  PodRecord r;
+  r.key = pod.key;
+  r.podNamespace = pod.podNamespace;
+  r.name = pod.name;
+  r.uid = pod.uid;
+  r.ips = pod.ips;
+  if (pod.annotations.is_object() && pod.annotations.contains(kSpliceAnnotation)) {
+    const auto& v = pod.annotations.at(kSpliceAnnotation);
+    const std::string raw = v.is_string() ? v.get<std::string>() : v.dump();
+    auto b = v.is_string() ? optin::parseBool(raw) : std::nullopt;
+    if (b) r.declared = *b;
+    else r.badValue = raw.substr(0, 64);
+  }
+  return r;
+}
+
+PodSplice Datapath::spliceOf(const PodRecord* r) const {
+  if (!active_) return {"off", "the datapath is off on this node: " + reason_};
+  if (!r) return {"off", "colo is not on for this pod"};
+  if (splice_ == Splice::Full) {
+    if (r->unsafe) return {"spliced", reason_ + "; note: " + r->unsafeWhy + " (kept spliced: the splice is on for every pod)"};
+    return {"spliced", reason_};
+  }
+  const std::string failed = selftest_.failedNames(true);
+  if (!r->badValue.empty()) {
+    return {"not_declared", std::string(kSpliceAnnotation) + " value '" + r->badValue + "' is not understood (use \"true\" or \"false\")"};
+  }
+  if (!r->declared) {
+    return {"not_declared", std::string("this node's kernel breaks blocking reads on spliced sockets (self-test: ") + failed + "); annotate the pod " +
+                                kSpliceAnnotation + ": \"true\" if its TCP readers are event-driven (non-blocking, poll/epoll)"};
+  }
+  if (r->unsafe) return {"unsafe", r->unsafeWhy + "; its new connections are not spliced (those spliced before stay so until they close)"};
+  return {"spliced", std::string("declared ") + kSpliceAnnotation + ": \"true\"; this node splices declared pods only (self-test: " + failed + ")"};
+}
+
+PodSplice Datapath::podSplice(const Pod& pod) const {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(pod.key);
+  return spliceOf(it == pods_.end() ? nullptr : &it->second);
+}
+
+void Datapath::publishPods() const {
+  std::map<std::string, int> n;
+  for (const char* st : kPodStates) n[st] = 0;
+  for (const auto& [k, r] : pods_) n[spliceOf(&r).state]++;
+  for (const auto& [st, c] : n) metrics_.set("colo_datapath_pods", {{"state", st}}, c);
+}
+
+// Logs and tells (as an Event) what the splice is for a pod that was just attached or changed.
+void Datapath::tellSplice(const PodRecord& r, bool changed) {
+  PodSplice sp;
+  PodEventSink sink;
+  {
+    std::lock_guard lock(mu_);
+    sp = spliceOf(&r);
+    sink = events_;
+  }
+  const std::string who = r.podNamespace + "/" + r.name + " (" + r.key + ")";
+  if (!r.badValue.empty()) {
+    spdlog::warn("pod {}: annotation {} value '{}' is not understood (true/false, 1/0, t/f); not declared", who, kSpliceAnnotation, r.badValue);
+    metrics_.add("colo_splice_annotation_not_understood_total");
+  }
+  if (splice_ != Splice::PerPod) return;  // Full: every pod alike; Off: the lifecycle's DatapathOff says it
+  if (!changed && sp.state == "not_declared" && r.badValue.empty()) {
+    spdlog::info("pod {}: connections not spliced: {}", who, sp.reason);
+  } else {
+    spdlog::info("pod {}: splice {}: {}", who, sp.state, sp.reason);
+  }
+  if (!sink) return;
+  Pod p;
+  p.key = r.key;
+  p.podNamespace = r.podNamespace;
+  p.name = r.name;
+  p.uid = r.uid;
+  if (!r.badValue.empty()) sink(p, "Warning", "SpliceAnnotationNotUnderstood", sp.reason);
+  else if (sp.state == "spliced") sink(p, "Normal", "Spliced", "TCP between this pod and other declared pods on node is spliced: " + sp.reason);
+  else if (sp.state == "not_declared") sink(p, "Normal", "SpliceNotDeclared", "TCP of this pod is not spliced: " + sp.reason);
+}
+
+void Datapath::onGuardEvent(const GuardEvent& e) {
+  const std::string ip = addressText(e.addr);
+  PodRecord r;
+  PodEventSink sink;
+  bool found = false;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [k, rec] : pods_) {
+      for (const auto& cidr : rec.ips) {
+        auto a = parseAddress(cidr);
+        if (a && sameAddress(*a, e.addr)) found = true;
+      }
+      if (!found) continue;
+      if (e.kind == COLO_GUARD_BLOCKING_READ) {
+        rec.unsafe = true;
+        rec.unsafeWhy = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") did a blocking read on a spliced socket of " + ip;
+      }
+      r = rec;
+      sink = events_;
+      publishPods();
+      break;
+    }
+  }
+  if (!found) {
+    spdlog::debug("datapath: guard: {} on {} by {} (pid {}), not a pod's address (the self-test's)", e.kind, ip, e.comm, e.pid);
+    return;
+  }
+  const std::string who = r.podNamespace + "/" + r.name + " (" + r.key + ")";
+  const bool withdrawn = (e.flags & COLO_POD_UNSAFE) != 0;
+  std::string msg;
+  if (e.kind == COLO_GUARD_BLOCKING_READ) {
+    msg = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") of this pod did a blocking read on a spliced socket (" + ip +
+          "); the kernel can answer it with EAGAIN. " +
+          (withdrawn ? "New connections of this pod are no longer spliced; those spliced before stay so until they close (taking a "
+                       "socket out of the splice would lose data queued on it)."
+                     : "The splice stays on for it (datapath: on, or a kernel that passed the self-test).");
+    spdlog::warn("pod {}: guard: {}", who, msg);
+  } else {
+    msg = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") of this pod got EAGAIN from a blocking read on a spliced socket (" + ip +
+          "): the kernel's sockmap receive path ended its wait with nothing queued";
+    spdlog::warn("pod {}: guard: {}", who, msg);
+  }
+  if (!sink) return;
+  Pod p;
+  p.key = r.key;
+  p.podNamespace = r.podNamespace;
+  p.name = r.name;
+  p.uid = r.uid;
+  sink(p, "Warning", e.kind == COLO_GUARD_BLOCKING_READ ? "SpliceUnsafe" : "SpliceSpuriousEagain", msg);
+}
 
 nlohmann::json Datapath::status() const {
   nlohmann::json checks = nlohmann::json::object();
@@ -222,6 +485,8 @@ nlohmann::json Datapath::status() const {
   nlohmann::json out = {{"state", state_}, {"reason", reason_}, {"mode", config_.mode}, {"cgroup", cgroup_},
                         {"pinDir", config_.pinDir}, {"selftest", checks}};
   if (!selftest_.skipped.empty()) out["selftestSkipped"] = selftest_.skipped;
+  out["guard"] = guardStatus_;
+  if (splice_ == Splice::PerPod) out["perPod"] = std::string("only pods annotated ") + kSpliceAnnotation + ": \"true\" are spliced";
   return out;
 }
 
@@ -231,7 +496,9 @@ DatapathStats Datapath::stats() const {
   const int fd = bpf_map__fd((*bpf_)->maps.colo_stats);
   const int cpus = libbpf_num_possible_cpus();
   std::vector<std::uint64_t> values(static_cast<std::size_t>(cpus > 0 ? cpus : 1));
-  std::uint64_t* fields[] = {&out.socketsInserted, &out.insertFailed, &out.skippedNotPod, &out.msgsRedirected, &out.bytesRedirected, &out.fallbacks};
+  std::uint64_t* fields[] = {&out.socketsInserted, &out.insertFailed,    &out.skippedNotPod,   &out.msgsRedirected,
+                             &out.bytesRedirected, &out.fallbacks,       &out.skippedNotSplice};
+  static_assert(sizeof(fields) / sizeof(fields[0]) == COLO_STAT_MAX);
   for (std::uint32_t k = 0; k < COLO_STAT_MAX; ++k) {
     if (::bpf_map_lookup_elem(fd, &k, values.data()) != 0) continue;
     for (auto v : values) *fields[k] += v;
@@ -242,34 +509,85 @@ DatapathStats Datapath::stats() const {
   metrics_.set("colo_datapath_messages_redirected_total", {}, static_cast<double>(out.msgsRedirected));
   metrics_.set("colo_datapath_bytes_redirected_total", {}, static_cast<double>(out.bytesRedirected));
   metrics_.set("colo_datapath_fallbacks_total", {}, static_cast<double>(out.fallbacks));
+  metrics_.set("colo_datapath_skipped_not_spliceable_total", {}, static_cast<double>(out.skippedNotSplice));
+  std::lock_guard lock(mu_);
+  if (guard_) {
+    for (const auto& [k, r] : pods_) {
+      std::uint64_t reads = 0, eagain = 0;
+      for (const auto& cidr : r.ips) {
+        auto a = parseAddress(cidr);
+        if (!a) continue;
+        if (auto c = guard_->count(*a)) {
+          reads += c->blocking_reads;
+          eagain += c->spurious_eagain;
+        }
+      }
+      const Labels l{{"namespace", r.podNamespace}, {"pod", r.name}};
+      metrics_.set("colo_datapath_blocking_reads_total", l, static_cast<double>(reads));
+      metrics_.set("colo_datapath_spurious_eagain_total", l, static_cast<double>(eagain));
+    }
+  }
+  publishPods();
   return out;
 }
 
-Status Datapath::setAddress(const std::string& cidr, bool present) {
+Status Datapath::setAddress(const std::string& cidr, bool present, std::uint32_t flags) {
   if (!bpf_) return Error::make("unavailable", "datapath not loaded");
   auto a = parseAddress(cidr);
   if (!a) return a.error();
   const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
   if (present) {
+    // What the guard recorded on an address already here (UNSAFE, SEEN_*) lasts as long as the pod.
     colo_pod_info info{};
+    constexpr std::uint32_t kGuardBits = COLO_POD_UNSAFE | COLO_POD_SEEN_BLOCKING | COLO_POD_SEEN_EAGAIN;
+    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 ? (info.flags & kGuardBits) : 0;
+    info = colo_pod_info{};
+    info.flags = flags | kept;
     if (::bpf_map_update_elem(fd, &a.value(), &info, BPF_ANY) != 0) return Error::fromErrno("bpf_map_update_elem(colo_pods)");
   } else {
     ::bpf_map_delete_elem(fd, &a.value());
+    if (guard_) guard_->forget(*a);
   }
   return {};
 }
 
 Status Datapath::attach(Pod& pod, int, bool, std::vector<std::string>&) {
-  std::lock_guard lock(mu_);
-  if (!active_) return {};
-  for (const auto& ip : pod.ips) {
-    if (auto s = setAddress(ip, true); !s) spdlog::warn("datapath: pod {}: {}", pod.key, s.error().message);
+  PodRecord r = recordFor(pod);
+  {
+    std::lock_guard lock(mu_);
+    if (!active_) return {};
+    for (const auto& ip : pod.ips) {
+      if (auto s = setAddress(ip, true, flagsFor(r)); !s) spdlog::warn("datapath: pod {}: {}", pod.key, s.error().message);
+    }
+    pods_[pod.key] = r;
+    publishPods();
   }
+  tellSplice(r, false);
   return {};
+}
+
+void Datapath::annotationsChanged(const Pod& pod) {
+  PodRecord r = recordFor(pod);
+  {
+    std::lock_guard lock(mu_);
+    auto it = pods_.find(pod.key);
+    if (!active_ || it == pods_.end()) return;
+    if (it->second.declared == r.declared && it->second.badValue == r.badValue) return;
+    r.unsafe = it->second.unsafe;
+    r.unsafeWhy = it->second.unsafeWhy;
+    for (const auto& ip : pod.ips) {
+      if (auto s = setAddress(ip, true, flagsFor(r)); !s) spdlog::warn("datapath: pod {}: {}", pod.key, s.error().message);
+    }
+    it->second = r;
+    publishPods();
+  }
+  tellSplice(r, true);
 }
 
 Status Datapath::detach(const Pod& pod) {
   std::lock_guard lock(mu_);
+  pods_.erase(pod.key);
+  publishPods();
   if (!bpf_) return {};
   for (const auto& ip : pod.ips) (void)setAddress(ip, false);  // an address not in the map is already undone
   return {};
@@ -300,14 +618,26 @@ void Datapath::sync(const std::vector<Pod>& pods) {
   std::lock_guard lock(mu_);
   if (!bpf_) return;
   const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
-  std::set<std::vector<std::uint32_t>> want;
+  std::map<std::vector<std::uint32_t>, std::uint32_t> want;  // address -> flags
+  pods_.clear();
   if (active_) {
     for (const auto& p : pods) {
+      PodRecord r = recordFor(p);
       for (const auto& ip : p.ips) {
-        if (auto a = parseAddress(ip)) want.insert({a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]});
+        auto a = parseAddress(ip);
+        if (!a) continue;
+        want[{a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]}] = flagsFor(r);
+        // An earlier colo-node's guard saw this pod read blocking: it stays withdrawn.
+        colo_pod_info info{};
+        if (::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
+          r.unsafe = true;
+          r.unsafeWhy = "a blocking read on a spliced socket of " + ip + " was seen before colo-node restarted";
+        }
       }
+      pods_[p.key] = r;
     }
   }
+  publishPods();
   std::vector<colo_addr> stale;
   colo_addr key{}, next{};
   const void* prev = nullptr;
@@ -317,9 +647,13 @@ void Datapath::sync(const std::vector<Pod>& pods) {
     prev = &key;
   }
   for (auto& s : stale) ::bpf_map_delete_elem(fd, &s);
-  colo_pod_info info{};
-  for (const auto& w : want) {
+  constexpr std::uint32_t kGuardBits = COLO_POD_UNSAFE | COLO_POD_SEEN_BLOCKING | COLO_POD_SEEN_EAGAIN;
+  for (const auto& [w, flags] : want) {
     colo_addr a{w[0], {w[1], w[2], w[3], w[4]}};
+    colo_pod_info info{};
+    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a, &info) == 0 ? (info.flags & kGuardBits) : 0;
+    info = colo_pod_info{};
+    info.flags = flags | kept;
     ::bpf_map_update_elem(fd, &a, &info, BPF_ANY);
   }
   spdlog::info("datapath: pod map holds {} addresses ({} stale removed)", want.size(), stale.size());

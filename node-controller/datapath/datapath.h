@@ -4,6 +4,7 @@
 // kernel fails the self-test.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -13,10 +14,12 @@
 
 #include "colo/common/error.h"
 #include "datapath/bpf_skeleton.h"
+#include "datapath/guard.h"
 #include "datapath/pin_owner.h"
 #include "datapath/selftest.h"
 #include "metrics.h"
 #include "pods/pod_hooks.h"
+#include "pods/pod_lifecycle.h"
 
 namespace colo::node {
 
@@ -29,7 +32,18 @@ struct DatapathConfig {
 };
 
 struct DatapathStats {
-  std::uint64_t socketsInserted = 0, insertFailed = 0, skippedNotPod = 0, msgsRedirected = 0, bytesRedirected = 0, fallbacks = 0;
+  std::uint64_t socketsInserted = 0, insertFailed = 0, skippedNotPod = 0, msgsRedirected = 0, bytesRedirected = 0, fallbacks = 0,
+                skippedNotSplice = 0;
+};
+
+// The annotation by which a pod declares that its TCP readers are event-driven (non-blocking,
+// poll/epoll), so that the splice is safe for it on kernels whose blocking reads it breaks.
+inline constexpr const char* kSpliceAnnotation = "colo.dev/splice";
+
+// Why one pod's connections are or are not spliced (/debug/pods, colo_datapath_pods{state}).
+struct PodSplice {
+  std::string state;   // spliced, not_declared, unsafe, off
+  std::string reason;
 };
 
 class Datapath final : public PodHooks {
@@ -39,7 +53,16 @@ class Datapath final : public PodHooks {
 
   // Never fails the agent: on any problem the datapath stays off and status() says why.
   void start();
+  // Runs the self-test alone (colo-node check-kernel): loads, tests, and leaves nothing behind
+  // but what start() would have. Never splices anything outside the test's own namespace.
+  SelfTestResult checkKernel();
   bool active() const { return active_; }
+  // Per-pod mode: the kernel failed only checks that colo.dev/splice covers; only pods that
+  // declared it are spliced, and the guard watches them.
+  bool perPod() const { return splice_ == Splice::PerPod; }
+  PodSplice podSplice(const Pod& pod) const;
+  // Events about a pod's splice (SpliceUnsafe, ...), the way the pod lifecycle tells them.
+  void setEventSink(PodEventSink sink);
   nlohmann::json status() const;
   DatapathStats stats() const;
 
@@ -48,6 +71,8 @@ class Datapath final : public PodHooks {
   Status detach(const Pod& pod) override;
   // The pod's addresses are in the pod map (when the datapath is on).
   Status verify(const Pod& pod, int netnsFd) override;
+  // The pod's annotations changed while it was on (colo.dev/splice declared or withdrawn).
+  void annotationsChanged(const Pod& pod) override;
   // Makes the pod map hold exactly these pods' addresses (at start, after a restart).
   void sync(const std::vector<Pod>& pods);
   bool podAddressesPresent(const Pod& pod) const;
@@ -57,10 +82,27 @@ class Datapath final : public PodHooks {
   static Expected<std::string> detectCgroupRoot();
 
  private:
+  enum class Splice { Off, Full, PerPod };
+  struct PodRecord {
+    std::string key, podNamespace, name, uid;
+    std::vector<std::string> ips;
+    bool declared = false;
+    std::string badValue;  // a colo.dev/splice value that is not a boolean
+    bool unsafe = false;   // the guard saw a blocking read (per-pod mode: withdrawn)
+    std::string unsafeWhy;
+  };
   Status load();
+  void loadGuard();
   void adoptLegacyPins();
-  Status setAddress(const std::string& cidr, bool present);
+  Status setAddress(const std::string& cidr, bool present, std::uint32_t flags = COLO_POD_SPLICE);
+  std::uint32_t flagsFor(const PodRecord& r) const;
+  PodRecord recordFor(const Pod& pod) const;
+  PodSplice spliceOf(const PodRecord* r) const;  // mu_ held
+  void tellSplice(const PodRecord& r, bool changed);
+  void onGuardEvent(const GuardEvent& e);
   void publish();
+  void publishPods() const;  // mu_ held
+  SelfTestResult selfTest();
 
   DatapathConfig config_;
   Metrics& metrics_;
@@ -69,6 +111,11 @@ class Datapath final : public PodHooks {
   bool active_ = false;
   std::string state_ = "off", reason_ = "not started", cgroup_;
   SelfTestResult selftest_;
+  Splice splice_ = Splice::Off;
+  std::unique_ptr<Guard> guard_;
+  std::string guardStatus_ = "not loaded";
+  std::map<std::string, PodRecord> pods_;  // active pods by key
+  PodEventSink events_;
   mutable std::mutex mu_;
 };
 

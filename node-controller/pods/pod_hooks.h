@@ -22,6 +22,8 @@ class PodHooks {
   virtual Status detach(const Pod& pod) = 0;
   // CHECK: whether what attach made for an active pod is all still there and as it was.
   virtual Status verify(const Pod& pod, int netnsFd) { (void)pod, (void)netnsFd; return {}; }
+  // An active pod's annotations changed in a way that needs no re-attach (colo.dev/splice).
+  virtual void annotationsChanged(const Pod& pod) { (void)pod; }
 };
 
 // Runs several hooks in order; detaches in reverse. A failed attach undoes the ones before it.
@@ -43,6 +45,9 @@ class CompositeHooks final : public PodHooks {
       if (auto s = (*it)->detach(pod); !s && first) first = s;  // every hook is tried; the first failure is told
     }
     return first;
+  }
+  void annotationsChanged(const Pod& pod) override {
+    for (auto* h : hooks_) h->annotationsChanged(pod);
   }
   Status verify(const Pod& pod, int netnsFd) override {
     for (auto* h : hooks_) {

@@ -10,6 +10,7 @@
 namespace colo::node {
 
 namespace {
+constexpr const char* kSpliceAnnotationKey = "colo.dev/splice";  // datapath/datapath.h's kSpliceAnnotation
 std::string who(const Pod& p) { return p.podNamespace + "/" + p.name + " (" + p.key + ")"; }
 // Watch events and lists carry no deadline of their own: long enough that only a stuck owner misses it.
 PodOwner::Clock::time_point apiDeadline() { return PodOwner::Clock::now() + std::chrono::seconds(60); }
@@ -155,6 +156,7 @@ PodChange PodLifecycle::applyMetaNow(const PodMeta& meta) {
   if (!held || held->releasePending) return PodChange::NotHeld;
   Pod pod = *held;
   const std::string oldHugepages = annotation(pod.annotations, kHugepagesAnnotation);
+  const nlohmann::json oldSplice = pod.annotations.is_object() ? pod.annotations.value(kSpliceAnnotationKey, nlohmann::json()) : nlohmann::json();
   merge(pod, meta);
   const bool want = optedIn(pod);
   const bool hugepagesChanged = annotation(pod.annotations, kHugepagesAnnotation) != oldHugepages;
@@ -183,6 +185,11 @@ PodChange PodLifecycle::applyMetaNow(const PodMeta& meta) {
       metrics_.add("colo_pod_transitions_total", {{"to", "on"}, {"cause", "annotation"}});
       event(pod, "Normal", "ColoEnabled", "colo turned on for this pod: endpoint " + pod.endpointDir);
     }
+  }
+  // Declared or withdrawn colo.dev/splice on a pod that stays on: only its datapath entry changes.
+  if (pod.active && held->active && !hugepagesChanged &&
+      oldSplice != (pod.annotations.is_object() ? pod.annotations.value(kSpliceAnnotationKey, nlohmann::json()) : nlohmann::json())) {
+    hooks_.annotationsChanged(pod);
   }
   const bool changed = toJson(pod) != toJson(*held);
   if (changed) {

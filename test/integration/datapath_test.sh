@@ -30,12 +30,23 @@ start_agent --datapath auto "${DP[@]}"
 STATUS=$(agent_get /readyz | jq -c .checks.datapath)
 echo "datapath (auto): $STATUS"
 FAILED_CHECKS=$(jq -r '[.selftest | to_entries[] | select(.value != "ok") | .key] | join(",")' <<<"$STATUS")
-if [[ -n $FAILED_CHECKS ]]; then
-  check "auto: a failed self-test check keeps the datapath off" test "$(jq -r .state <<<"$STATUS")" == off
-  check "auto: /readyz names the failed check ($FAILED_CHECKS)" grep -q "${FAILED_CHECKS%%,*}" <<<"$(jq -r .reason <<<"$STATUS")"
-  check "auto: the metric says which check failed" test "$(metric "colo_datapath_selftest{check=\"${FAILED_CHECKS%%,*}\"}")" == 0
+# Checks a pod's colo.dev/splice declaration covers (blocking readers); the guard's own check.
+COVERED='^(blocking_read|blocking_read_signal|blocking_read_rst|fionread_normal_path)(_ipv6)?$'
+UNCOVERED=$(tr ',' '\n' <<<"$FAILED_CHECKS" | grep -Ev "$COVERED|^guard(_ipv6)?$" | paste -sd, || true)
+if [[ -n $UNCOVERED ]]; then
+  check "auto: a failed self-test check no declaration covers keeps the datapath off" test "$(jq -r .state <<<"$STATUS")" == off
+  check "auto: /readyz names the failed check ($UNCOVERED)" grep -q "${UNCOVERED%%,*}" <<<"$(jq -r .reason <<<"$STATUS")"
+  check "auto: the metric says which check failed" test "$(metric "colo_datapath_selftest{check=\"${UNCOVERED%%,*}\"}")" == 0
   check "auto: colo-node is still ready (everything else works)" test "$(agent_get /readyz | jq .ready)" == true
   check "auto: sock_ops is detached when the datapath is off" bash -c "! bpftool cgroup show '$CG' | grep -q colo"
+elif [[ -n $FAILED_CHECKS && $(jq -r .guard <<<"$STATUS") == loaded* ]]; then
+  # splice_test.sh covers per-pod mode in depth.
+  check "auto: only covered checks failed ($FAILED_CHECKS): per-pod splice, guarded" test "$(jq -r .state <<<"$STATUS")" == per-pod
+  check "auto: the metric says which check failed" test "$(metric "colo_datapath_selftest{check=\"${FAILED_CHECKS%%,*}\"}")" == 0
+  check "auto: sock_ops stays attached for declared pods" bash -c "bpftool cgroup show '$CG' | grep -q sock_ops"
+elif [[ -n $FAILED_CHECKS ]]; then
+  check "auto: covered checks failed but the guard did not load: off" test "$(jq -r .state <<<"$STATUS")" == off
+  check "auto: /readyz says the guard refused per-pod splice" grep -q "per-pod splice" <<<"$(jq -r .reason <<<"$STATUS")"
 else
   check "auto: every self-test check passed and the datapath is on" test "$(jq -r .state <<<"$STATUS")" == on
 fi

@@ -1,9 +1,11 @@
 // colo-tcpcheck: checksummed TCP traffic for the datapath tests.
 //   serve --bind IP:PORT (IPv6: [IP]:PORT) [--mode blocking|nonblocking|poll|epoll] [--conns N] [--timeout-s T]
 //       reads each connection to EOF, replies "<bytes> <hash>\n", closes. Exits after N connections.
-//   send --to IP:PORT --bytes N [--conns C] [--parallel P] [--seed S] [--rst] [--read blocking|poll]
+//   send --to IP:PORT --bytes N [--conns C] [--parallel P] [--seed S] [--rst] [--read blocking|poll|poll-blocking]
 //       each connection sends N pattern bytes, shuts down its write side (half-close), reads the
 //       reply and compares it with its own count and hash. --rst: write, then abort with RST.
+//       --read poll-blocking: poll until the reply is there, then read it with a blocking read()
+//       (a blocking reader that never sleeps in the read: what the guard must notice).
 // Prints one summary line; exit 0 only when every connection checked out.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -179,6 +181,7 @@ int send(std::map<std::string, std::string>& o) {
   const std::uint64_t seed = std::stoull(o.count("--seed") ? o["--seed"] : "1");
   const bool rst = o.count("--rst") != 0;
   const bool pollReply = o.count("--read") && o["--read"] == "poll";  // event-loop style: poll, then non-blocking read
+  const bool pollThenBlock = o.count("--read") && o["--read"] == "poll-blocking";
   const auto to = parseAddr(o["--to"]);
   std::atomic<int> bad{0};
   auto one = [&](int idx) {
@@ -217,6 +220,10 @@ int send(std::map<std::string, std::string>& o) {
     std::size_t got = 0;
     std::string readErr;
     for (;;) {
+      if (pollThenBlock) {
+        pollfd p{s, POLLIN, 0};
+        (void)::poll(&p, 1, 10000);
+      }
       const ssize_t r = ::read(s, reply + got, sizeof(reply) - 1 - got);
       if (r == 0) break;
       if (r < 0 && errno == EINTR) continue;
