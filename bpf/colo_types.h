@@ -96,6 +96,8 @@ enum colo_svc_stat {
   COLO_SVC_STAT_NOT_CALLER,  /* a TCP connect to a translated frontend from a socket of no caller pod */
   COLO_SVC_STAT_PEERNAME_RESTORED,
   COLO_SVC_STAT_MAX,
+};
+
 /* The guard (colo_guard.bpf.c): what it saw on spliced sockets of one pod address. */
 struct colo_guard_count {
   __u64 blocking_reads;  /* receive calls without MSG_DONTWAIT on a blocking file */
