@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Kubernetes mode at scale: a fake cluster of 5000 pods, 100 on this node. Measures, from a watch
-# event's arrival to colo having applied it (endpoint bound in the pod, address in the datapath
-# map), the latency colo-node reports for 100 opt-in annotations; and colo-node's RSS.
+# Kubernetes mode at scale: a fake cluster of 5000 pods, 100 on this node, 1000 Services and 5000
+# EndpointSlices (a quarter of the Services ask for node-local traffic, so colo-node translates
+# those with a backend here). Measures, from a watch event's arrival to colo having applied it
+# (endpoint bound in the pod, address in the datapath map), the latency colo-node reports for 100
+# opt-in annotations; and colo-node's RSS.
 # shellcheck source=bench/node_lib.sh
 source "$(dirname "$0")/node_lib.sh"
 # shellcheck source=test/fake-apiserver/pki.sh
 source "$HERE/../test/fake-apiserver/pki.sh"
 LOCAL=${COLO_BENCH_KUBE_LOCAL:-100}
 TOTAL=${COLO_BENCH_KUBE_TOTAL:-5000}
+SERVICES=${COLO_BENCH_KUBE_SERVICES:-1000}
+SLICES=${COLO_BENCH_KUBE_SLICES:-5000}
 NODE=bench-node-$TAG
 PY=/usr/bin/python3
 FAKE=""
@@ -40,6 +44,32 @@ jq -nc --arg node "$NODE" --argjson local "$LOCAL" --argjson total "$TOTAL" '[ra
    spec: {nodeName: (if $i < $local then $node else "node-\($i % 50)" end), serviceAccountName: "sa"}, status: {phase: "Running"}}]' |
   curl -sS --fail --max-time 120 --cacert "$WORK/pki/ca.crt" -X POST -H 'Content-Type: application/json' --data-binary @- "$URL/fake/pods" |
   jq -r --arg node "$NODE" '.[] | select(.spec.nodeName==$node) | "\(.metadata.namespace) \(.metadata.name) \(.metadata.uid)"' >"$WORK/local"
+
+# Services and EndpointSlices as the API serves them (the fields real objects carry, most of which
+# colo-node drops). Pod p<i> has 198.18.41.<i+2> when it is on this node (as the CNI ADDs below
+# give it), else an address of 198.18.128.0/17; ClusterIPs from 198.19.0.0/16. Slice s of service
+# s % SERVICES lists 5 pods from p<s>.
+jq -nc --argjson n "$SERVICES" '[range(0; $n) as $k |
+  {metadata: {name: "s\($k)", namespace: "ns\($k % 20)", labels: {app: "a\($k)", "app.kubernetes.io/part-of": "bench"},
+     annotations: (if $k % 4 == 0 then {"colo.dev/prefer-local": "true"} else {"meta.helm.sh/release-name": "bench"} end)},
+   spec: {type: "ClusterIP", clusterIP: "198.19.\(($k / 250) | floor).\($k % 250 + 1)", clusterIPs: ["198.19.\(($k / 250) | floor).\($k % 250 + 1)"],
+     ipFamilies: ["IPv4"], ipFamilyPolicy: "SingleStack", selector: {app: "a\($k)"}, sessionAffinity: "None",
+     internalTrafficPolicy: (if $k % 8 == 4 then "Local" else "Cluster" end),
+     ports: [{name: "http", protocol: "TCP", port: 80, targetPort: 8080}, {name: "metrics", protocol: "TCP", port: 9090, targetPort: "metrics"}]},
+   status: {loadBalancer: {}}}]' |
+  curl -sS --fail --max-time 120 --cacert "$WORK/pki/ca.crt" -X POST -H 'Content-Type: application/json' --data-binary @- "$URL/fake/services" >/dev/null
+jq -nc --argjson n "$SLICES" --argjson svcs "$SERVICES" --argjson total "$TOTAL" --argjson local "$LOCAL" --arg node "$NODE" '[range(0; $n) as $s |
+  {metadata: {name: "s\($s % $svcs)-\($s)", namespace: "ns\(($s % $svcs) % 20)", generateName: "s\($s % $svcs)-",
+     labels: {"kubernetes.io/service-name": "s\($s % $svcs)", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+     ownerReferences: [{apiVersion: "v1", kind: "Service", name: "s\($s % $svcs)", uid: "00000000-0000-0000-0000-000000000000", controller: true}]},
+   addressType: "IPv4",
+   ports: [{name: "http", protocol: "TCP", port: 8080}, {name: "metrics", protocol: "TCP", port: 9090}],
+   endpoints: [range(0; 5) as $e | (($s + $e * 1000) % $total) as $i |
+     {addresses: [if $i < $local then "198.18.41.\($i + 2)" else "198.18.\(128 + (($i / 250) | floor)).\(($i % 250) + 1)" end],
+      conditions: {ready: true, serving: true, terminating: false},
+      nodeName: (if $i < $local then $node else "node-\($i % 50)" end), zone: "zone-a",
+      targetRef: {kind: "Pod", namespace: "ns\($i % 20)", name: "p\($i)", uid: "11111111-1111-1111-1111-111111111111"}}]}]' |
+  curl -sS --fail --max-time 120 --cacert "$WORK/pki/ca.crt" -X POST -H 'Content-Type: application/json' --data-binary @- "$URL/fake/endpointslices" >/dev/null
 
 node_start 198.18.40.0/24 --mode kubernetes --kubeconfig "$WORK/kc" --node-name "$NODE" --http-address 127.0.0.1:0
 HTTP=$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/agent.log" | awk '{print $NF}')
@@ -90,7 +120,16 @@ wait_active() {
 for r in $(seq 1 "$ROUNDS"); do
   annotate_all true
   wait_active "$LOCAL"
-  [[ $r -eq 1 ]] && RSS_ACTIVE=$(rss) && IN_MAP=$(bpftool -j map dump pinned "$PIN/colo_pods" | jq length)
+  if [[ $r -eq 1 ]]; then
+    for _ in $(seq 1 100); do  # the translation's sync thread follows the pods
+      [[ $(curl -sf "http://$HTTP/metrics" | awk '$1 == "colo_service_frontends" {print $2}') != 0 ]] && break
+      sleep 0.05
+    done
+    RSS_ACTIVE=$(rss)
+    IN_MAP=$(bpftool -j map dump pinned "$PIN/colo_pods" | jq length)
+    FRONTENDS=$(bpftool -j map dump pinned "$PIN/colo_svc_frontends" | jq length)
+    TRANSLATED=$(curl -sf "http://$HTTP/readyz" | jq '.checks.serviceTranslation.services | length')
+  fi
   if ((r < ROUNDS)); then
     annotate_all null
     wait_active 0
@@ -105,7 +144,9 @@ OFF99=$(m 'colo_kube_event_apply_seconds{change="off",quantile="0.99"}')
 ms() { awk -v s="$1" 'BEGIN {printf "%.2f", s * 1000}'; }
 
 printf '%-58s %s\n' "cluster pods / on this node" "$TOTAL / $LOCAL"
+printf '%-58s %s / %s\n' "Services / EndpointSlices in the cluster" "$SERVICES" "$SLICES"
 printf '%-58s %s\n' "addresses in the datapath map once all are on" "$IN_MAP"
+printf '%-58s %s (%s Services)\n' "Service frontends translated once all are on" "$FRONTENDS" "$TRANSLATED"
 printf '%-58s %s / %s / %s ms (%s events; target p99 < 10 ms)\n' "watch event -> colo on (endpoint + map): p50 / p99 / max" \
   "$(ms "$P50")" "$(ms "$P99")" "$(ms "$MAX")" "$N"
 printf '%-58s %s ms\n' "watch event -> colo off: p99" "$(ms "${OFF99:-0}")"
@@ -113,6 +154,7 @@ printf '%-58s %s / %s / %s MiB\n' "colo-node RSS: synced / $LOCAL dormant / $LOC
   "$((RSS_SYNCED / 1024))" "$((RSS_DORMANT / 1024))" "$((RSS_ACTIVE / 1024))"
 jq -n --argjson total "$TOTAL" --argjson local "$LOCAL" --argjson inmap "$IN_MAP" --arg p50 "$P50" --arg p99 "$P99" --arg max "$MAX" \
   --argjson rss1 "$RSS_SYNCED" --argjson rss2 "$RSS_DORMANT" --argjson rss3 "$RSS_ACTIVE" \
-  '{clusterPods:$total, localPods:$local, addressesInMap:$inmap, applySeconds:{p50:($p50|tonumber), p99:($p99|tonumber), max:($max|tonumber)},
+  --argjson svcs "$SERVICES" --argjson slices "$SLICES" --argjson fe "$FRONTENDS" \
+  '{clusterPods:$total, localPods:$local, services:$svcs, endpointSlices:$slices, frontends:$fe, addressesInMap:$inmap, applySeconds:{p50:($p50|tonumber), p99:($p99|tonumber), max:($max|tonumber)},
     rssKiB:{synced:$rss1, dormant:$rss2, active:$rss3}}' >"$OUT/kube.json"
 echo "results: $OUT/kube.json"

@@ -65,6 +65,10 @@ echo "== Datapath: iperf3 and sockperf between two pods, without and with colo"
 bash "$HERE/datapath.sh" "$BUILD"
 
 echo
+echo "== Service ClusterIP: iperf3 and sockperf to a Service between two pods, without colo (kube-proxy DNAT) and with colo"
+bash "$HERE/service.sh" "$BUILD"
+
+echo
 echo "== IPC: TCP, spliced TCP, Unix pair, shared-memory channel and the in-process rings"
 bash "$HERE/ipc.sh" "$BUILD"
 

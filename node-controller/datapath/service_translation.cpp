@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 
 #include "colo/common/files.h"
@@ -199,6 +200,10 @@ void ServiceTranslation::run() {
   while (true) {
     cv_.wait(lock, [this] { return stopping_ || dirtyGen_ != appliedGen_; });
     if (stopping_) return;
+    // Changes come in bursts (a list, a rollout, a node's pods starting): one recompute for each
+    // burst, at most 10 ms after its first change.
+    cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stopping_ || urgentGen_ > appliedGen_; });
+    if (stopping_) return;
     const std::uint64_t gen = dirtyGen_;
     lock.unlock();
     applyOnce();
@@ -206,14 +211,6 @@ void ServiceTranslation::run() {
     appliedGen_ = gen;
     cv_.notify_all();
   }
-}
-
-void ServiceTranslation::flush() {
-  std::unique_lock lock(mu_);
-  if (!active_) return;
-  const std::uint64_t gen = ++dirtyGen_;
-  cv_.notify_all();
-  cv_.wait(lock, [&] { return stopping_ || appliedGen_ >= gen; });
 }
 
 void ServiceTranslation::applyOnce() {
@@ -275,16 +272,19 @@ Status ServiceTranslation::attach(Pod& pod, int, bool, std::vector<std::string>&
 }
 
 Status ServiceTranslation::detach(const Pod& pod) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = pods_.find(pod.key);
-    if (it == pods_.end()) return {};
-    for (const auto& ip : it->second.second) localIps_.erase(localIps_.find(ip));
-    const std::uint64_t cookie = it->second.first;
-    pods_.erase(it);
-    if (auto s = setCaller(cookie, false); !s) return s;
-  }
-  markDirty();
+  std::unique_lock lock(mu_);
+  auto it = pods_.find(pod.key);
+  if (it == pods_.end()) return {};
+  for (const auto& ip : it->second.second) localIps_.erase(localIps_.find(ip));
+  const std::uint64_t cookie = it->second.first;
+  pods_.erase(it);
+  if (auto s = setCaller(cookie, false); !s) return s;
+  if (!active_) return {};
+  // A backend going away must stop being chosen before its netns goes (the runtime tears it down
+  // right after this DEL): the sync thread applies it at once, and we wait for that, briefly.
+  const std::uint64_t gen = urgentGen_ = ++dirtyGen_;
+  cv_.notify_all();
+  cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_ || appliedGen_ >= gen; });
   return {};
 }
 

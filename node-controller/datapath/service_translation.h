@@ -56,9 +56,6 @@ class ServiceTranslation final : public PodHooks {
   // Makes the callers exactly these pods (at start, after a restart).
   void sync(const std::vector<Pod>& pods);
 
-  // Waits until the sync thread has applied every change made before the call (tests).
-  void flush();
-
  private:
   struct Bpf;
   Status load();
@@ -79,7 +76,7 @@ class ServiceTranslation final : public PodHooks {
   std::condition_variable cv_;
   std::map<std::string, std::pair<std::uint64_t, std::vector<std::string>>> pods_;  // key -> netns cookie, IPs
   std::multiset<std::string> localIps_;
-  std::uint64_t dirtyGen_ = 0, appliedGen_ = 0;
+  std::uint64_t dirtyGen_ = 0, appliedGen_ = 0, urgentGen_ = 0;  // urgent: applied without the burst wait
   bool stopping_ = false;
   std::thread thread_;
 

@@ -19,12 +19,14 @@ Kubernetes::Kubernetes(ApiEndpoint endpoint, const Config& config, PodLifecycle&
   events_ = std::make_unique<EventRecorder>(*api_, config.nodeName, metrics);
   serviceWatcher_ = std::make_unique<ResourceWatcher>(
       *api_, "/api/v1/services", "services", ws,
-      ResourceWatcher::Sink{[this](const auto& all) { services_.replaceServices(all); },
+      ResourceWatcher::Sink{[this] { services_.beginServices(); }, [this](const nlohmann::json& o) { services_.addService(o); },
+                            [this] { services_.endServices(); },
                             [this](const std::string& type, const nlohmann::json& o) { services_.serviceEvent(type, o); }},
       metrics);
   sliceWatcher_ = std::make_unique<ResourceWatcher>(
       *api_, "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices", ws,
-      ResourceWatcher::Sink{[this](const auto& all) { services_.replaceSlices(all); },
+      ResourceWatcher::Sink{[this] { services_.beginSlices(); }, [this](const nlohmann::json& o) { services_.addSlice(o); },
+                            [this] { services_.endSlices(); },
                             [this](const std::string& type, const nlohmann::json& o) { services_.sliceEvent(type, o); }},
       metrics);
 }

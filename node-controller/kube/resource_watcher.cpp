@@ -1,5 +1,6 @@
 #include "kube/resource_watcher.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -73,8 +74,9 @@ void ResourceWatcher::run() {
 }
 
 bool ResourceWatcher::list() {
-  std::vector<json> all;
+  std::size_t count = 0;
   std::string cont, rv;
+  sink_.listBegin();
   for (int page = 0;; ++page) {
     std::string path = path_ + "?limit=" + std::to_string(settings_.pageSize);
     if (!cont.empty()) path += "&continue=" + urlEncode(cont);
@@ -84,16 +86,19 @@ bool ResourceWatcher::list() {
       return false;
     }
     if (res->status == 410) {  // the continue token expired mid-list: start over
-      all.clear();
+      sink_.listBegin();
+      count = 0;
       cont.clear();
       continue;
     }
     auto j = json::parse(res->body, nullptr, false);
+    res->body = std::string();  // the text goes before the items are kept
     if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
       spdlog::warn("kube: listing {}: the response is not a list", kind_);
       return false;
     }
-    for (auto& item : j["items"]) all.push_back(std::move(item));
+    for (const auto& item : j["items"]) sink_.listItem(item);
+    count += j["items"].size();
     const json md = j.value("metadata", json::object());
     if (page == 0) rv = md.value("resourceVersion", "");
     cont = md.value("continue", "");
@@ -101,10 +106,12 @@ bool ResourceWatcher::list() {
     if (stopping_) return false;
   }
   resourceVersion_ = rv;
-  sink_.listed(all);
+  sink_.listEnd();
+  // What the pages' JSON took goes back to the system, not only to the allocator.
+  ::malloc_trim(0);
   synced_ = true;
   metrics_.set("colo_kube_resource_synced", {{"kind", kind_}}, 1);
-  spdlog::info("kube: {} {} at resourceVersion {}; watching", all.size(), kind_, rv);
+  spdlog::info("kube: {} {} at resourceVersion {}; watching", count, kind_, rv);
   return true;
 }
 

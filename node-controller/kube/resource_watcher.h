@@ -22,7 +22,11 @@ namespace colo::node::kube {
 class ResourceWatcher {
  public:
   struct Sink {
-    std::function<void(const std::vector<nlohmann::json>&)> listed;                  // a full list
+    // A full list, item by item as each page is read (so that a list of thousands of objects is
+    // never held as JSON at once): begin, every item, end. Begin again means start over.
+    std::function<void()> listBegin;
+    std::function<void(const nlohmann::json&)> listItem;
+    std::function<void()> listEnd;
     std::function<void(const std::string& type, const nlohmann::json& obj)> changed;  // ADDED/MODIFIED/DELETED
   };
   // path: the collection, e.g. "/api/v1/services"; kind: its name in logs and metrics.

@@ -93,28 +93,46 @@ void ServiceCache::changed() const {
 }
 
 void ServiceCache::replaceServices(const std::vector<json>& items) {
-  std::map<std::string, Service> fresh;
-  for (const auto& i : items) {
-    if (auto s = serviceFromApi(i)) fresh[s->ns + "/" + s->name] = std::move(*s);
-  }
-  {
-    std::lock_guard lock(mu_);
-    services_ = std::move(fresh);
-    servicesListed_ = true;
-  }
-  changed();
+  beginServices();
+  for (const auto& i : items) addService(i);
+  endServices();
 }
 
 void ServiceCache::replaceSlices(const std::vector<json>& items) {
-  std::map<std::string, EndpointSlice> fresh;
-  for (const auto& i : items) {
-    if (auto s = sliceFromApi(i)) fresh[s->ns + "/" + s->name] = std::move(*s);
-  }
+  beginSlices();
+  for (const auto& i : items) addSlice(i);
+  endSlices();
+}
+
+void ServiceCache::beginServices() { listingServices_.clear(); }
+
+void ServiceCache::addService(const json& item) {
+  if (auto s = serviceFromApi(item)) listingServices_[s->ns + "/" + s->name] = std::move(*s);
+}
+
+void ServiceCache::endServices() {
   {
     std::lock_guard lock(mu_);
-    slices_ = std::move(fresh);
+    services_.swap(listingServices_);
+    servicesListed_ = true;
+  }
+  listingServices_.clear();
+  changed();
+}
+
+void ServiceCache::beginSlices() { listingSlices_.clear(); }
+
+void ServiceCache::addSlice(const json& item) {
+  if (auto s = sliceFromApi(item)) listingSlices_[s->ns + "/" + s->name] = std::move(*s);
+}
+
+void ServiceCache::endSlices() {
+  {
+    std::lock_guard lock(mu_);
+    slices_.swap(listingSlices_);
     slicesListed_ = true;
   }
+  listingSlices_.clear();
   changed();
 }
 

@@ -76,6 +76,14 @@ class ServiceCache {
   void setOnChange(std::function<void()> onChange);
   void replaceServices(const std::vector<nlohmann::json>& items);
   void replaceSlices(const std::vector<nlohmann::json>& items);
+  // The same, item by item as a list's pages arrive (one watcher thread per kind): only the
+  // parsed fields are kept, and what was there stays in use until the end.
+  void beginServices();
+  void addService(const nlohmann::json& item);
+  void endServices();
+  void beginSlices();
+  void addSlice(const nlohmann::json& item);
+  void endSlices();
   // A watch event ("ADDED", "MODIFIED", "DELETED") of either kind.
   void serviceEvent(const std::string& type, const nlohmann::json& obj);
   void sliceEvent(const std::string& type, const nlohmann::json& obj);
@@ -100,6 +108,9 @@ class ServiceCache {
   bool servicesListed_ = false, slicesListed_ = false;
   std::map<std::string, Service> services_;      // "ns/name"
   std::map<std::string, EndpointSlice> slices_;  // "ns/sliceName"
+  // Lists in progress, each touched only by its kind's watcher thread.
+  std::map<std::string, Service> listingServices_;
+  std::map<std::string, EndpointSlice> listingSlices_;
 };
 
 }  // namespace colo::node::kube

@@ -623,7 +623,10 @@ class Handler(BaseHTTPRequestHandler):
                 store.save()
             return self.send_json(201, out if isinstance(body, list) else out[0])
         if path in ("/fake/services", "/fake/endpointslices"):
-            return self.send_json(201, store.upsert_object(path[len("/fake/"):], body))
+            kind = path[len("/fake/"):]
+            if isinstance(body, list):  # many at once (benchmarks)
+                return self.send_json(201, [store.upsert_object(kind, o) for o in body])
+            return self.send_json(201, store.upsert_object(kind, body))
         if path == "/fake/daemonsets":
             md = body["metadata"]
             body.update({"apiVersion": "apps/v1", "kind": "DaemonSet"})
