@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared by the benchmarks: a private simulated node. A cgroup of our own (this shell moves into
-# it, so every process started here is inside), colo-node with the splice forced on and its maps
+# it, so every process started here is inside), colo-node with the splice forced on (per-pod
+# `auto` would not do: iperf3 does blocking reads, and the guard would withdraw its pods) and its maps
 # pinned in a private directory, pods as network namespaces on a bridge (198.18.0.0/15), all
 # removed at exit.
 set -euo pipefail
