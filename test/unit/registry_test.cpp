@@ -110,6 +110,8 @@ class HandlerTest : public ::testing::Test {
       if (broken.count(pod.key)) return Error::make("not_found", "/run/colo/pods/" + pod.key + "/colo.sock is missing");
       return {};
     }
+    void annotationsChanged(const Pod& pod) override { changed.push_back(pod.key + ":" + annotation(pod.annotations, "colo.dev/splice")); }
+    std::vector<std::string> changed;
     bool failDetach = false;
     std::set<std::string> broken;
   } hooks;
@@ -266,6 +268,24 @@ TEST_F(HandlerTest, KubernetesModeHoldsDormantPodsAndFollowsTheirAnnotation) {
   EXPECT_EQ(registry->size(), 0u);
   EXPECT_EQ(send(ref("cni.del", "c1"))["removed"], false);  // the late DEL finds nothing to undo
   EXPECT_EQ(lifecycle->applyMeta(meta("u-9", {{"colo.dev/enabled", "true"}})), PodChange::NotHeld);
+}
+
+TEST_F(HandlerTest, ASpliceDeclarationChangeOnARunningPodReachesTheHooksWithoutReattaching) {
+  options.holdDormant = true;
+  restart();
+  ASSERT_TRUE(send(addReq("c1", "u-1", {{"colo.dev/enabled", "false"}}), "/proc/self/ns/net")["ok"]);
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}}));
+  ASSERT_EQ(hooks.attached["u-1"], 1);
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}, {"colo.dev/splice", "true"}}));
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}, {"colo.dev/splice", "true"}}));  // the same again: nothing
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/enabled", "true"}, {"colo.dev/splice", "false"}}));
+  EXPECT_EQ(hooks.changed, (std::vector<std::string>{"u-1:true", "u-1:false"}));
+  EXPECT_EQ(hooks.attached["u-1"], 1) << "the endpoint is not set up again for a splice change";
+  EXPECT_EQ(registry->get("u-1")->annotations.value("colo.dev/splice", ""), "false");
+  // On a dormant pod nothing is told (attach reads the declaration when colo turns on).
+  lifecycle->applyMeta(meta("u-1", json::object()));
+  lifecycle->applyMeta(meta("u-1", {{"colo.dev/splice", "true"}}));
+  EXPECT_EQ(hooks.changed.size(), 2u);
 }
 
 TEST_F(HandlerTest, ListSyncReleasesPodsTheApiNoLongerHas) {
