@@ -324,7 +324,7 @@ void Agent::shutdown() {
 }
 
 void Agent::stop() {
-  if (datapath_) datapath_->setEventSink(nullptr);  // the guard's events stop reaching the API client before it goes
+  if (datapath_) datapath_->stopGuard();  // its events stop before the API client they go to
   if (chain_) chain_->stop();
   if (kube_) kube_->stop();
   if (serviceTranslation_) serviceTranslation_->stop();  // after the watchers that wake it

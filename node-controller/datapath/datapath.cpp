@@ -334,6 +334,16 @@ void Datapath::publish() {
   metrics_.set("colo_datapath_guard", {}, guard_ ? 1 : 0);
 }
 
+void Datapath::stopGuard() {
+  std::unique_ptr<Guard> g;
+  {
+    std::lock_guard lock(mu_);
+    g = std::move(guard_);
+    events_ = nullptr;
+  }
+  g.reset();  // joins the guard's thread, which may be waiting for mu_: not held here
+}
+
 void Datapath::setEventSink(PodEventSink sink) {
   std::lock_guard lock(mu_);
   events_ = std::move(sink);

@@ -63,6 +63,9 @@ class Datapath final : public PodHooks {
   PodSplice podSplice(const Pod& pod) const;
   // Events about a pod's splice (SpliceUnsafe, ...), the way the pod lifecycle tells them.
   void setEventSink(PodEventSink sink);
+  // Stops the guard (its programs detach, its thread ends): at agent stop, before the API client
+  // its events go to. UNSAFE marks already made stay in the pinned pod map.
+  void stopGuard();
   nlohmann::json status() const;
   DatapathStats stats() const;
 
