@@ -565,12 +565,12 @@ Status Datapath::attach(Pod& pod, int, bool, std::vector<std::string>&) {
   PodRecord r = recordFor(pod);
   {
     std::lock_guard lock(mu_);
+    pods_[pod.key] = r;  // counted as "off" in colo_datapath_pods while the datapath is off
+    publishPods();
     if (!active_) return {};
     for (const auto& ip : pod.ips) {
       if (auto s = setAddress(ip, true, flagsFor(r)); !s) spdlog::warn("datapath: pod {}: {}", pod.key, s.error().message);
     }
-    pods_[pod.key] = r;
-    publishPods();
   }
   tellSplice(r, false);
   return {};
@@ -626,7 +626,12 @@ bool Datapath::podAddressesPresent(const Pod& pod) const {
 
 void Datapath::sync(const std::vector<Pod>& pods) {
   std::lock_guard lock(mu_);
-  if (!bpf_) return;
+  if (!bpf_) {
+    pods_.clear();
+    for (const auto& p : pods) pods_[p.key] = recordFor(p);
+    publishPods();
+    return;
+  }
   const int fd = bpf_map__fd((*bpf_)->maps.colo_pods);
   std::map<std::vector<std::uint32_t>, std::uint32_t> want;  // address -> flags
   pods_.clear();

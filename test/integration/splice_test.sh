@@ -151,6 +151,10 @@ start_agent --datapath auto "${DP[@]}"
 check "after a restart pod a is still unsafe" test "$(state_of spa)" == unsafe
 check "and b still spliced" test "$(state_of spb)" == spliced
 stop_agent
+start_agent --datapath off "${DP[@]}"
+check "datapath: off: every pod's state is off" test "$(agent_get /debug/pods | jq -r '[.pods[].splice.state] | unique | join(",")')" == off
+check "colo_datapath_pods{state=off} counts all four" test "$(metric 'colo_datapath_pods{state="off"}')" == 4
+stop_agent
 for p in a b c d; do chain DEL "$CONF" "sp$p" "$(ns "$p")" >/dev/null; done
 
 # --- Kubernetes mode: the annotation from the API, Events on the pod ---
