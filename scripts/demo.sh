@@ -15,7 +15,7 @@ HTTP=127.0.0.1:9756
 DATAPATH=${COLO_DATAPATH:-auto}  # COLO_DATAPATH=on forces the splice on a kernel that fails the self-test
 PODS=(frontend cart payments batch)
 AGENT=""
-HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
+HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages) HUGEPAGES_SET=""
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 cleanup() {
@@ -28,7 +28,8 @@ cleanup() {
   [[ -n $AGENT ]] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null
   "$BIN/colo-node" uninstall >/dev/null  # unpin maps and links: leave the node as it was
   ip link del "$BR" 2>/dev/null
-  echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
+  # Put the pool back only if the demo raised it and nobody changed it since.
+  [[ -n $HUGEPAGES_SET && $(cat /proc/sys/vm/nr_hugepages) == "$HUGEPAGES_SET" ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -46,7 +47,8 @@ cat >"$WORK/net.conflist" <<CONF
 }
 CONF
 
-echo 16 >/proc/sys/vm/nr_hugepages  # 32 MiB of 2 MiB pages for the demo; restored at exit
+# 32 MiB of 2 MiB pages for the demo: the pool is raised if smaller, never lowered.
+if ((HUGEPAGES_SAVED < 16)); then echo 16 >/proc/sys/vm/nr_hugepages; HUGEPAGES_SET=$(cat /proc/sys/vm/nr_hugepages); fi
 say "colo-node, standalone, on its defaults (/run/colo/cni.sock, state in /run/colo/state, http $HTTP)"
 "$BIN/colo-node" --http-address "$HTTP" --hugepages-budget 32Mi --datapath "$DATAPATH" >"$WORK/colo-node.log" 2>&1 &
 AGENT=$!

@@ -19,10 +19,15 @@ PASSED=0
 FAILED=0
 
 HUGEPAGES_SAVED=""
-# reserve_hugepages N: 2 MiB pages for this test; the previous value is restored at exit.
+# reserve_hugepages N: at least N 2 MiB pages for this test. The pool is shared with whatever else
+# runs on the machine, so it is only ever raised, and put back at exit only if nobody changed it since.
 reserve_hugepages() {
-  HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
+  local now
+  now=$(cat /proc/sys/vm/nr_hugepages)
+  ((now >= $1)) && return 0
+  HUGEPAGES_SAVED=$now
   echo "$1" >/proc/sys/vm/nr_hugepages
+  HUGEPAGES_SET=$(cat /proc/sys/vm/nr_hugepages)
 }
 
 EXIT_HOOKS=()
@@ -34,7 +39,7 @@ cleanup() {
   for hook in "${EXIT_HOOKS[@]}"; do "$hook" || true; done
   stop_agent || true
   grep -o "${WORK}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  [[ -n $HUGEPAGES_SAVED ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
+  [[ -n $HUGEPAGES_SAVED && $(cat /proc/sys/vm/nr_hugepages) == "$HUGEPAGES_SET" ]] && echo "$HUGEPAGES_SAVED" >/proc/sys/vm/nr_hugepages
   for ns in "${NETNS_CREATED[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   for l in "${LINKS_CREATED[@]}"; do ip link del "$l" 2>/dev/null || true; done
   if [[ $rc -ne 0 || $FAILED -ne 0 ]] && [[ -f $WORK/agent.log ]]; then
@@ -80,19 +85,26 @@ make_bridge() {
   ip link set "$1" up
 }
 
+# How many times colo-node said it was ready in this test's log (0 before the log exists).
+ready_count() {
+  local n
+  n=$(grep -c "ready on node" "$WORK/agent.log" 2>/dev/null)
+  echo "${n:-0}"
+}
+
 # start_agent [extra flags...]: colo-node on this test's private paths; HTTP on a free port.
 start_agent() {
   local before
-  before=$(grep -c "ready on node" "$WORK/agent.log" 2>/dev/null || true)
+  before=$(ready_count)
   "$COLO_BIN/colo-node" --run-dir "$WORK/run" --cni-socket "$WORK/run/cni/cni.sock" --state-dir "$WORK/state" \
     --http-address 127.0.0.1:0 --log-level debug --node-name "it-$TAG" --datapath off --bpf-pin-dir "/sys/fs/bpf/colo-it-$TAG" "$@" >>"$WORK/agent.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 1 200); do
-    (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) && break
+    (($(ready_count) > before)) && break
     kill -0 "$AGENT_PID" 2>/dev/null || { echo "colo-node exited at start" >&2; return 1; }
     sleep 0.025
   done
-  (($(grep -c "ready on node" "$WORK/agent.log") > ${before:-0})) || { echo "colo-node did not start" >&2; return 1; }
+  (($(ready_count) > before)) || { echo "colo-node did not start" >&2; return 1; }
   AGENT_HTTP=$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/agent.log" | tail -n1 | awk '{print $NF}')
 }
 
