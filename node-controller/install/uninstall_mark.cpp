@@ -8,30 +8,11 @@
 
 namespace colo::node {
 
-namespace {
-
 using json = nlohmann::json;
-
-std::string queryEscape(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 int markUninstall(kube::ApiClient& api, const MarkOptions& o) {
   const std::string base = "/api/v1/namespaces/" + o.ns;
-  auto list = api.request("GET", base + "/pods?labelSelector=" + queryEscape(o.selector), "", std::chrono::seconds(10));
+  auto list = api.request("GET", base + "/pods?labelSelector=" + kube::urlEncode(o.selector), "", std::chrono::seconds(10));
   if (!list || list->status != 200) {
     spdlog::error("mark-uninstall: cannot list colo's pods in {} ({}): {}", o.ns, o.selector,
                   list ? "HTTP " + std::to_string(list->status) + " " + list->body.substr(0, 200) : list.error().message);
@@ -68,7 +49,7 @@ int markUninstall(kube::ApiClient& api, const MarkOptions& o) {
   spdlog::info("mark-uninstall: {} colo pods marked {}=true; waiting for each colo-node to acknowledge", waiting.size(), kUninstallAnnotation);
   const auto deadline = std::chrono::steady_clock::now() + o.timeout;
   while (!waiting.empty() && std::chrono::steady_clock::now() < deadline) {
-    auto ev = api.request("GET", base + "/events?fieldSelector=" + queryEscape(std::string("reason=") + kUninstallAckReason), "",
+    auto ev = api.request("GET", base + "/events?fieldSelector=" + kube::urlEncode(std::string("reason=") + kUninstallAckReason), "",
                           std::chrono::seconds(10));
     const json events = ev && ev->status == 200 ? json::parse(ev->body, nullptr, false) : json();
     if (events.is_object() && events.contains("items") && events["items"].is_array()) {
