@@ -34,7 +34,7 @@ Expected<Invocation, CniError> readInvocation(const Getenv& getenv) {
   if (req->netns && inv.netns.empty()) return missing("CNI_NETNS");
   if (req->ifname && inv.ifname.empty()) return missing("CNI_IFNAME");
   if (!inv.containerId.empty() && !names::isContainerId(inv.containerId)) {
-    return CniError{Code::InvalidEnvironment, "invalid characters in CNI_CONTAINERID", inv.containerId};
+    return CniError{Code::InvalidEnvironment, inv.containerId.size() > 256 ? "CNI_CONTAINERID is longer than 256 characters" : "invalid characters in CNI_CONTAINERID", inv.containerId};
   }
   if (!inv.ifname.empty() && !names::isIfName(inv.ifname)) {
     return CniError{Code::InvalidEnvironment, "invalid CNI_IFNAME", inv.ifname};

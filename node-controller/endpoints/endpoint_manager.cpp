@@ -1,7 +1,6 @@
 #include "endpoints/endpoint_manager.h"
 
 #include <spdlog/spdlog.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 
 #include "colo/common/files.h"
 #include "colo/common/netns.h"
+#include "pods/key_name.h"
 #include "colo/common/quantity.h"
 #include "colo/common/wire.h"
 
@@ -147,17 +147,8 @@ std::size_t EndpointManager::track(const std::string& key, bool attached) {
 
 std::string EndpointManager::dirName(const std::string& key) const {
   constexpr std::size_t kSunPath = sizeof(sockaddr_un::sun_path) - 1;  // a path socket's NUL
-  if (podsDir_.size() + 1 + key.size() + std::string_view("/colo.sock").size() <= kSunPath) return key;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(key.data(), key.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = key.substr(0, 16) + "-";
-  for (unsigned i = 0; i < 12 && i < len; ++i) {
-    name += kHex[digest[i] >> 4];
-    name += kHex[digest[i] & 0xf];
-  }
-  return name;
+  const std::size_t room = podsDir_.size() + 1 + std::string_view("/colo.sock").size();
+  return keyName(key, kSunPath > room ? kSunPath - room : 0);
 }
 
 void EndpointManager::removeOrphans(const std::vector<std::string>& heldKeys) {

@@ -8,6 +8,7 @@
 
 #include "colo/common/files.h"
 #include "colo/common/names.h"
+#include "pods/key_name.h"
 
 namespace colo::node {
 
@@ -15,7 +16,8 @@ namespace fs = std::filesystem;
 
 Registry::Registry(std::string stateDir) : dir_(std::move(stateDir) + "/pods") {}
 
-std::string Registry::fileFor(const std::string& key) const { return dir_ + "/" + key + ".json"; }
+// A container ID may have 256 characters, and "<key>.json.tmp.<pid>" must fit NAME_MAX (255).
+std::string Registry::fileFor(const std::string& key) const { return dir_ + "/" + keyName(key, kMaxPlainKey) + ".json"; }
 
 Expected<std::size_t> Registry::load() {
   if (auto s = files::makeDirs(dir_, 0700); !s) return s.error();
@@ -33,7 +35,11 @@ Expected<std::size_t> Registry::load() {
       auto j = nlohmann::json::parse(*text, nullptr, false);
       if (!j.is_discarded()) pod = podFromJson(j);
     }
-    if (!pod || fileFor(pod->key) != path) {
+    // Before long keys were hashed, a key of 201 to 240 characters was stored under its own name.
+    if (pod && fileFor(pod->key) != path && path == dir_ + "/" + pod->key + ".json") {
+      fs::rename(path, fileFor(pod->key), ec);
+      if (ec) return Error{"io", "renaming " + path + ": " + ec.message(), ec.value()};
+    } else if (!pod || fileFor(pod->key) != path) {
       spdlog::error("state file {} does not hold a pod; moved aside to {}.bad", path, path);
       fs::rename(path, path + ".bad", ec);
       continue;

@@ -36,9 +36,11 @@ class Registry {
   Expected<UniqueFd> netnsOf(const std::string& key) const;
   std::size_t size() const;
   std::size_t activeCount() const;
+  // The pod's state file: <key>.json, or a hashed name for keys over kMaxPlainKey characters.
+  static constexpr std::size_t kMaxPlainKey = 200;
+  std::string fileFor(const std::string& key) const;
 
  private:
-  std::string fileFor(const std::string& key) const;
   std::string dir_;
   mutable std::mutex mu_;
   std::map<std::string, Pod> pods_;

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -52,6 +53,33 @@ TEST(Registry, PersistsAcrossInstances) {
   EXPECT_EQ(p->netns.inode, 42u);
   EXPECT_EQ(p->netns.cookie, 7u);
   EXPECT_EQ(p->ips, std::vector<std::string>{"198.18.0.2/24"});
+}
+
+// Container IDs (the key when the runtime passes no pod UID) may have 256 characters: their state
+// file must still fit a file name, with the temporary name it is written under.
+TEST(Registry, KeysUpToTheContainerIdLimitArePersisted) {
+  test::TempDir dir;
+  const std::string k200(200, 'a'), k240 = "b" + std::string(239, '1'), k256 = "c" + std::string(255, '2');
+  {
+    Registry r(dir.path());
+    ASSERT_TRUE(r.load().ok());
+    for (const auto& k : {k200, k240, k256}) ASSERT_TRUE(r.put(samplePod(k, "c" + k.substr(0, 3)), UniqueFd()).ok()) << k.size();
+    ASSERT_TRUE(r.remove(k240).ok());
+    EXPECT_LT(r.fileFor(k256).size() - dir.path().size(), 60u);
+  }
+  // A file written under its full name by an older colo-node (keys of 201 to 240 characters) is
+  // taken and renamed, not moved aside.
+  ASSERT_TRUE(files::writeAtomic(dir.path() + "/pods/" + k240 + ".json", toJson(samplePod(k240, "old")).dump(), 0600).ok());
+  Registry again(dir.path());
+  auto n = again.load();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3u);
+  for (const auto& k : {k200, k240, k256}) EXPECT_TRUE(again.get(k).has_value()) << k.size();
+  EXPECT_TRUE(::access(again.fileFor(k240).c_str(), F_OK) == 0);
+  EXPECT_FALSE(::access((dir.path() + "/pods/" + k240 + ".json").c_str(), F_OK) == 0);
+  ASSERT_TRUE(again.remove(k256).ok());
+  Registry third(dir.path());
+  EXPECT_EQ(*third.load(), 2u);
 }
 
 TEST(Registry, StateWithoutANetnsCookieLoadsWithCookieZero) {
