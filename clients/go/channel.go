@@ -154,6 +154,10 @@ func checkMemory(mem int, offered uint64) (int64, error) {
 	if err != nil || seals&(unix.F_SEAL_SHRINK|unix.F_SEAL_GROW) != unix.F_SEAL_SHRINK|unix.F_SEAL_GROW {
 		return 0, fmt.Errorf("channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)")
 	}
+	// Sealed against writing, it cannot be mapped for writing: the peer's fault, not ours.
+	if seals&(unix.F_SEAL_WRITE|unix.F_SEAL_FUTURE_WRITE) != 0 {
+		return 0, fmt.Errorf("channel memory is sealed against writing (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)")
+	}
 	if st.Size < minSegment || st.Size > maxSegment {
 		return 0, fmt.Errorf("channel memory of %d bytes is outside 64 KiB to 1 GiB", st.Size)
 	}

@@ -187,6 +187,7 @@ func TestHostileMemoryAndBellsAreRefused(t *testing.T) {
 	}{
 		"unsealed":      {segmentWith(t, 1<<20, 0, true), 1 << 20, "not sealed"},
 		"shrink only":   {segmentWith(t, 1<<20, unix.F_SEAL_SHRINK, true), 1 << 20, "not sealed"},
+		"write sealed":  {segmentWith(t, 1<<20, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_FUTURE_WRITE, true), 1 << 20, "sealed against writing"},
 		"size != offer": {segment(t, 1<<20), 2 << 20, "offer said"},
 		"too small":     {segment(t, 32<<10), 32 << 10, "outside 64 KiB to 1 GiB"},
 		"eventfd bells": {segmentWith(t, 1<<20, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW, false), 1 << 20, "doorbell"},

@@ -52,6 +52,8 @@ int checkMemory(int fd, std::uint64_t offered, std::uint64_t& size) {
   if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
     return fail(COLO_E_PROTOCOL, "channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)");
   }
+  // Sealed against writing, it cannot be mapped for writing: the peer's fault, not ours.
+  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) return fail(COLO_E_PROTOCOL, "channel memory is sealed against writing (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)");
   size = static_cast<std::uint64_t>(st.st_size);
   if (size < kMinSegment || size > kMaxSegment) {
     return fail(COLO_E_PROTOCOL, "channel memory of " + std::to_string(size) + " bytes is outside 64 KiB to 1 GiB");

@@ -389,6 +389,12 @@ TEST(ChannelPeer, MemoryThatCanShrinkIsRefused) {
   expectRefused(shrinkOnly, "not sealed");
 }
 
+// Memory we could not map for writing is the peer's fault: a protocol error, not an internal one.
+TEST(ChannelPeer, MemorySealedAgainstWritingIsRefused) {
+  HostilePeer futureWrite(kBytes, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE);
+  expectRefused(futureWrite, "sealed against writing");
+}
+
 TEST(ChannelPeer, MemoryOfAnotherSizeThanOfferedIsRefused) {
   HostilePeer p;
   p.offered = 2 * kBytes;

@@ -29,6 +29,8 @@ MIN_RING_DATA = 4096
 MAX_RING_DATA = 1 << 31
 MIN_SEGMENT, MAX_SEGMENT = 64 << 10, 1 << 30
 SEALS_NEEDED = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+# Sealed against writing, the memory cannot be mapped for writing: refused as the peer's fault.
+SEALS_REFUSED = fcntl.F_SEAL_WRITE | getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)
 RECORD_HEADER = 8
 RECORD_WRAP = 0xFFFFFFFF
 # Ring control, as indexes into the control block viewed as u64 (and u32 for the sleep flags).
@@ -95,6 +97,8 @@ def check_memory(fd, offered):
         raise errors.ProtocolError("channel", "channel memory is not a memory file")
     if seals & SEALS_NEEDED != SEALS_NEEDED:
         raise errors.ProtocolError("channel", "channel memory is not sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW)")
+    if seals & SEALS_REFUSED:
+        raise errors.ProtocolError("channel", "channel memory is sealed against writing (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)")
     if not MIN_SEGMENT <= st.st_size <= MAX_SEGMENT:
         raise errors.ProtocolError("channel", f"channel memory of {st.st_size} bytes is outside 64 KiB to 1 GiB")
     if st.st_size != offered:

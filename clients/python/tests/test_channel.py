@@ -117,6 +117,10 @@ class Hostile(unittest.TestCase):
         self.refused(segment(seals=0), 1 << 20, "not sealed")
         self.refused(segment(seals=fcntl.F_SEAL_SHRINK), 1 << 20, "not sealed")
 
+    def test_memory_sealed_against_writing(self):  # was Internal with mmap's text
+        self.refused(segment(seals=fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE), 1 << 20, "sealed against writing")
+        self.refused(segment(seals=fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | 0x0010), 1 << 20, "sealed against writing")
+
     def test_size_other_than_the_offer(self):
         self.refused(segment(), 2 << 20, "offer said")
 
