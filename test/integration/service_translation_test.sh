@@ -130,6 +130,15 @@ OUT6=$(dial a "$VIP6" 3)
 check "IPv6: the ClusterIP is translated to pod b's IPv6 address" test "$(sed -n 's/.*reply=//p' <<<"$OUT6" | sort -u)" == b
 check "IPv6: getpeername shows [ClusterIP]:port" test "$(sed -n 's/ reply.*//; s/peer=//p' <<<"$OUT6" | sort -u)" == "[$VIP6]:80"
 
+# UDP is never translated: the kernel's peer of a connected UDP socket (ss, not getpeername) stays
+# the ClusterIP. A translated TCP connection's kernel peer is the backend (getpeername says otherwise).
+ip netns exec "cst$TAG-a" /usr/bin/python3 "$ECHO" udp "$VIP" 80 >"$WORK/udp.log" &
+UDP=$!
+wait_for 3 grep -q connected "$WORK/udp.log" || true
+check "UDP: a connected UDP socket to the ClusterIP keeps it as its peer" \
+  grep -q "$VIP:80" <<<"$(ip netns exec "cst$TAG-a" ss -Hun state established)"
+wait "$UDP" || true
+
 N0=$(metric 'colo_service_translation_skipped_total{reason="not_caller"}')
 check "pod x (not opted in) is not translated: kube-proxy's path (pod r)" test "$(replies x "$VIP" 3)" == "r=3"
 check "pod x's connects were seen and left alone (not_caller)" test "$(($(metric 'colo_service_translation_skipped_total{reason="not_caller"}') - ${N0:-0}))" -ge 3

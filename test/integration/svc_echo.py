@@ -3,6 +3,7 @@
 
 serve NAME PORT SECONDS: answers every TCP connection (IPv4 and IPv6) with NAME, then closes.
 dial HOST PORT [N]: N connections; for each prints "peer=<getpeername ip>:<port> reply=<name>".
+udp HOST PORT: a connected UDP socket to HOST:PORT, held for 3 s (for ss to see its kernel peer).
 A connection that fails prints "error=<errno name>". Bounded: 3 s per connection.
 """
 import errno
@@ -64,8 +65,17 @@ def dial(host, port, n):
                 s.close()
 
 
+def udp(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    print("connected", flush=True)
+    time.sleep(3)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
+    if sys.argv[1] == "udp":
+        udp(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
         dial(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1)
