@@ -53,6 +53,8 @@ struct Producer {
   std::uint64_t tail = 0;      // the consumer's last published position, checked
   std::uint64_t start = 0;     // where the reserved record starts
   std::uint64_t skip = 0;      // bytes skipped before it (the end of the ring)
+  std::uint64_t reserved = 0;  // padded size of the reserved record
+  std::uint64_t marked = 0;    // a position past head where the last commit left an empty mark (0: none)
 
   // Marks: the first slot is empty, and every record will be followed by an empty mark, so that a
   // consumer can wait on the record header itself (one cache line) instead of on `head`.
@@ -77,21 +79,39 @@ struct Producer {
       if (head + skip + need - tail > r.capacity) return nullptr;
     }
     start = head + skip;
+    reserved = align8(kRecordHeader + len);
     return r.data + (start & r.mask()) + kRecordHeader;
   }
 
   // Publishes the record: the mark after it, then its header (release: a consumer waiting on the
   // header sees the payload and the mark), then a skip marker if it went to the start of the
   // ring (after the record, for the same reason), then `head` for consumers that wait on it.
+  // Then it marks where the next record will end if it is as long as this one (marked ahead, in
+  // free space no consumer reads yet): that mark's line is then fetched while the peer answers,
+  // not in front of the next header's store (stores leave a CPU in order, so a mark that has to
+  // fetch its line delays the header behind it: 0.23 -> 0.16 us per 64 B round trip).
   void commit(std::uint64_t len) {
     const std::uint64_t n = align8(kRecordHeader + len);
     ++produced;
-    r.setHeader((start + n) & r.mask(), kEmptyMark, std::memory_order_relaxed);
+    // The mark left ahead is still whole only if the application's bytes stopped before it.
+    if (start + n != marked || n != reserved) r.setHeader((start + n) & r.mask(), kEmptyMark, std::memory_order_relaxed);
     r.setHeader(start & r.mask(), len | (produced & 0xffffffffu) << 32, std::memory_order_release);
     if (skip) r.setHeader(head & r.mask(), kWrapMark, std::memory_order_release);
     head = start + n;
     at(r.h->produced).store(produced, std::memory_order_relaxed);
     at(r.h->head).store(head, std::memory_order_release);
+    markAhead(n);
+  }
+
+ private:
+  // An empty mark at head + n, when those 8 bytes lie before the end of the ring and in space the
+  // consumer has released (as far as we last saw).
+  void markAhead(std::uint64_t n) {
+    const std::uint64_t p = head + n;
+    marked = 0;
+    if ((p & r.mask()) + kRecordHeader > r.capacity || p + kRecordHeader - tail > r.capacity) return;
+    r.setHeader(p & r.mask(), kEmptyMark, std::memory_order_relaxed);
+    marked = p;
   }
 };
 
