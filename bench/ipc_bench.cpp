@@ -8,6 +8,8 @@
 //          both pinned to CPUs 0 and 1: one JSON line with per-round p50/p99 and their medians.
 //          The floor is two threads of this process handing one cache line back and forth (a
 //          store, and a spin on the other's store): no transport can beat it on this machine.
+//          The two-line floor (pair*) does the same with one line per direction, as two one-way
+//          rings must.
 // A connection starts with a control record: 'E' + u32 size (echo), 'A' (echo, every byte copied)
 // or 'S' (sink); on a channel the first message carries it. On a channel, messages are written in
 // place: by default only their first 8 bytes are touched (the transport copies nothing; the
@@ -253,32 +255,38 @@ double stream(Endpoint& e, std::size_t size, double seconds) {
 }
 
 // ---- the floor: one cache line between CPU 0 (this thread) and CPU 1, each side spinning back
-// to back on a load, as the channel does in its first phase of waiting ----
+// to back on a load, as the channel does in its first phase of waiting. With `pair`, one line per
+// direction instead (each side stores to its own line and spins on the other's): what any two
+// one-way rings, each written by one side only, hand back and forth at the least ----
 
-std::vector<double> floorRound(long iters) {
+std::vector<double> floorRound(long iters, bool pair) {
   struct alignas(64) Line {
     std::atomic<std::uint64_t> v{0};
   };
-  static Line line;
-  line.v.store(0);
+  static Line lines[2];
+  static std::uint64_t epoch = 0;  // values never repeat from one round to the next
+  epoch += 1u << 30;
+  Line& out = lines[0];
+  Line& back = pair ? lines[1] : lines[0];
   const long total = iters + 1000;
-  std::thread peer([total] {
+  const std::uint64_t base = epoch;
+  std::thread peer([&out, &back, total, base] {
     pin(1);
     for (long i = 0; i < total; ++i) {
-      const std::uint64_t want = 2 * static_cast<std::uint64_t>(i) + 1;
-      while (line.v.load(std::memory_order_acquire) != want) {
+      const std::uint64_t want = base + 2 * static_cast<std::uint64_t>(i) + 1;
+      while (out.v.load(std::memory_order_acquire) != want) {
       }
-      line.v.store(want + 1, std::memory_order_release);
+      back.v.store(want + 1, std::memory_order_release);
     }
   });
   std::vector<double> rtt;
   rtt.reserve(static_cast<std::size_t>(iters));
   ticksPerMicrosecond();
   for (long i = 0; i < total; ++i) {
-    const std::uint64_t mine = 2 * static_cast<std::uint64_t>(i) + 1;
+    const std::uint64_t mine = base + 2 * static_cast<std::uint64_t>(i) + 1;
     const auto t0 = ticks();
-    line.v.store(mine, std::memory_order_release);
-    while (line.v.load(std::memory_order_acquire) != mine + 1) {
+    out.v.store(mine, std::memory_order_release);
+    while (back.v.load(std::memory_order_acquire) != mine + 1) {
     }
     if (i >= 1000) rtt.push_back(micros(t0, ticks()));
   }
@@ -293,17 +301,20 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Rounds of floor then channel, so that a compile or a preemption on this shared machine falls on
-// both alike; the ratio is taken round by round, then its median.
+// Rounds of floor, two-line floor, then channel, so that a compile or a preemption on this shared
+// machine falls on all alike; the ratios are taken round by round, then their medians.
 void floorVsChannel(Endpoint& e, std::size_t size, long iters, int rounds) {
-  std::vector<double> f50, f99, c50, c99, r50, r99;
+  std::vector<double> f50, f99, p50, p99, c50, c99, r50, r99, pr50, pr99;
   for (int r = 0; r < rounds; ++r) {
     std::fprintf(stderr, "\r  floor vs channel: round %d of %d", r + 1, rounds);
-    const auto f = floorRound(iters);
+    const auto f = floorRound(iters, false);
+    const auto p = floorRound(iters, true);
     const auto c = pingPong(e, size, iters);
     if (c.empty()) break;
     f50.push_back(at(f, 0.5)), f99.push_back(at(f, 0.99)), c50.push_back(at(c, 0.5)), c99.push_back(at(c, 0.99));
+    p50.push_back(at(p, 0.5)), p99.push_back(at(p, 0.99));
     r50.push_back(c50.back() / f50.back()), r99.push_back(c99.back() / f99.back());
+    pr50.push_back(p50.back() / f50.back()), pr99.push_back(p99.back() / f99.back());
   }
   std::fprintf(stderr, "\n");
   auto list = [](const std::vector<double>& v) {
@@ -312,10 +323,12 @@ void floorVsChannel(Endpoint& e, std::size_t size, long iters, int rounds) {
     return s + "]";
   };
   std::printf("{\"rounds\":%zu,\"iters\":%ld,\"size\":%zu,\"floorP50\":%.4f,\"floorP99\":%.4f,\"channelP50\":%.4f,"
-              "\"channelP99\":%.4f,\"ratioP50\":%.3f,\"ratioP99\":%.3f,\"perRound\":{\"floorP50\":%s,\"floorP99\":%s,"
-              "\"channelP50\":%s,\"channelP99\":%s}}\n",
+              "\"channelP99\":%.4f,\"ratioP50\":%.3f,\"ratioP99\":%.3f,\"pairP50\":%.4f,\"pairP99\":%.4f,"
+              "\"pairRatioP50\":%.3f,\"pairRatioP99\":%.3f,\"perRound\":{\"floorP50\":%s,\"floorP99\":%s,"
+              "\"pairP50\":%s,\"pairP99\":%s,\"channelP50\":%s,\"channelP99\":%s}}\n",
               c50.size(), iters, size, median(f50), median(f99), median(c50), median(c99), median(r50), median(r99),
-              list(f50).c_str(), list(f99).c_str(), list(c50).c_str(), list(c99).c_str());
+              median(p50), median(p99), median(pr50), median(pr99), list(f50).c_str(), list(f99).c_str(),
+              list(p50).c_str(), list(p99).c_str(), list(c50).c_str(), list(c99).c_str());
 }
 
 void report(const std::string& what, const std::vector<double>& rtt, double gbps) {

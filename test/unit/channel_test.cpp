@@ -101,6 +101,33 @@ TEST(Channel, BothDirectionsAndLargestMessages) {
   echo.join();
 }
 
+// The producer marks the slot where its next record will end if that record is as long as the
+// last one. A commit shorter than its reservation may end exactly there while the application's
+// bytes ran over that mark: the slot after the record must still read as empty, not as whatever
+// the application wrote (here, a plausible header of the next message).
+TEST(Channel, AShortCommitOverTheMarkLeftAheadStillEndsInAnEmptySlot) {
+  Channels ch(1 << 20);
+  const void* in = nullptr;
+  unsigned long len = 0;
+  ASSERT_EQ(colo_channel_read(ch.b, 0, &in, &len), COLO_E_TIMEOUT);  // the reader now waits on record headers
+  void* out = nullptr;
+  ASSERT_EQ(colo_channel_reserve(ch.a, 64, 1000, &out), COLO_OK);
+  std::memset(out, 1, 64);
+  ASSERT_EQ(colo_channel_commit(ch.a, 64), COLO_OK);  // record 1 at 0..72, mark at 72, mark ahead at 144
+  ASSERT_EQ(colo_channel_reserve(ch.a, 200, 1000, &out), COLO_OK);
+  std::memset(out, 2, 200);
+  const std::uint64_t fake = 8 | std::uint64_t{3} << 32;  // length 8, sequence 3
+  std::memcpy(static_cast<char*>(out) + 64, &fake, 8);    // at 72 + 8 + 64 = 144
+  ASSERT_EQ(colo_channel_commit(ch.a, 64), COLO_OK);      // record 2 at 72..144
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_EQ(colo_channel_read(ch.b, 1000, &in, &len), COLO_OK) << colo_last_error();
+    ASSERT_EQ(len, 64u);
+    ASSERT_EQ(static_cast<const unsigned char*>(in)[0], i);
+    ASSERT_EQ(colo_channel_release(ch.b), COLO_OK);
+  }
+  EXPECT_EQ(colo_channel_read(ch.b, 0, &in, &len), COLO_E_TIMEOUT);
+}
+
 TEST(Channel, FullRingTimesOutAndEmptyRingTimesOut) {
   Channels ch(64 << 10);
   void* buf = nullptr;
