@@ -145,7 +145,7 @@ TEST(Channel, FullRingTimesOutAndEmptyRingTimesOut) {
   EXPECT_EQ(colo_channel_reserve(ch.a, colo_channel_max_message(ch.a) + 1, 20, &buf), COLO_E_INVALID);
 }
 
-// A side that has parked on its eventfd is woken by the other side's commit or release, whatever
+// A side that has parked on its doorbell is woken by the other side's commit or release, whatever
 // the moment: the delays straddle the spin-then-park boundary (50 us), where a lost wake-up would
 // turn into a 2 s timeout.
 TEST(Channel, ParkedSidesAreWokenAtEveryMoment) {
