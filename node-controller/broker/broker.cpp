@@ -120,7 +120,6 @@ std::size_t Broker::namesOf(const std::string& podKey) const {
 }
 
 void Broker::connectionClosed(const ConnInfo& conn) {
-  hugeLedger_.connectionClosed(conn.id);
   for (auto it = names_.begin(); it != names_.end();) {
     if (it->second.connId == conn.id) {
       spdlog::info("broker: {} released (its listener went away)", it->first);
@@ -243,7 +242,7 @@ Reply Broker::dialFailed(const json& req, const Error& e) {
 
 namespace colo::node {
 
-Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo& conn) {
+Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo&) {
   auto parsed = proto::parseChannel(req);
   if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
   // At most channelsPerMinute set-ups per pod (a token bucket): the memory is the pods' own once
@@ -263,15 +262,14 @@ Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo& conn) {
                                                              " channels in the last minute (the cap); try again shortly");
   }
   bucket.tokens -= 1.0;
-  return Reply::later([this, req, pod, asked = parsed->bytes, connId = conn.id] { return makeChannel(req, pod, asked, connId); });
+  return Reply::later([this, req, pod, asked = parsed->bytes] { return makeChannel(req, pod, asked); });
 }
 
 // On a worker: files, mappings and page faults are not for the loop.
-Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked, std::uint64_t connId) {
-  // Hugepage channels are charged to the pod until the asking connection closes; pods gone from
-  // the registry free theirs too.
-  hugeLedger_.forgetMissing([&](const std::string& key) { return key == pod.key || registry_.get(key).has_value(); });
-  auto made = makeChannelMemory(asked, pod.key, connId, pod.hugepageBytes, pod.hugepageBytes ? pod.endpointDir + "/hugepages" : "", hugeLedger_);
+Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked) {
+  // Hugepage channels are charged to the pod until the kernel frees their pages (HugepageLedger),
+  // however the pods pass the memory around or close the connection that asked.
+  auto made = makeChannelMemory(asked, pod.key, pod.hugepageBytes, pod.hugepageBytes ? pod.endpointDir + "/hugepages" : "", hugeLedger_);
   if (!made) return wire::errorReply(req, code::kResourceExhausted, "channel: " + made.error().str());
   auto& cm = *made;
   if (!cm.fallback.empty()) metrics_.add("colo_broker_channel_fallbacks_total", {{"reason", cm.fallback}});

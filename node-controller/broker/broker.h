@@ -34,8 +34,8 @@ class Broker {
   // Memory for a shared-memory channel, laid out and sealed, with its two doorbells (a socketpair;
   // see channel_memory.h): hugepages within the caller's share, else ordinary memory (memfd).
   Reply channel(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn);
-  // A connection went away: the names it listened on go with it, and the hugepage channels it
-  // asked for stop counting against its pod's share.
+  // A connection went away: the names it listened on go with it. (Hugepage channels it asked for
+  // count against its pod's share until their memory is freed, not until it closes.)
   void connectionClosed(const ConnInfo& conn);
   // Kubernetes mode: dial resolves service/<ns>/<name>:<port> and pod/<ns>/<name>:<port> from
   // this cache (kube_dial.cpp). Set once, before or while the loop runs.
@@ -66,7 +66,7 @@ class Broker {
   std::string nodeName_;  // set with services_, read after it
   std::uint64_t backendTurn_ = 0;  // round robin over equal backends
   Reply dialFailed(const nlohmann::json& req, const Error& e);
-  Reply makeChannel(const nlohmann::json& req, const Pod& pod, std::uint64_t asked, std::uint64_t connId);
+  Reply makeChannel(const nlohmann::json& req, const Pod& pod, std::uint64_t asked);
   std::size_t namesOf(const std::string& podKey) const;
   struct Bucket {
     double tokens = 0;
@@ -78,7 +78,7 @@ class Broker {
   std::map<std::string, Listener> names_;          // loop thread only
   std::map<std::string, Bucket> channelTokens_;    // loop thread only
   std::atomic<std::uint64_t> channelSeq_{0};       // workers
-  HugepageLedger hugeLedger_;                      // workers charge, the loop refunds (own lock)
+  HugepageLedger hugeLedger_;                      // workers charge; the kernel's notice refunds (own lock)
 };
 
 }  // namespace colo::node

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/memfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
@@ -13,41 +14,74 @@
 
 namespace colo::node {
 
+HugepageLedger::HugepageLedger() : inotify_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {}
+
 std::uint64_t HugepageLedger::chargedLocked(const std::string& pod) const {
   auto it = charged_.find(pod);
-  std::uint64_t sum = 0;
-  if (it != charged_.end()) {
-    for (const auto& [conn, bytes] : it->second) sum += bytes;
-  }
-  return sum;
+  return it == charged_.end() ? 0 : it->second;
 }
 
-bool HugepageLedger::charge(const std::string& pod, std::uint64_t conn, std::uint64_t share, std::uint64_t used, std::uint64_t bytes) {
+void HugepageLedger::collectLocked() const {
+  if (!inotify_) return;
+  alignas(inotify_event) char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(inotify_.get(), buf, sizeof(buf));
+    if (n <= 0) return;  // EAGAIN: nothing more (a lost event only keeps a charge: never over the share)
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      if (!(ev->mask & IN_IGNORED)) continue;  // the watch went with the inode: the pages are free
+      auto seg = segments_.find(ev->wd);
+      if (seg == segments_.end()) continue;
+      auto c = charged_.find(seg->second.pod);
+      if (c != charged_.end()) {
+        c->second -= std::min(c->second, seg->second.bytes);
+        if (c->second == 0) charged_.erase(c);
+      }
+      segments_.erase(seg);
+    }
+  }
+}
+
+bool HugepageLedger::charge(const std::string& pod, std::uint64_t share, std::uint64_t used, std::uint64_t bytes) {
   std::lock_guard lock(mu_);
+  collectLocked();
   const std::uint64_t c = chargedLocked(pod);
   if (used > share || c > share - used || bytes > share - used - c) return false;
-  charged_[pod][conn] += bytes;
+  charged_[pod] += bytes;
   return true;
 }
 
-void HugepageLedger::refund(const std::string& pod, std::uint64_t conn, std::uint64_t bytes) {
+void HugepageLedger::refund(const std::string& pod, std::uint64_t bytes) {
   std::lock_guard lock(mu_);
-  auto it = charged_.find(pod);
-  if (it == charged_.end()) return;
-  auto c = it->second.find(conn);
-  if (c == it->second.end()) return;
+  auto c = charged_.find(pod);
+  if (c == charged_.end()) return;
   c->second -= std::min(c->second, bytes);
+  if (c->second == 0) charged_.erase(c);
 }
 
-void HugepageLedger::connectionClosed(std::uint64_t conn) {
+Status HugepageLedger::follow(int memFd, const std::string& pod, std::uint64_t bytes) {
   std::lock_guard lock(mu_);
-  for (auto& [pod, conns] : charged_) conns.erase(conn);
-  std::erase_if(charged_, [](const auto& kv) { return kv.second.empty(); });
+  if (!inotify_) return Error::make("unavailable", "no inotify instance to follow hugepage channels with");
+  // The watch is on the segment's inode (reached through our descriptor); it is still ours here,
+  // so the inode cannot die before the watch is in place.
+  const std::string path = "/proc/self/fd/" + std::to_string(memFd);
+  const int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), IN_DELETE_SELF);
+  if (wd < 0) return Error::fromErrno("inotify_add_watch(hugepage channel)");
+  segments_[wd] = Segment{pod, bytes};
+  return {};
 }
 
 std::uint64_t HugepageLedger::charged(const std::string& pod) const {
   std::lock_guard lock(mu_);
+  collectLocked();
   return chargedLocked(pod);
+}
+
+std::size_t HugepageLedger::followed() const {
+  std::lock_guard lock(mu_);
+  collectLocked();
+  return segments_.size();
 }
 
 namespace {
@@ -79,22 +113,26 @@ Expected<UniqueFd> sealedSegment(unsigned flags, std::uint64_t size, std::uint64
 
 }  // namespace
 
-Expected<ChannelMemory> makeChannelMemory(std::uint64_t asked, const std::string& podKey, std::uint64_t conn, std::uint64_t hugeShare,
+Expected<ChannelMemory> makeChannelMemory(std::uint64_t asked, const std::string& podKey, std::uint64_t hugeShare,
                                           const std::string& hugeMount, HugepageLedger& ledger) {
   ChannelMemory out;
   if (hugeShare > 0) {
     const std::uint64_t size = (asked + kHuge - 1) / kHuge * kHuge;
-    if (!ledger.charge(podKey, conn, hugeShare, mountUsed(hugeMount), size)) {
+    if (!ledger.charge(podKey, hugeShare, mountUsed(hugeMount), size)) {
       out.note = "the pod's hugepage share has no room for " + std::to_string(size) + " bytes; ordinary memory instead";
       out.fallback = "pod_share";
-    } else if (auto m = sealedSegment(MFD_HUGETLB | MFD_HUGE_2MB, size, out.capacity)) {
+    } else if (auto m = sealedSegment(MFD_HUGETLB | MFD_HUGE_2MB, size, out.capacity); !m) {
+      ledger.refund(podKey, size);
+      out.note = "the node's hugepage pool is short of " + std::to_string(size) + " bytes (" + m.error().message + "); ordinary memory instead";
+      out.fallback = "hugepage_pool";
+    } else if (auto f = ledger.follow(m->get(), podKey, size); !f) {
+      ledger.refund(podKey, size);  // closing *m frees the pages: nothing to follow
+      out.note = "colo-node cannot follow a hugepage channel's life (" + f.error().message + "); ordinary memory instead";
+      out.fallback = "untracked";
+    } else {
       out.mem = std::move(*m);
       out.size = size;
       out.memory = "hugepages";
-    } else {
-      ledger.refund(podKey, conn, size);
-      out.note = "the node's hugepage pool is short of " + std::to_string(size) + " bytes (" + m.error().message + "); ordinary memory instead";
-      out.fallback = "hugepage_pool";
     }
   } else {
     out.note = "the pod has no hugepages (annotation colo.dev/hugepages); ordinary memory instead";

@@ -3,7 +3,8 @@
 // - the segment is a memfd sealed against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW,
 //   then F_SEAL_SEAL): a peer's ftruncate fails with EPERM instead of the other side's next
 //   access dying of SIGBUS. Hugepages come from memfd_create(MFD_HUGETLB | MFD_ALLOW_SEALING)
-//   (sealable since Linux 4.16), charged to the pod's hugepage share here (HugepageLedger).
+//   (sealable since Linux 4.16), charged to the pod's hugepage share until the kernel frees
+//   them (HugepageLedger).
 // - the doorbells are the two ends of one AF_UNIX stream socketpair, each side written with
 //   MSG_DONTWAIT: whatever a peer does to the shared file status flags or the queue, a wake-up
 //   never blocks the writer (a full queue means a wake-up is already pending).
@@ -28,33 +29,43 @@ struct ChannelMemory {
   std::string fallback;        // metric reason of that fallback ("" when none)
 };
 
-// Hugepage bytes colo-node gave to channels, per pod and per asking connection: with what the
-// pod's own hugetlbfs mount holds, never more than the pod's share. A memfd's pages are freed when
-// the last pod closes it, which colo-node cannot see; the charge is refunded when the connection
-// that asked closes (a client's channels normally end with it) or when the pod is gone.
+// Hugepage bytes colo-node gave to channels, per pod: with what the pod's own hugetlbfs mount
+// holds, never more than the pod's share. A charge lasts as long as the memory does, wherever it
+// went: colo-node watches each hugepage segment it made with inotify (IN_DELETE_SELF), which the
+// kernel reports when the last reference of any kind (a descriptor in any process, a mapping, an
+// O_PATH) is gone, i.e. when the pages are back in the pool; only then is the charge refunded.
+// The watch holds no reference that would keep the pages. A pod that is deleted keeps its charges
+// while the memory lives on in its peers (a re-created pod with the same key finds them).
 class HugepageLedger {
  public:
+  HugepageLedger();
   // Charges `bytes` to `pod` when `share` minus `used` (the pod's mount) minus its channels has room.
-  bool charge(const std::string& pod, std::uint64_t conn, std::uint64_t share, std::uint64_t used, std::uint64_t bytes);
-  void refund(const std::string& pod, std::uint64_t conn, std::uint64_t bytes);
-  void connectionClosed(std::uint64_t conn);
-  template <class Alive>
-  void forgetMissing(Alive alive) {
-    std::lock_guard lock(mu_);
-    std::erase_if(charged_, [&](const auto& kv) { return !alive(kv.first); });
-  }
+  bool charge(const std::string& pod, std::uint64_t share, std::uint64_t used, std::uint64_t bytes);
+  // Gives back a charge whose segment was never made.
+  void refund(const std::string& pod, std::uint64_t bytes);
+  // The segment `memFd` now carries `bytes` of `pod`'s charge: refunded when the kernel frees it.
+  // An error (no inotify, no watch left): the caller refunds and hands out ordinary memory.
+  Status follow(int memFd, const std::string& pod, std::uint64_t bytes);
   std::uint64_t charged(const std::string& pod) const;
+  std::size_t followed() const;  // segments alive
 
  private:
+  void collectLocked() const;  // refunds the segments the kernel has freed
   std::uint64_t chargedLocked(const std::string& pod) const;
   mutable std::mutex mu_;
-  std::map<std::string, std::map<std::uint64_t, std::uint64_t>> charged_;  // pod -> connection -> bytes
+  UniqueFd inotify_;
+  struct Segment {
+    std::string pod;
+    std::uint64_t bytes;
+  };
+  mutable std::map<int, Segment> segments_;              // watch descriptor -> segment
+  mutable std::map<std::string, std::uint64_t> charged_;  // pod -> bytes
 };
 
 // Creates, sizes, seals and lays out the segment, and makes the bells. Hugepages when `hugeShare`
 // > 0 and `ledger` has room for the pod (`hugeMount`: the pod's hugetlbfs mount, for what it
 // already uses), else an ordinary memfd. Errors are the node's (out of memory, descriptors).
-Expected<ChannelMemory> makeChannelMemory(std::uint64_t asked, const std::string& podKey, std::uint64_t conn, std::uint64_t hugeShare,
+Expected<ChannelMemory> makeChannelMemory(std::uint64_t asked, const std::string& podKey, std::uint64_t hugeShare,
                                           const std::string& hugeMount, HugepageLedger& ledger);
 
 // The seals every channel segment carries.
