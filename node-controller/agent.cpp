@@ -53,6 +53,7 @@ Status Agent::start() {
   podLimits.idleTimeout = std::chrono::seconds(120);  // listeners (after `listen`) are exempt: they wait quietly
   podLimits.workers = 4;                              // sockets made in a pod's netns, channel memory
   podLimits.workerShare = 8;                          // queued or running: the jobs are short
+  podLimits.fdReserve = kCniFdReserve;                // pods together never take what pod creation needs
   podServer_ = std::make_unique<SeqpacketServer>(
       "pods", metrics_, [this](wire::Message& m, const ConnInfo& c) { return podApi_->handle(m, c); },
       [this](const ConnInfo& c) { return podApi_->admit(c); }, [this](const ConnInfo& c) { podApi_->connectionClosed(c); }, podLimits);

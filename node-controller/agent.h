@@ -22,6 +22,11 @@
 
 namespace colo::node {
 
+// Descriptors the pods' server leaves free under RLIMIT_NOFILE for the CNI path (its connections,
+// the netns, a new pod's two listeners, mounts, state files, several ADDs at once) and the rest
+// of colo-node: pods' connections and slow requests are refused before they would take them.
+inline constexpr std::size_t kCniFdReserve = 128;
+
 class Agent {
  public:
   explicit Agent(Config config);

@@ -17,6 +17,7 @@
 #include "broker/channel_memory.h"
 #include "colo/channel_layout.h"
 #include "colo/common/netns.h"
+#include "log/log_limiter.h"
 
 namespace colo::node {
 
@@ -157,10 +158,13 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
   if (!allowed(caller, *listenerPod)) {
     metrics_.add("colo_broker_denials_total");
     metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "denied"}});
-    spdlog::warn("broker: denied: pod {}/{} may not dial {} (listener admits its own namespace{})", caller.podNamespace, caller.name, q,
-                 listenerPod->annotations.is_object() && listenerPod->annotations.contains(kAllowFromAnnotation)
-                     ? " and " + listenerPod->annotations[kAllowFromAnnotation].dump()
-                     : "");
+    // Per caller: a pod dialing what it may not in a loop costs a few lines (the counter has all).
+    if (warnLimiter().allow("broker: dials denied to pod " + caller.key)) {
+      spdlog::warn("broker: denied: pod {}/{} may not dial {} (listener admits its own namespace{})", caller.podNamespace, caller.name, q,
+                   listenerPod->annotations.is_object() && listenerPod->annotations.contains(kAllowFromAnnotation)
+                       ? " and " + listenerPod->annotations[kAllowFromAnnotation].dump()
+                       : "");
+    }
     return wire::errorReply(req, "permission_denied", "dial: pod " + caller.podNamespace + "/" + caller.name + " may not dial " + q);
   }
   int sv[2];

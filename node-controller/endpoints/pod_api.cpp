@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,7 +20,7 @@ PodApi::PodApi(const Config& config, Registry& registry, Metrics& metrics)
 
 // The netns of the process that connected, bound to that process (its pidfd), not to a PID that
 // may have been reused by the time we look.
-Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
+Expected<UniqueFd> PodApi::peerNetnsFd(const ConnInfo& conn) {
   if (conn.pidfd < 0) {
     return Error::make("permission_denied",
                        "this kernel does not name the connecting process (SO_PEERPIDFD, Linux 6.5+): colo.sock cannot tell a pod from a "
@@ -27,7 +28,7 @@ Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
   }
   // Linux 6.11+: the namespace straight from the pidfd.
   UniqueFd ns(::ioctl(conn.pidfd, kPidfdGetNetNamespace, 0));
-  if (ns) return netns::inspect(ns.get());
+  if (ns) return ns;
   if (errno == ESRCH) return Error::make("permission_denied", "the connecting process has exited");
   // Older: read /proc/<pid>/ns/net, then prove the pid was still that process when we read it
   // (a pidfd keeps its process's pid from being reused while the process lives).
@@ -37,19 +38,32 @@ Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
   if (::syscall(SYS_pidfd_send_signal, conn.pidfd, 0, nullptr, 0) != 0) {
     return Error::make("permission_denied", "the connecting process exited while colo-node checked it");
   }
-  return netns::inspect(fd->get());
+  return std::move(*fd);
+}
+
+Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
+  auto ns = peerNetnsFd(conn);
+  if (!ns) return ns.error();
+  return netns::inspect(ns->get());
 }
 
 Status PodApi::admit(const ConnInfo& conn) const {
   if (conn.listener.empty() || conn.listener[0] != '/') return {};  // abstract: only the pod's netns can reach it
   auto pod = registry_.get(conn.tag);
   if (!pod) return Error::make("not_found", "this endpoint's pod is gone");
-  auto id = peerNetns(conn);
+  auto ns = peerNetnsFd(conn);
+  if (!ns) return Error{"permission_denied", ns.error().message, ns.error().errnum};
+  const auto notThePod = [&] {
+    return Error::make("permission_denied", "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key + "'s network namespace");
+  };
+  // Cheap first: a namespace with another inode is another namespace (a host user's flood is
+  // refused here). Only a match needs the cookie (inode numbers are reused), which costs a thread.
+  struct stat st{};
+  if (::fstat(ns->get(), &st) != 0) return Error::fromErrno("fstat(caller's netns)");
+  if (static_cast<std::uint64_t>(st.st_ino) != pod->netns.inode || static_cast<std::uint64_t>(st.st_dev) != pod->netns.device) return notThePod();
+  auto id = netns::inspect(ns->get());
   if (!id) return Error{"permission_denied", id.error().message, id.error().errnum};
-  if (!(*id == pod->netns)) {
-    return Error::make("permission_denied", "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key +
-                                                "'s network namespace");
-  }
+  if (!(*id == pod->netns)) return notThePod();
   return {};
 }
 

@@ -27,6 +27,8 @@ class PodApi {
   Status admit(const ConnInfo& conn) const;
   // The network namespace of the process behind a connection (SO_PEERPIDFD; see admit).
   static Expected<netns::Identity> peerNetns(const ConnInfo& conn);
+  // The same namespace as a descriptor, not yet inspected (inspecting costs a thread).
+  static Expected<UniqueFd> peerNetnsFd(const ConnInfo& conn);
   // PIDFD_GET_NET_NAMESPACE (linux/pidfd.h, 6.11): _IO(0xFF, 4). Older headers lack it; the
   // answer is checked to be a network namespace whatever it is.
   static constexpr unsigned long kPidfdGetNetNamespace = (0xFFUL << 8) | 4;

@@ -11,6 +11,9 @@
 
 #include <algorithm>
 
+#include "log/log_limiter.h"
+#include "server/fd_budget.h"
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77  // Linux 6.5; older headers lack it
 #endif
@@ -230,6 +233,12 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
                                                                                  " requests in progress (the cap); try again when they finish"));
       return;
     }
+    if (limits_.fdReserve > 0 && freeDescriptors() <= limits_.fdReserve) {
+      exhausted("descriptors");
+      enqueue(it->second, wire::errorReply(request, code::kResourceExhausted,
+                                           "colo-node is short of descriptors (what is left is kept for pod creation); try again later"));
+      return;
+    }
     ++use.pending;
     it->second.busy = true;
     wasPending = true;
@@ -324,6 +333,7 @@ void SeqpacketServer::acceptReady(Clock::time_point now) {
     std::string tag, address;
   };
   std::vector<Accepted> accepted;
+  std::size_t fdsFree = limits_.fdReserve > 0 ? freeDescriptors() : static_cast<std::size_t>(-1);
   {
     epoll_event evs[64];
     const int n = ::epoll_wait(listenEp_.get(), evs, 64, 0);
@@ -361,23 +371,35 @@ void SeqpacketServer::acceptReady(Clock::time_point now) {
       }
     }
   }
-  for (auto& a : accepted) admitOne(std::move(a.fd), a.tag, a.address, now);
+  for (auto& a : accepted) admitOne(std::move(a.fd), a.tag, a.address, now, fdsFree);
 }
 
-void SeqpacketServer::admitOne(UniqueFd c, const std::string& tag, const std::string& address, Clock::time_point now) {
+// Cheapest refusals first: caps and the descriptor budget cost nothing; only then is the caller
+// looked at (a pidfd and its namespace), and the pidfd is closed as soon as that is decided.
+void SeqpacketServer::admitOne(UniqueFd c, const std::string& tag, const std::string& address, Clock::time_point now, std::size_t& fdsFree) {
+  // The accepted socket is already counted in fdsFree (counted before accepting): this is what
+  // holding it leaves.
+  fdsFree = fdsFree > 0 ? fdsFree - 1 : 0;
   ucred uc{};
   socklen_t len = sizeof(uc);
   ::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len);
-  int pidfd = -1;
-  len = sizeof(pidfd);
-  if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) pidfd = -1;
   Conn conn;
-  conn.pidfd.reset(pidfd);
-  conn.info = ConnInfo{tag, address, PeerCred{uc.pid, uc.uid, uc.gid}, nextConnId_++, c.get(), pidfd};
+  conn.info = ConnInfo{tag, address, PeerCred{uc.pid, uc.uid, uc.gid}, nextConnId_++, c.get(), -1};
   conn.last = now;
   auto& use = use_[tag];
   const char* rejected = nullptr;
   std::optional<Error> refused;
+  const bool shortOfFds = limits_.fdReserve > 0 && fdsFree <= limits_.fdReserve;
+  if (shortOfFds) {
+    // Closed at once, never kept to answer: what is left is the CNI path's.
+    metrics_.add("colo_wire_connections_rejected_total", {{"socket", name_}, {"reason", "fd_budget"}});
+    if (warnLimiter().allow(name_ + ": connections closed at once, colo-node is short of descriptors")) {
+      spdlog::warn("{}: closed pid {} uid {} on {} at once: {} descriptors left under RLIMIT_NOFILE, {} kept for pod creation", name_, uc.pid,
+                   uc.uid, address, fdsFree, limits_.fdReserve);
+    }
+    fdsFree += 1;
+    return;
+  }
   if (conns_.size() >= limits_.maxConnections) {
     rejected = "server_cap";
     refused = Error::make(code::kResourceExhausted, "colo-node serves " + std::to_string(conns_.size()) + " connections (its cap)");
@@ -385,16 +407,29 @@ void SeqpacketServer::admitOne(UniqueFd c, const std::string& tag, const std::st
     rejected = "per_pod_cap";
     refused = Error::make(code::kResourceExhausted, "this pod has " + std::to_string(use.conns) + " connections open (the cap)");
   } else if (check_) {
-    if (auto s = check_(conn.info); !s) {
+    int pidfd = -1;
+    len = sizeof(pidfd);
+    if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) pidfd = -1;
+    const UniqueFd held(pidfd);  // only for the check: admission is decided now
+    conn.info.pidfd = pidfd;
+    auto s = check_(conn.info);
+    conn.info.pidfd = -1;
+    if (!s) {
       rejected = "admission";
       refused = s.error();
-      spdlog::warn("{}: refused pid {} uid {} on {}: {}", name_, uc.pid, uc.uid, address, s.error().message);
+      // Per cause and caller: a host user's connect flood costs a few lines, not megabytes.
+      if (warnLimiter().allow(name_ + ": connections refused at admission, uid " + std::to_string(uc.uid) + " on " + address)) {
+        spdlog::warn("{}: refused pid {} uid {} on {}: {}", name_, uc.pid, uc.uid, address, s.error().message);
+      }
     }
   }
   if (refused) {
     if (refusedLingering_ >= limits_.maxRefusedLingering) rejected = "refused_backlog";
     metrics_.add("colo_wire_connections_rejected_total", {{"socket", name_}, {"reason", rejected}});
-    if (std::string_view(rejected) == "refused_backlog") return;  // closed at once: too many refused already
+    if (std::string_view(rejected) == "refused_backlog") {
+      fdsFree += 1;
+      return;  // closed at once: too many refused already
+    }
     ++refusedLingering_;
     conn.refused = std::move(refused);
     conn.refusedUntil = now + limits_.refusedLinger;
@@ -492,6 +527,7 @@ void SeqpacketServer::loop() {
     if (acceptOn && (fds[listenerIdx].revents & POLLIN)) acceptReady(now);
     if (now - lastSweep_ >= kTick) {
       lastSweep_ = now;
+      warnLimiter().sweep(now);  // the last window of a flood that stopped is summarised too
       std::vector<std::pair<std::uint64_t, const char*>> cut;
       for (const auto& [id, conn] : conns_) {
         if (conn.refused && now >= conn.refusedUntil) cut.emplace_back(id, nullptr);

@@ -45,7 +45,8 @@ struct ConnInfo {
   PeerCred cred;         // SO_PEERCRED at accept
   std::uint64_t id = 0;  // unique per connection for the server's life
   int fd = -1;           // the connection; valid until onClose. Owned by the server.
-  int pidfd = -1;        // SO_PEERPIDFD at accept (the connecting process itself), -1 if the kernel has none
+  int pidfd = -1;        // SO_PEERPIDFD (the connecting process itself) during the AcceptCheck only, else -1
+                         // (closed once admission is decided: a held connection costs one descriptor)
 };
 
 // A reply, and descriptors to pass with it (SCM_RIGHTS). A handler that has slow work returns a
@@ -96,6 +97,10 @@ struct ServerLimits {
   std::size_t maxRefusedLingering = 64;                    // refused connections kept to answer once
   std::chrono::milliseconds refusedLinger{1000};
   std::chrono::milliseconds idleTimeout{300000};           // 0: never
+  // Descriptors this server leaves free for the rest of the process (the CNI path): with fewer
+  // than this many left under RLIMIT_NOFILE, a new connection is closed at once and a new slow
+  // request (it opens sockets, memfds) answered resource_exhausted. 0: no budget.
+  std::size_t fdReserve = 0;
   std::size_t workers = 0, workerQueue = 256, workerShare = 2;  // no pool when workers == 0
 };
 
@@ -135,7 +140,7 @@ class SeqpacketServer {
     std::vector<UniqueFd> fds;
   };
   struct Conn {
-    UniqueFd fd, pidfd;
+    UniqueFd fd;
     ConnInfo info;
     Clock::time_point last;
     std::optional<Error> refused;
@@ -162,7 +167,8 @@ class SeqpacketServer {
   void applyCommands();
   void wake();
   void acceptReady(Clock::time_point now);
-  void admitOne(UniqueFd c, const std::string& tag, const std::string& address, Clock::time_point now);
+  // fdsFree: descriptors the process may still open (counted once per round, decremented here).
+  void admitOne(UniqueFd c, const std::string& tag, const std::string& address, Clock::time_point now, std::size_t& fdsFree);
   void readFrom(Conn& conn, Clock::time_point now);
   Reply handle(wire::Message& msg, Conn& conn);
   // The result of a request (from the handler, a worker or a wait) for connection `connId`.
