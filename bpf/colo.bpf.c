@@ -40,7 +40,7 @@ int colo_sockops(struct bpf_sock_ops *skops) {
   if (key.family == AF_INET) {
     key.local_ip[0] = skops->local_ip4;
     key.remote_ip[0] = skops->remote_ip4;
-  } else if (key.family == AF_INET6 && colo_ipv6) {
+  } else if (key.family == AF_INET6) {
     key.local_ip[0] = skops->local_ip6[0];
     key.local_ip[1] = skops->local_ip6[1];
     key.local_ip[2] = skops->local_ip6[2];
@@ -49,6 +49,8 @@ int colo_sockops(struct bpf_sock_ops *skops) {
     key.remote_ip[1] = skops->remote_ip6[1];
     key.remote_ip[2] = skops->remote_ip6[2];
     key.remote_ip[3] = skops->remote_ip6[3];
+    colo_key_unmap(&key); /* IPv4 on a dual-stack socket */
+    if (key.family == AF_INET6 && !colo_ipv6) return 1;
   } else {
     return 1;
   }
@@ -86,6 +88,7 @@ int colo_sk_msg(struct sk_msg_md *msg) {
     peer.remote_ip[1] = msg->local_ip6[1];
     peer.remote_ip[2] = msg->local_ip6[2];
     peer.remote_ip[3] = msg->local_ip6[3];
+    colo_key_unmap(&peer); /* IPv4 on a dual-stack socket: the peer's key is IPv4 */
   }
   peer.local_port = bpf_ntohl(msg->remote_port);
   peer.remote_port = msg->local_port;

@@ -86,6 +86,7 @@ static __always_inline int guard_pod(struct sock *sk, struct colo_addr *a) {
     a->addr[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
   } else if (a->family == AF_INET6) {
     BPF_CORE_READ_INTO(&a->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+    colo_addr_unmap(a); /* an IPv4 connection on a dual-stack socket */
   } else {
     return 0;
   }

@@ -81,7 +81,8 @@ serve() {
   local pod=$1
   shift
   PORT=$((PORT + 1))
-  ip netns exec "csp$TAG-$pod" "$TC" serve --bind "$(ip_of "$pod"):$PORT" --timeout-s 60 "$@" >>"$WORK/serve.log" 2>&1 &
+  # BIND='[::]': a dual-stack IPv6 socket, as Go, Java and Python servers listen by default.
+  ip netns exec "csp$TAG-$pod" "$TC" serve --bind "${BIND:-$(ip_of "$pod")}:$PORT" --timeout-s 60 "$@" >>"$WORK/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 100); do
     ip netns exec "csp$TAG-$pod" ss -Hltn "sport = :$PORT" | grep -q . && return 0
@@ -113,6 +114,15 @@ check "pod a's veth carried under 64 KiB while 256 MiB moved" test $((V1 - V0)) 
 check "at least 256 MiB redirected" test $((R1 - R0)) -ge 268435456
 check "no blocking read was seen in pod a" test "$(metric 'colo_datapath_blocking_reads_total{namespace="default",pod="pod-spa"}')" == 0
 check "pod a is still spliced" test "$(state_of spa)" == spliced
+
+# --- the same to a dual-stack server (listening on "::"): its end is IPv4 on an IPv6 socket ---
+V0=$(veth_bytes a) S0=$(counter sockets_inserted_total)
+BIND='[::]' serve b --conns 1 --mode epoll
+check "64 MiB a -> b's dual-stack server, checksummed" send a b --bytes 67108864 --read poll
+check "dual-stack server saw no error" wait "$SERVER"
+V1=$(veth_bytes a) S1=$(counter sockets_inserted_total)
+check "both ends were spliced (the server's as the IPv4 address it is)" test $((S1 - S0)) -eq 2
+check "pod a's veth carried under 64 KiB while 64 MiB moved" test $((V1 - V0)) -lt 65536
 
 # --- an undeclared pod with a blocking client: not spliced, never sees EAGAIN ---
 V0=$(veth_bytes c) S0=$(counter sockets_inserted_total) K0=$(counter skipped_not_spliceable_total)
