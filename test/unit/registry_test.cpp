@@ -556,13 +556,16 @@ TEST_F(HandlerTest, TheSpoolIsAppliedOnceAndNeverLate) {
 
 TEST(PodOwner, ACommandThatCannotStartByItsDeadlineNeverRuns) {
   PodOwner owner;
-  std::atomic<bool> release{false};
+  std::atomic<bool> release{false}, started{false};
   std::thread busy([&] {
     owner.run(PodOwner::Clock::now() + std::chrono::seconds(5), [&] {
+      started = true;
       while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The owner is busy before the next command is asked for (a fixed sleep was not enough on a
+  // loaded machine: the busy thread had not reached the owner yet).
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   bool ran = false;
   const auto t0 = PodOwner::Clock::now();
   EXPECT_FALSE(owner.run(t0 + std::chrono::milliseconds(50), [&] { ran = true; }));
