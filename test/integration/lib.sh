@@ -8,6 +8,9 @@ set -euo pipefail
 COLO_BIN=${COLO_BIN:?set COLO_BIN to the build bin directory}
 COLO_FIXTURES=${COLO_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)}
 REF_PLUGINS=${REF_PLUGINS:-/usr/lib/cni}
+# Time limits in the tests hold for the main build. Under a sanitizer (sanitized.sh sets
+# COLO_TIME_SCALE) colo runs several times slower, so limits meant to catch a stall are scaled.
+export TIME_SCALE=${COLO_TIME_SCALE:-1}
 
 WORK=$(mktemp -d /tmp/colo-it.XXXXXX)
 chmod 755 "$WORK"  # like /run: non-root pod users must be able to traverse to their colo.sock
