@@ -10,7 +10,8 @@ TSAN_BUILD ?= build-tsan
 ARM64_BUILD ?= build-arm64
 
 .PHONY: all deps configure build test unit integration lint fuzz bench demo image manifests clean \
-        asan tsan arm64 deps-arm64
+        main-build main-test asan asan-build asan-test tsan tsan-build tsan-test \
+        arm64 arm64-build arm64-test deps-arm64
 
 all: build
 
@@ -28,8 +29,17 @@ configure: $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The README's test command: unit, lint and (as root) integration tests.
-test: deps build
+# The README's test command and CI's (.ci/run): every stage below, one after the other, each with
+# its build and test times; a failed stage does not stop the others, and the summary at the end
+# names the stages and tests that failed (scripts/test-stages.sh). TEST_STAGES="main" for less.
+TEST_STAGES ?= main asan tsan arm64
+test:
+	@MAKE="$(MAKE)" bash scripts/test-stages.sh $(TEST_STAGES)
+
+# Stage main: the dev build (RelWithDebInfo, warnings are errors): unit, lint, fuzz (20 s) and,
+# as root, every integration test.
+main-build: build
+main-test:
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
 unit: build
@@ -41,40 +51,50 @@ integration: deps build
 lint: build
 	cd $(BUILD) && ctest -L lint --output-on-failure
 
-# ASan+UBSan: unit tests and the integration tests listed in test/integration/CMakeLists.txt.
+# Stage asan: ASan+UBSan, as a Debug build (no optimisation, assertions on: it is also CI's proof
+# that Debug builds): the unit tests and the integration tests listed in
+# test/integration/CMakeLists.txt (COLO_SANITIZED_TESTS).
 $(ASAN_BUILD)/build.ninja: Makefile
 	bash scripts/install-deps.sh
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCOLO_SANITIZE=address,undefined
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCOLO_SANITIZE=address,undefined
 	touch $@
 
-asan: $(ASAN_BUILD)/build.ninja
+asan: asan-build asan-test
+asan-build: $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+asan-test:
 	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 900
 
-# TSan: the same tests. setarch -R: TSan's fixed memory layout and a kernel with more mmap
-# randomness (vm.mmap_rnd_bits > 28) do not mix; without ASLR they always do.
+# Stage tsan: TSan (RelWithDebInfo), the same tests. setarch -R: TSan's fixed memory layout and a
+# kernel with more mmap randomness (vm.mmap_rnd_bits > 28) do not mix; without ASLR they always do.
 $(TSAN_BUILD)/build.ninja: Makefile
 	bash scripts/install-deps.sh
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCOLO_SANITIZE=thread
 	touch $@
 
-tsan: $(TSAN_BUILD)/build.ninja
+tsan: tsan-build tsan-test
+tsan-build: $(TSAN_BUILD)/build.ninja
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
+tsan-test:
 	cd $(TSAN_BUILD) && setarch "$$(uname -m)" -R ctest --output-on-failure --timeout 900
 
-# arm64: colo-cni, colo-node, libcolo and the unit tests cross-compiled with Debian's
-# g++-aarch64-linux-gnu; ctest runs the unit tests under qemu-user and checks the binaries' ELF.
+# Stage arm64: colo-cni, colo-node, libcolo and coloctl cross-compiled with Debian's
+# g++-aarch64-linux-gnu as a packager would (Release, warnings not errors: also CI's proof that
+# Release builds); ctest checks that they are AArch64 code (colo-cni and coloctl static).
+ARM64_TARGETS ?= colo-cni colo-node colo coloctl
 deps-arm64:
 	bash scripts/install-deps.sh --arm64
 
 $(ARM64_BUILD)/build.ninja: Makefile cmake/toolchains/aarch64-linux-gnu.cmake
 	bash scripts/install-deps.sh --arm64
-	cmake -S . -B $(ARM64_BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
+	cmake -S . -B $(ARM64_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
 	touch $@
 
-arm64: $(ARM64_BUILD)/build.ninja
-	cmake --build $(ARM64_BUILD) -j $(JOBS)
-	cd $(ARM64_BUILD) && ctest --output-on-failure --timeout 900
+arm64: arm64-build arm64-test
+arm64-build: $(ARM64_BUILD)/build.ninja
+	cmake --build $(ARM64_BUILD) -j $(JOBS) --target $(ARM64_TARGETS)
+arm64-test:
+	cd $(ARM64_BUILD) && ctest -L cross --output-on-failure --timeout 300
 
 # A longer fuzzing session than the 20 s ctest gives it.
 fuzz: build
