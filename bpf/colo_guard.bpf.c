@@ -57,11 +57,13 @@ struct {
   __uint(max_entries, COLO_MAX_PODS);
   __type(key, struct colo_addr);
   __type(value, struct colo_guard_count);
+  __uint(pinning, LIBBPF_PIN_BY_NAME); /* kept across a restart, like the guard's pinned links */
 } colo_guard_counts SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 64 * 1024);
+  __uint(pinning, LIBBPF_PIN_BY_NAME); /* what the pinned guard saw while colo-node was down is read at its restart */
 } colo_guard_events SEC(".maps");
 
 /* A blocking call in progress, by thread: when it began (to tell a timeout from a spurious

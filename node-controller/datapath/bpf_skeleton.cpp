@@ -1,6 +1,9 @@
 #include "datapath/bpf_skeleton.h"
 
 #include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 namespace colo::node {
 
@@ -31,6 +34,31 @@ Status ColoGuardBpf::openLoadAttach(const std::string& pinDir, Hook hook, bool p
   if (int err = colo_guard_bpf__load(skel_); err != 0) return Error::fromErrno("load", -err);
   if (int err = colo_guard_bpf__attach(skel_); err != 0) return Error::fromErrno("attach", -err);
   return {};
+}
+
+// The guard's links are pinned next to the sock_ops link: while colo-node is stopped (upgrade,
+// SIGKILL) spliced sockets keep being guarded (a pod is marked unsafe in colo_pods by the guard
+// itself). The new guard is attached before the old one's pins go, so there is no unguarded gap.
+Status ColoGuardBpf::pinLinks(const std::string& pinDir) {
+  unpinLinks(pinDir);
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_link* link = nullptr;
+    for (int i = 0; i < skel_->skeleton->prog_cnt; ++i) {
+      if (*skel_->skeleton->progs[i].prog == prog) link = *skel_->skeleton->progs[i].link;
+    }
+    if (!link) continue;
+    const std::string path = pinDir + "/" + kLinkPinPrefix + bpf_program__name(prog);
+    if (int err = bpf_link__pin(link, path.c_str()); err != 0) return Error::fromErrno("bpf_link__pin(" + path + ")", -err);
+  }
+  return {};
+}
+
+void ColoGuardBpf::unpinLinks(const std::string& pinDir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pinDir, ec)) {
+    if (e.path().filename().string().rfind(kLinkPinPrefix, 0) == 0) ::unlink(e.path().c_str());
+  }
 }
 
 }  // namespace colo::node

@@ -262,6 +262,7 @@ SelfTestResult Datapath::checkKernel() {
   // Nothing new is spliced by this run: the link it made (or updated) goes, as start() does when
   // the splice stays off. A colo-node running on this pin dir refuses to share it (pin owner).
   ::unlink((config_.pinDir + kLinkPin).c_str());
+  ColoGuardBpf::unpinLinks(config_.pinDir);
   bpf_.reset();
   return result;
 }
@@ -321,6 +322,7 @@ void Datapath::start() {
     // Detach sock_ops so that nothing new is spliced. The maps stay pinned: connections spliced
     // by an earlier run keep their path until they close.
     ::unlink((config_.pinDir + kLinkPin).c_str());
+    ColoGuardBpf::unpinLinks(config_.pinDir);
     guard_.reset();
     bpf_.reset();
   } else {

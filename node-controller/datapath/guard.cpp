@@ -57,6 +57,7 @@ Expected<std::unique_ptr<Guard>> Guard::load(const std::string& pinDir, Sink sin
     g->bpf_.reset();
   }
   if (!g->bpf_) return Error::make("unavailable", tried);
+  if (auto s = g->bpf_->pinLinks(pinDir); !s) return Error::make("unavailable", "pin the guard: " + s.error().message);
   g->rb_ = ring_buffer__new(bpf_map__fd((*g->bpf_)->maps.colo_guard_events), &Guard::onSample, g.get(), nullptr);
   if (!g->rb_) return Error::fromErrno("ring_buffer__new(colo_guard_events)");
   Guard* self = g.get();

@@ -134,13 +134,20 @@ check "nothing was spliced" test $((S1 - S0)) -eq 0
 check "the sockets were skipped as not spliceable (c did not declare)" test $((K1 - K0)) -ge 600
 check "the traffic went over c's veth" test $((V1 - V0)) -ge 3000000
 
-# --- the guard: a blocking reader in declared pod a ---
-V0=$(veth_bytes a) S0=$(counter sockets_inserted_total)
+# --- the guard: a blocking reader in declared pod a, while colo-node is down (SIGKILL): the guard's
+# links are pinned next to sock_ops, so it still watches the pods that are still spliced ---
+check "the guard's links are pinned" test "$(ls "$PIN" | grep -c '^guard_link_')" -ge 1
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
+check "colo-node killed: the guard's pinned links are still there" bash -c "for l in $PIN/guard_link_*; do bpftool link show pinned \$l >/dev/null || exit 1; done"
+V0=$(veth_bytes a)
 serve b --conns 1 --mode epoll
 check "a -> b with a blocking read of the reply (after poll: the data is intact)" send a b --bytes 1000000 --read poll-blocking
 check "server agrees" wait "$SERVER"
-S1=$(counter sockets_inserted_total)
-check "that connection was spliced (a was still declared and safe)" test $((S1 - S0)) -eq 2
+V1=$(veth_bytes a)
+check "that connection was spliced (a was still declared and safe; a's veth carried $((V1 - V0)) bytes)" test $((V1 - V0)) -lt 65536
+check "while colo-node was down the guard marked a unsafe in the pod map itself" bash -c "bpftool -j map dump pinned '$PIN/colo_pods' | jq -e '[.[] | .formatted.value.flags // 0 | select(. >= 4 and (. / 4 | floor) % 2 == 1)] | length == 1' >/dev/null"
+start_agent --datapath auto "${DP[@]}"
+check "after the restart the guard is loaded and pinned again" test "$(ls "$PIN" | grep -c '^guard_link_')" -ge 1
 check "the guard counted the blocking read" test "$(metric 'colo_datapath_blocking_reads_total{namespace="default",pod="pod-spa"}')" -ge 1
 check "the log names the pod and the process" wait_for 5 grep -qE "pod default/pod-spa .*process colo-tcpcheck \(pid [0-9]+\) of this pod did a blocking read" "$WORK/agent.log"
 check "pod a is unsafe in /debug/pods" test "$(state_of spa)" == unsafe
