@@ -20,16 +20,21 @@
 namespace colo::node {
 namespace {
 
-// The programs and the names of their pinned links.
+// The programs and the names of their links. connect4/6 are owned by this process, never pinned:
+// the kernel detaches them when colo-node exits (SIGTERM or SIGKILL alike), so nobody translates
+// with a frontend map that nobody keeps true. getpeername4/6 stay pinned: sockets translated
+// earlier keep answering the ClusterIP they dialled. (An older colo-node pinned connect4/6 at
+// these names: such a pin is removed.)
 struct ProgLink {
   const char* pin;
   bpf_program* (*prog)(colo_svc_bpf*);
+  bool pinned;
 };
 const ProgLink kLinks[] = {
-    {"/svc_connect4_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_connect4; }},
-    {"/svc_connect6_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_connect6; }},
-    {"/svc_getpeername4_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_getpeername4; }},
-    {"/svc_getpeername6_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_getpeername6; }},
+    {"/svc_connect4_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_connect4; }, false},
+    {"/svc_connect6_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_connect6; }, false},
+    {"/svc_getpeername4_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_getpeername4; }, true},
+    {"/svc_getpeername6_link", [](colo_svc_bpf* s) { return s->progs.colo_svc_getpeername6; }, true},
 };
 
 // The textual form inet_ntop gives, so that "2001:db8:0::1" and "2001:db8::1" compare equal;
@@ -73,7 +78,13 @@ void clearMap(int fd) {
 // The skeleton as an RAII type.
 struct ServiceTranslation::Bpf {
   colo_svc_bpf* skel = nullptr;
+  std::vector<bpf_link*> owned;  // connect4/6: detached when destroyed
+  void detachOwned() {
+    for (bpf_link* l : owned) bpf_link__destroy(l);
+    owned.clear();
+  }
   ~Bpf() {
+    detachOwned();
     if (skel) colo_svc_bpf__destroy(skel);
   }
 };
@@ -115,11 +126,20 @@ Status ServiceTranslation::load() {
   // Frontends an earlier run wrote may name pods gone since: start empty, the sync refills it.
   clearMap(bpf_map__fd(bpf->skel->maps.colo_svc_frontends));
 
-  // A pinned link from an earlier run is updated in place (atomic replace); otherwise a new link
-  // is made and pinned. The pins keep translating (and getpeername answering) across restarts.
+  // A pinned getpeername link from an earlier run is updated in place (atomic replace); otherwise
+  // a new link is made and pinned. connect4/6 are attached for this process's lifetime only.
   for (const auto& l : kLinks) {
     bpf_program* prog = l.prog(bpf->skel);
     const std::string path = config_.pinDir + l.pin;
+    if (!l.pinned) {
+      ::unlink(path.c_str());
+      UniqueFd cg(::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!cg) return Error::fromErrno("open(" + cgroup_ + ")");
+      bpf_link* link = bpf_program__attach_cgroup(prog, cg.get());
+      if (!link) return Error::fromErrno(std::string("attach ") + bpf_program__name(prog) + " to " + cgroup_);
+      bpf->owned.push_back(link);
+      continue;
+    }
     if (bpf_link* old = bpf_link__open(path.c_str())) {
       const int err = bpf_link__update_program(old, prog);
       bpf_link__destroy(old);  // our fd only: the pin keeps it attached
@@ -185,6 +205,10 @@ void ServiceTranslation::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Nothing keeps the frontends true from here: connects take kube-proxy's path again.
+  if (bpf_) bpf_->detachOwned();
+  if (active_) metrics_.set("colo_service_translation_active", {}, 0);
+  active_ = false;
 }
 
 void ServiceTranslation::markDirty() {

@@ -204,9 +204,19 @@ check "connects take kube-proxy's path" test "$(replies a "$VIP" 4)" == "r=4"
 # --- a restart keeps getpeername answering for connections made before it ---
 service '{"internalTrafficPolicy":"Local"}' '{}'
 wait_for 10 backends_are 2 || true
+check "before the stop, connects reach b" test "$(replies a "$VIP" 4)" == "b=4"
 stop_agent
+# Nobody keeps the frontends true while colo-node is down: connect4/6 go with its process.
+check "colo-node stopped (SIGTERM): connects to the ClusterIP take kube-proxy's path" test "$(replies a "$VIP" 4)" == "r=4"
+check "connect4/6 are detached, getpeername4/6 stay (pinned)" \
+  test "$(bpftool -j cgroup show "$CG" | jq -c '[.[] | .name | select(startswith("colo_svc"))] | sort')" == '["colo_svc_getpeername4","colo_svc_getpeername6"]'
 start_agent --mode kubernetes --service-account-dir "$WORK/sa" --watch-timeout-seconds 5 --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN"
 check "after a restart colo-node translates again (pinned links reused, map refilled)" wait_for 10 backends_are 2
+check "and connects reach b again" test "$(replies a "$VIP" 4)" == "b=4"
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
+check "colo-node killed (SIGKILL): connects to the ClusterIP take kube-proxy's path" test "$(replies a "$VIP" 4)" == "r=4"
+start_agent --mode kubernetes --service-account-dir "$WORK/sa" --watch-timeout-seconds 5 --datapath on --cgroup-path "$CG" --bpf-pin-dir "$PIN"
+check "after SIGKILL and a restart colo-node translates again" wait_for 10 backends_are 2
 check "and connects reach b" test "$(replies a "$VIP" 4)" == "b=4"
 check "the links were updated in place, not attached twice" \
   test "$(bpftool -j cgroup show "$CG" | jq '[.[] | select(.name == "colo_svc_connect4")] | length')" == 1
