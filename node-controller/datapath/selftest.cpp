@@ -294,6 +294,46 @@ Status sendfileInto(const Family& f) {
   return {};
 }
 
+// A reader that moves the socket's data with splice(2) (Go's io.Copy between two TCPConns,
+// HAProxy, nginx's splice): tcp_splice_read reads sk_receive_queue only, never the psock queue the
+// redirected data sits in, so on a spliced socket it finds nothing and then the FIN: 0 bytes, EOF.
+Status spliceRead(const Family& f) {
+  auto p = connectPair(f);
+  if (!p) return p.error();
+  const std::size_t n = 64 * 1024;
+  auto data = pattern(n, 11);
+  int pfd[2];
+  if (::pipe2(pfd, O_CLOEXEC | O_NONBLOCK) != 0) return Error::fromErrno("pipe2");
+  UniqueFd pr(pfd[0]), pw(pfd[1]);
+  if (!writeAll(p->client.get(), data.data(), n)) return fail("write");
+  ::shutdown(p->client.get(), SHUT_WR);
+  std::vector<char> got;
+  std::string end = "timed out";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+    pollfd pl{p->server.get(), POLLIN, 0};
+    if (::poll(&pl, 1, 200) <= 0) continue;
+    const ssize_t r = ::splice(p->server.get(), nullptr, pw.get(), nullptr, n, SPLICE_F_NONBLOCK);
+    if (r == 0) {
+      end = "EOF";
+      break;
+    }
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return fail(std::string("splice(2) from the socket: ") + std::strerror(errno) + " after " + std::to_string(got.size()) + " bytes");
+    }
+    char buf[65536];
+    ssize_t m;
+    while ((m = ::read(pr.get(), buf, sizeof(buf))) > 0) got.insert(got.end(), buf, buf + m);
+  }
+  if (got.size() < n) {
+    return fail("splice(2) from the socket got " + std::to_string(got.size()) + " of " + std::to_string(n) + " bytes, then " + end +
+                " (tcp_splice_read does not read the sockmap's queue: the data is lost to that reader)");
+  }
+  if (std::vector<char>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(n)) != data) return fail("splice(2): data corrupted");
+  return {};
+}
+
 // A signal (SA_RESTART, so a plain socket restarts the read) arrives while a reader sleeps in a
 // blocking read of a spliced socket; the reply follows. Kernels whose tcp_bpf_recvmsg ends its one
 // wait on any wake-up return EAGAIN instead of the reply.
@@ -458,6 +498,7 @@ void runChecks(const Family& f, const SelfTestHooks& hooks, SelfTestResult& resu
       {"blocking_read_signal", [&] { return blockingReadSignal(f); }},
       {"blocking_read_rst", [&] { return blockingReadRst(f); }},
       {"fionread_normal_path", [&] { return fionreadNormalPath(f, hooks); }},
+      {"splice_read", [&] { return spliceRead(f); }},
       {kGuardCheck, [&] { return guardSeesBlockingRead(f, hooks); }},
   };
   for (const auto& [name, fn] : checks) {
@@ -480,7 +521,8 @@ bool isGuardCheck(const std::string& check) { return baseName(check) == kGuardCh
 
 bool coveredByDeclaration(const std::string& check) {
   const std::string b = baseName(check);
-  return b == "blocking_read" || b == "blocking_read_signal" || b == "blocking_read_rst" || b == "fionread_normal_path";
+  return b == "blocking_read" || b == "blocking_read_signal" || b == "blocking_read_rst" || b == "fionread_normal_path" ||
+         b == "splice_read";
 }
 
 SelfTestResult::Verdict SelfTestResult::verdict() const {

@@ -31,7 +31,7 @@ STATUS=$(agent_get /readyz | jq -c .checks.datapath)
 echo "datapath (auto): $STATUS"
 FAILED_CHECKS=$(jq -r '[.selftest | to_entries[] | select(.value != "ok") | .key] | join(",")' <<<"$STATUS")
 # Checks a pod's colo.dev/splice declaration covers (blocking readers); the guard's own check.
-COVERED='^(blocking_read|blocking_read_signal|blocking_read_rst|fionread_normal_path)(_ipv6)?$'
+COVERED='^(blocking_read|blocking_read_signal|blocking_read_rst|fionread_normal_path|splice_read)(_ipv6)?$'
 UNCOVERED=$(tr ',' '\n' <<<"$FAILED_CHECKS" | grep -Ev "$COVERED|^guard(_ipv6)?$" | paste -sd, || true)
 if [[ -n $UNCOVERED ]]; then
   check "auto: a failed self-test check no declaration covers keeps the datapath off" test "$(jq -r .state <<<"$STATUS")" == off
