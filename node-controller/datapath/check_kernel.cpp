@@ -1,9 +1,11 @@
 #include "datapath/check_kernel.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -31,6 +33,8 @@ bool moveTo(const std::string& cgroupDir) {
 }
 
 }  // namespace
+
+static int checkKernelHeld(std::FILE* out);
 
 std::string selfTestReport(const SelfTestResult& r, const std::string& guard) {
   std::string out;
@@ -63,7 +67,38 @@ std::string selfTestReport(const SelfTestResult& r, const std::string& guard) {
   return out;
 }
 
+// SIGTERM, SIGINT and SIGHUP are held back while the check runs (its threads inherit the mask),
+// so that an interrupted run still removes its cgroup and pin dir; the signal then ends it.
+class HeldSignals {
+ public:
+  HeldSignals() {
+    sigemptyset(&set_);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set_, s);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~HeldSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  // The first held signal that arrived, 0 if none.
+  int pending() {
+    const timespec zero{};
+    const int s = ::sigtimedwait(&set_, nullptr, &zero);
+    return s > 0 ? s : 0;
+  }
+
+ private:
+  sigset_t set_{}, old_{};
+};
+
 int checkKernel(std::FILE* out) {
+  HeldSignals held;
+  const int rc = checkKernelHeld(out);
+  if (int sig = held.pending()) {
+    std::fprintf(out, "interrupted by %s: cleaned up\n", ::strsignal(sig));
+    return 128 + sig;
+  }
+  return rc;
+}
+
+static int checkKernelHeld(std::FILE* out) {
   utsname u{};
   ::uname(&u);
   std::fprintf(out, "colo-node check-kernel: %s %s %s\n", u.sysname, u.release, u.machine);

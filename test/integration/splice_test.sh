@@ -40,6 +40,16 @@ for c in blocking_read_signal blocking_read_rst fionread_normal_path splice_read
     fi
   done
 done
+# Interrupted mid-run (SIGTERM, SIGHUP like SIGINT): it cleans up, then ends by the signal.
+for sig in TERM HUP; do
+  "$COLO_BIN/colo-node" check-kernel >"$WORK/check-$sig.txt" 2>&1 &
+  P=$!
+  sleep 0.5
+  kill -$sig $P
+  set +e; wait $P; RC=$?; set -e
+  check "check-kernel killed by SIG$sig mid-run left no cgroup or pin dir behind (rc $RC)" \
+    bash -c "! ls -d $CG_ROOT/colo-check-kernel-* /sys/fs/bpf/colo-check-kernel-* 2>/dev/null | grep -q ."
+done
 if grep -q FAIL "$WORK/check.txt"; then
   check "check-kernel exits 1 when a check fails" test "$CHECK_RC" -eq 1
 else
