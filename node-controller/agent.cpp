@@ -48,15 +48,13 @@ Status Agent::start() {
   }
 
   podApi_ = std::make_unique<PodApi>(config_, registry_, metrics_);
-  // Pods' caps (docs/protocol.md, "Limits"): a pod, however hostile, only exhausts its own share.
-  ServerLimits podLimits;
-  podLimits.idleTimeout = std::chrono::seconds(120);  // listeners (after `listen`) are exempt: they wait quietly
-  podLimits.workers = 4;                              // sockets made in a pod's netns, channel memory
-  podLimits.workerShare = 8;                          // queued or running: the jobs are short
-  podLimits.fdReserve = kCniFdReserve;                // pods together never take what pod creation needs
+  ServerLimits podLimits = PodApi::serverLimits();
+  podLimits.fdReserve = kCniFdReserve;  // pods together never take what pod creation needs
   podServer_ = std::make_unique<SeqpacketServer>(
       "pods", metrics_, [this](wire::Message& m, const ConnInfo& c) { return podApi_->handle(m, c); },
       [this](const ConnInfo& c) { return podApi_->admit(c); }, [this](const ConnInfo& c) { podApi_->connectionClosed(c); }, podLimits);
+  // Incoming-dial events reach listeners through their connection's bounded queue.
+  podApi_->broker().setEventSink([this](std::uint64_t connId, Reply event) { return podServer_->post(connId, std::move(event)); });
   if (auto s = podServer_->start(); !s) return s;
   endpoints_ = std::make_unique<EndpointManager>(config_, *podServer_, *hugepages_, metrics_);
   if (auto s = endpoints_->prepare(); !s) return s;
@@ -102,11 +100,7 @@ Status Agent::start() {
   cniLimits.maxQueuedBytesPerTag = 16 << 20;
   cniServer_ = std::make_unique<SeqpacketServer>(
       "cni", metrics_,
-      [this](wire::Message& m, const ConnInfo&) -> Reply {
-        const std::string op = m.body.value("op", "");
-        if (CniHandler::handles(op)) return cni_->handle(m);
-        return wire::errorReply(m.body, wire::code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
-      },
+      [this](wire::Message& m, const ConnInfo&) -> Reply { return cni_->handle(m); },
       nullptr, nullptr, cniLimits);
   if (auto s = cniServer_->start(); !s) return s;
   if (auto s = cniServer_->listen(config_.cniSocket, 0600, "cni"); !s) return s;

@@ -1,5 +1,7 @@
 #include "colo/common/protocol.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 namespace colo::proto {
@@ -143,34 +145,140 @@ Expected<std::uint64_t> unsignedField(const json& obj, const char* key, std::opt
 }
 
 namespace {
-bool validName(const std::string& n) {
-  return !n.empty() && n.size() <= 63 && std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isLower(char c) { return c >= 'a' && c <= 'z'; }
+// Listen names, and the name part of a target: [a-z0-9.-].
+bool nameChars(std::string_view n) {
+  return std::all_of(n.begin(), n.end(), [](char c) { return isLower(c) || isDigit(c) || c == '-' || c == '.'; });
 }
+// A Kubernetes namespace or object name (DNS-1123 subdomain: dots allowed, up to 253).
+bool kubeName(std::string_view n) { return !n.empty() && n.size() <= 253 && nameChars(n); }
+Error invalid(std::string message) { return error(ErrorCode::InvalidArgument, std::move(message)); }
+
 }  // namespace
 
-Expected<ListenRequest> parseListen(const json& req) {
-  auto n = stringField(req, "name", std::nullopt, 63);
-  if (!n) return n.error();
-  if (n->rfind("port/", 0) == 0) {
-    const std::string digits = n->substr(5);
-    const bool numeric = !digits.empty() && digits.size() <= 5 && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
-    const int port = numeric ? std::stoi(digits) : 0;
-    if (port < 1 || port > 65535) return error(ErrorCode::InvalidArgument, "listen: port/<n> takes a port from 1 to 65535");
-    return ListenRequest{std::move(*n), port};
+std::optional<int> parsePort(std::string_view d) {
+  if (d.empty() || d.size() > 5 || d[0] == '0') return std::nullopt;
+  int v = 0;
+  for (char c : d) {
+    if (!isDigit(c)) return std::nullopt;
+    v = v * 10 + (c - '0');
   }
-  if (!validName(*n)) return error(ErrorCode::InvalidArgument, "listen: name must be 1..63 of [a-z0-9.-], or port/<n>");
-  return ListenRequest{std::move(*n), 0};
+  if (v < 1 || v > 65535) return std::nullopt;
+  return v;
+}
+
+Status checkName(std::string_view n) {
+  if (n.substr(0, 5) == "port/") {
+    if (!parsePort(n.substr(5))) return invalid("port/<n> takes a port from 1 to 65535 without leading zeros");
+    return {};
+  }
+  if (n.empty() || n.size() > kMaxName) return invalid("a name is 1 to 63 characters");
+  if (!nameChars(n)) return invalid("a name is made of a-z, 0-9, '.' and '-'");
+  return {};
+}
+
+Status checkTargetText(std::string_view t) {
+  if (t.empty() || t.size() > kMaxTarget) {
+    return invalid("a target is 1 to " + std::to_string(kMaxTarget) + " characters, not " + std::to_string(t.size()));
+  }
+  for (char c : t) {
+    const bool ok = isLower(c) || (c >= 'A' && c <= 'Z') || isDigit(c) || std::string_view(".-/:[]%_").find(c) != std::string_view::npos;
+    if (!ok) return invalid("a target is made of letters, digits and . - / : [ ] % _");
+  }
+  return {};
+}
+
+namespace {
+
+// "service/shop/cart:http", "pod/shop/cart-0:8080"
+Expected<Target> parseKube(std::string_view t) {
+  const auto s1 = t.find('/'), s2 = t.find('/', s1 + 1), colon = t.rfind(':');
+  const auto usage = [&] {
+    return invalid("dial " + std::string(t) + ": expected service/<namespace>/<name>:<port or port name> or pod/<namespace>/<name>:<port>");
+  };
+  if (s2 == std::string_view::npos || colon < s2) return usage();
+  Target k;
+  k.kind = Target::Kind::Kube;
+  k.kubeKind = std::string(t.substr(0, s1));
+  k.ns = std::string(t.substr(s1 + 1, s2 - s1 - 1));
+  k.name = std::string(t.substr(s2 + 1, colon - s2 - 1));
+  k.port = std::string(t.substr(colon + 1));
+  if (!kubeName(k.ns) || k.ns.size() > kMaxName || !kubeName(k.name)) return usage();
+  if (auto p = parsePort(k.port)) {
+    k.portNumber = *p;
+    return k;
+  }
+  // A Service port's name (IANA_SVC_NAME): 1 to 15 of [a-z0-9-] with at least one letter.
+  const bool portName = k.kubeKind == "service" && !k.port.empty() && k.port.size() <= 15 &&
+                        std::any_of(k.port.begin(), k.port.end(), isLower) &&
+                        std::all_of(k.port.begin(), k.port.end(), [](char c) { return isLower(c) || isDigit(c) || c == '-'; });
+  if (!portName) return usage();
+  return k;
+}
+
+}  // namespace
+
+Expected<Target> parseTarget(std::string_view t) {
+  if (auto s = checkTargetText(t); !s) return s.error();
+  const auto colon = t.rfind(':');
+  if ((t.substr(0, 8) == "service/" || t.substr(0, 4) == "pod/") && colon != std::string_view::npos) return parseKube(t);
+  if (colon != std::string_view::npos) {
+    // An address: a.b.c.d:port or [ipv6]:port. No names (the agent resolves nothing) and no zones.
+    Target a;
+    a.kind = Target::Kind::Address;
+    std::string_view host = t.substr(0, colon);
+    a.port = std::string(t.substr(colon + 1));
+    const auto port = parsePort(a.port);
+    if (!port) return invalid("dial " + std::string(t) + ": the port is 1 to 65535 without leading zeros");
+    a.portNumber = *port;
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6) host = host.substr(1, host.size() - 2);
+    in6_addr buf{};
+    const std::string h(host);
+    if (::inet_pton(v6 ? AF_INET6 : AF_INET, h.c_str(), &buf) != 1) {
+      return invalid("dial " + std::string(t) + ": expected ip:port or [ipv6]:port (an address, not a host name; no zone)");
+    }
+    a.host = h;
+    return a;
+  }
+  // A colo name, maybe namespace-qualified. "port/<n>" is what a pod listens on, never a target
+  // (a namespace named "port" would have to be dialed by bare name from inside it).
+  if (t.substr(0, 5) == "port/") {
+    return invalid("dial " + std::string(t) + ": port/<n> is a listen name; a pod's port/<n> is dialed as pod/<namespace>/<name>:<n>");
+  }
+  Target n;
+  const auto slash = t.find('/');
+  if (slash != std::string_view::npos) {
+    n.ns = std::string(t.substr(0, slash));
+    if (n.ns.empty() || n.ns.size() > kMaxName || !kubeName(n.ns)) return invalid("dial " + std::string(t) + ": a namespace is 1 to 63 of a-z, 0-9, '.' and '-'");
+  }
+  n.name = std::string(slash == std::string_view::npos ? t : t.substr(slash + 1));
+  if (n.name.find('/') != std::string::npos) {
+    return invalid("dial " + std::string(t) + ": expected <name>, <namespace>/<name>, ip:port, service/... or pod/...:<port>");
+  }
+  if (auto s = checkName(n.name); !s) return invalid("dial " + std::string(t) + ": " + s.error().message);
+  return n;
+}
+
+Expected<ListenRequest> parseListen(const json& req) {
+  auto n = stringField(req, "name", std::nullopt, kMaxName);
+  if (!n) return n.error();
+  if (auto s = checkName(*n); !s) return invalid("listen: " + s.error().message);
+  const int port = n->rfind("port/", 0) == 0 ? *parsePort(std::string_view(*n).substr(5)) : 0;
+  return ListenRequest{std::move(*n), port};
 }
 
 Expected<DialRequest> parseDial(const json& req) {
-  auto t = stringField(req, "target", std::nullopt, 300);
+  auto t = stringField(req, "target", std::nullopt, kMaxTarget);
   if (!t) return t.error();
-  if (t->empty()) return error(ErrorCode::InvalidArgument, "dial: missing target");
+  if (t->empty()) return invalid("dial: missing target");
+  auto parsed = parseTarget(*t);
+  if (!parsed) return parsed.error();
   auto ms = unsignedField(req, "timeoutMs", 2000);
   if (!ms) return ms.error();
-  return DialRequest{std::move(*t), std::chrono::milliseconds(std::clamp<std::uint64_t>(*ms, 1, 10000))};
+  return DialRequest{std::move(*t), std::move(*parsed), std::chrono::milliseconds(std::clamp<std::uint64_t>(*ms, 1, 10000))};
 }
 
 Expected<ChannelRequest> parseChannel(const json& req) {

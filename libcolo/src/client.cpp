@@ -108,43 +108,17 @@ int connectAgent(colo::UniqueFd& out) {
   return COLO_OK;
 }
 
-// Checked before sending, as in the Go and Python clients, so every client gives invalid for the
-// same bad input (sizes, characters, port/<n> with leading zeros).
-constexpr std::size_t kMaxTarget = 512;  // pod/<63>/<253>:<65535> is the longest meaningful target
-
-bool validPort(std::string_view n) {
-  if (n.empty() || n.size() > 5 || n[0] == '0') return false;
-  int v = 0;
-  for (char ch : n) {
-    if (ch < '0' || ch > '9') return false;
-    v = v * 10 + (ch - '0');
-  }
-  return v >= 1 && v <= 65535;
-}
-
+// Checked before sending, with the check colo-node makes (colo/common/protocol.h; the Go and
+// Python clients make the same one), so every client gives invalid for the same bad input
+// (sizes, characters, port/<n> with leading zeros).
 int checkName(std::string_view name) {
-  if (name.substr(0, 5) == "port/") {
-    return validPort(name.substr(5)) ? COLO_OK : fail(COLO_E_INVALID, "port/<n> takes a port from 1 to 65535 without leading zeros");
-  }
-  if (name.empty() || name.size() > 63) return fail(COLO_E_INVALID, "a name is 1 to 63 characters");
-  for (char ch : name) {
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')) {
-      return fail(COLO_E_INVALID, "a name is made of a-z, 0-9, '.' and '-'");
-    }
-  }
-  return COLO_OK;
+  auto s = colo::proto::checkName(name);
+  return s ? COLO_OK : fail(COLO_E_INVALID, s.error().message);
 }
 
 int checkTarget(std::string_view t) {
-  if (t.empty() || t.size() > kMaxTarget) {
-    return fail(COLO_E_INVALID, "a target is 1 to " + std::to_string(kMaxTarget) + " characters, not " + std::to_string(t.size()));
-  }
-  for (char ch : t) {
-    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                    std::string_view(".-/:[]%_").find(ch) != std::string_view::npos;
-    if (!ok) return fail(COLO_E_INVALID, "a target is made of letters, digits and . - / : [ ] % _");
-  }
-  return COLO_OK;
+  auto s = colo::proto::checkTargetText(t);
+  return s ? COLO_OK : fail(COLO_E_INVALID, s.error().message);
 }
 
 // A new agent connection holding the listener's name.

@@ -106,7 +106,7 @@ Reply Broker::listen(const json& req, const Pod& pod, const ConnInfo& conn) {
     metrics_.add("colo_wire_resource_exhausted_total", {{"socket", "pods"}, {"cap", "names"}});
     return wire::errorReply(req, code::kResourceExhausted, "listen: this pod has " + std::to_string(limits_.namesPerPod) + " names registered (the cap)");
   }
-  names_[q] = Listener{pod.key, conn.id, conn.fd};
+  names_[q] = Listener{pod.key, conn.id};
   metrics_.set("colo_broker_listeners", {}, static_cast<double>(names_.size()));
   spdlog::info("broker: pod {} listens on {}", pod.key, q);
   json r = wire::okReply(req);
@@ -133,18 +133,17 @@ void Broker::connectionClosed(const ConnInfo& conn) {
 }
 
 Reply Broker::dial(const json& req, const Pod& pod, const ConnInfo&) {
+  // The target's form is checked here, as every client checks it (proto::parseTarget):
+  // anything malformed is invalid_argument, never a not_found for a name nobody could hold.
   auto parsed = proto::parseDial(req);
   if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
-  const std::string& target = parsed->target;
-  const auto timeout = parsed->timeout;
-  socklen_t len = 0;
-  if (parseHostPort(target, len)) return dialTcp(req, pod, target, timeout);
-  // A Kubernetes name has a ':' (its port), which no colo name has.
-  if ((target.rfind("service/", 0) == 0 || target.rfind("pod/", 0) == 0) && target.find(':') != std::string::npos) {
-    return dialKube(req, pod, target, timeout);
+  const proto::Target& t = parsed->parsed;
+  switch (t.kind) {
+    case proto::Target::Kind::Address: return dialTcp(req, pod, parsed->target, parsed->timeout);
+    case proto::Target::Kind::Kube: return dialKube(req, pod, t, parsed->target, parsed->timeout);
+    case proto::Target::Kind::Name: break;
   }
-  const std::string q = target.find('/') == std::string::npos ? qualify(pod, target) : target;
-  return dialName(req, pod, q);
+  return dialName(req, pod, t.ns.empty() ? qualify(pod, t.name) : t.ns + "/" + t.name);
 }
 
 Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q) {
@@ -170,14 +169,15 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return wire::errorReply(req, code::kInternal, "socketpair failed");
   UniqueFd mine(sv[0]), theirs(sv[1]);
-  const json event = {{"v", wire::kVersion}, {"event", "incoming"}, {"name", q}, {"peer", identityOf(caller)}};
-  const int fds[] = {theirs.get()};
-  if (auto s = wire::send(it->second.fd, event, fds, /*nonBlocking=*/true); !s) {
+  // The event goes through the listener connection's queue, bounded like its replies: a listener
+  // that does not read its events is cut off (and its names released), never waited for.
+  std::vector<UniqueFd> given;
+  given.push_back(std::move(theirs));
+  Reply event(json{{"v", wire::kVersion}, {"event", "incoming"}, {"name", q}, {"peer", identityOf(caller)}}, std::move(given));
+  if (!post_) return wire::errorReply(req, code::kInternal, "dial: no way to reach listeners (colo-node's broker is not wired to its server)");
+  if (auto s = post_(it->second.connId, std::move(event)); !s) {
     metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "unavailable"}});
-    const bool gone = s.error().errnum == EPIPE || s.error().errnum == ECONNRESET;
-    if (gone) names_.erase(it);
-    return wire::errorReply(req, code::kUnavailable,
-                            "dial: the listener on " + q + (gone ? " went away" : " is not accepting (its queue is full)"));
+    return wire::errorReply(req, code::kUnavailable, "dial: the listener on " + q + " is not available: " + s.error().message);
   }
   metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "ok"}});
   json r = wire::okReply(req);
@@ -198,21 +198,14 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
   return Reply::later([this, req, key = caller.key, target, timeout, finish]() -> Reply {
     socklen_t len = 0;
     auto addr = parseHostPort(target, len);
+    // A pod's or Service's address from the API can be anything; a pod's own target was checked.
+    if (!addr) return finish(wire::errorReply(req, code::kInvalidArgument, "dial: " + target + " is not ip:port or [ipv6]:port"));
     auto ns = registry_.netnsOf(key);
     if (!ns) return finish(wire::errorReply(req, code::kNotFound, "dial: " + ns.error().message));
-    UniqueFd sock;
-    // The socket is made inside the caller's netns: its source address and policy are the pod's own.
-    auto s = netns::runIn(ns->get(), [&]() -> Status {
-      sock.reset(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-      if (!sock) return Error::fromErrno("socket");
-      if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&*addr), len) != 0 && errno != EINPROGRESS) {
-        return Error::fromErrno("connect(" + target + ")");
-      }
-      return {};
-    });
-    if (!s) return finish(dialFailed(req, s.error()));
+    auto sock = tcpStart_(ns->get(), reinterpret_cast<const sockaddr*>(&*addr), len, target);
+    if (!sock) return finish(dialFailed(req, sock.error()));
     Reply::Wait w;
-    w.fd = std::move(sock);
+    w.fd = std::move(sock.value());
     w.events = POLLOUT;
     w.deadline = Reply::Clock::now() + timeout;
     w.done = [this, req, target, timeout, finish](UniqueFd fd, short revents) -> Reply {
@@ -234,6 +227,19 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
     };
     return Reply::whenReady(std::move(w));
   });
+}
+
+// The socket is made inside the caller's netns: its source address and policy are the pod's own.
+Expected<UniqueFd> Broker::startTcpInNetns(int netnsFd, const sockaddr* addr, socklen_t len, const std::string& target) {
+  UniqueFd sock;
+  auto s = netns::runIn(netnsFd, [&]() -> Status {
+    sock.reset(::socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!sock) return Error::fromErrno("socket");
+    if (::connect(sock.get(), addr, len) != 0 && errno != EINPROGRESS) return Error::fromErrno("connect(" + target + ")");
+    return {};
+  });
+  if (!s) return s.error();
+  return sock;
 }
 
 Reply Broker::dialFailed(const json& req, const Error& e) {

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <sys/socket.h>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -41,6 +43,17 @@ class Broker {
   // this cache (kube_dial.cpp). Set once, before or while the loop runs.
   void setServiceCache(const kube::ServiceCache* cache, std::string nodeName);
   const BrokerLimits& limits() const { return limits_; }
+  // How an `incoming` event reaches a listener's connection: through the server's queue for it
+  // (SeqpacketServer::post, on the loop thread), under the same bound as its replies. Set once,
+  // before the server serves.
+  using EventSink = std::function<Status(std::uint64_t connId, Reply event)>;
+  void setEventSink(EventSink sink) { post_ = std::move(sink); }
+  // Starts a TCP connect from inside a pod's netns (on a worker): a non-blocking socket whose
+  // connect is in progress or done; the loop waits for it. The default enters the netns (root);
+  // tests and the fuzzer put something that reaches no network in its place.
+  using TcpStart = std::function<Expected<UniqueFd>(int netnsFd, const sockaddr* addr, socklen_t len, const std::string& target)>;
+  static Expected<UniqueFd> startTcpInNetns(int netnsFd, const sockaddr* addr, socklen_t len, const std::string& target);
+  void setTcpStart(TcpStart start) { tcpStart_ = std::move(start); }
 
   static nlohmann::json identityOf(const Pod& pod);
   // Namespace-qualified name of a registration by `pod`: "<namespace>/<name>".
@@ -53,13 +66,15 @@ class Broker {
   struct Listener {
     std::string podKey;
     std::uint64_t connId;
-    int fd;
   };
+  EventSink post_;
+  TcpStart tcpStart_ = startTcpInNetns;
   Reply dialName(const nlohmann::json& req, const Pod& caller, const std::string& qualified);
   // finish (optional) is applied to the final reply, which a TCP dial only has once the connect ends.
   Reply dialTcp(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout,
                 std::function<Reply(Reply)> finish = {});
-  Reply dialKube(const nlohmann::json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout);
+  Reply dialKube(const nlohmann::json& req, const Pod& caller, const proto::Target& k, const std::string& target,
+                 std::chrono::milliseconds timeout);
   // The name a pod registers with listen "port/<n>": "pod/<ns>/<name>:<n>", its own per pod.
   static std::string portName(const Pod& pod, int port);
   std::atomic<const kube::ServiceCache*> services_{nullptr};

@@ -19,32 +19,6 @@ namespace code = wire::code;
 
 namespace {
 
-struct KubeName {
-  std::string kind, ns, name, port;
-};
-
-bool dnsLabel(const std::string& s) {
-  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
-}
-
-// "service/shop/cart:http" -> {service, shop, cart, http}
-std::optional<KubeName> parseKubeName(const std::string& t) {
-  const auto s1 = t.find('/');
-  const auto s2 = t.find('/', s1 + 1);
-  const auto colon = t.rfind(':');
-  if (s1 == std::string::npos || s2 == std::string::npos || colon == std::string::npos || colon < s2) return std::nullopt;
-  KubeName k{t.substr(0, s1), t.substr(s1 + 1, s2 - s1 - 1), t.substr(s2 + 1, colon - s2 - 1), t.substr(colon + 1)};
-  const bool number = !k.port.empty() && k.port.size() <= 5 && std::all_of(k.port.begin(), k.port.end(), ::isdigit) &&
-                      std::stoi(k.port) >= 1 && std::stoi(k.port) <= 65535;
-  // A port name (IANA_SVC_NAME): 1 to 15 of [a-z0-9-] with at least one letter.
-  const bool portName = !k.port.empty() && k.port.size() <= 15 && std::any_of(k.port.begin(), k.port.end(), ::isalpha) &&
-                        std::all_of(k.port.begin(), k.port.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
-  if (!dnsLabel(k.ns) || !dnsLabel(k.name) || !(number || (portName && k.kind == "service"))) return std::nullopt;
-  return k;
-}
-
 std::string hostPort(const std::string& ip, int port) {
   return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
@@ -62,16 +36,13 @@ std::string Broker::portName(const Pod& pod, int port) {
   return "pod/" + (pod.podNamespace.empty() ? std::string("default") : pod.podNamespace) + "/" + pod.name + ":" + std::to_string(port);
 }
 
-Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& target, std::chrono::milliseconds timeout) {
+Reply Broker::dialKube(const json& req, const Pod& caller, const proto::Target& kt, const std::string& target,
+                       std::chrono::milliseconds timeout) {
   const kube::ServiceCache* cache = services_.load(std::memory_order_acquire);
   if (!cache) {
     return wire::errorReply(req, code::kInvalidArgument, "dial " + target + ": Kubernetes names need colo-node in Kubernetes mode (it runs standalone)");
   }
-  auto k = parseKubeName(target);
-  if (!k) {
-    return wire::errorReply(req, code::kInvalidArgument,
-                            "dial " + target + ": expected service/<namespace>/<name>:<port or port name> or pod/<namespace>/<name>:<port>");
-  }
+  const proto::Target* k = &kt;  // its form checked by proto::parseTarget
   // Each way out says how it went and why, on success and on failure alike.
   auto stamp = [](Reply r, const std::string& via, const std::string& why) {
     r.body["route"] = {{"via", via}, {"why", why}};
@@ -97,8 +68,8 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const std::string& ta
   // Set when colo's policy refused the Unix pair: the TCP ways below say so in their why.
   std::string refused;
 
-  if (k->kind == "pod") {
-    const int port = std::stoi(k->port);
+  if (k->kubeKind == "pod") {
+    const int port = k->portNumber;
     const std::string key = "pod/" + k->ns + "/" + k->name + ":" + k->port;
     if (listening(key)) {
       const std::string why = "pod " + k->ns + "/" + k->name + " is on this node and serves colo name port/" + k->port;

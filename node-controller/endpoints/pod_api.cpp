@@ -67,6 +67,14 @@ Status PodApi::admit(const ConnInfo& conn) const {
   return {};
 }
 
+ServerLimits PodApi::serverLimits() {
+  ServerLimits l;
+  l.idleTimeout = std::chrono::seconds(120);  // listeners (after `listen`) are exempt: they wait quietly
+  l.workers = 4;                              // sockets made in a pod's netns, channel memory
+  l.workerShare = 8;                          // queued or running: the jobs are short
+  return l;
+}
+
 Reply PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
   const json& req = msg.body;
   const std::string op = req.value("op", "");

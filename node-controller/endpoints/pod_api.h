@@ -33,6 +33,8 @@ class PodApi {
   // answer is checked to be a network namespace whatever it is.
   static constexpr unsigned long kPidfdGetNetNamespace = (0xFFUL << 8) | 4;
   Broker& broker() { return broker_; }
+  // The pods server's caps (docs/protocol.md, "Limits"): a pod, however hostile, only exhausts its own share.
+  static ServerLimits serverLimits();
 
  private:
   nlohmann::json hello(const nlohmann::json& req, const Pod& pod, const ConnInfo& conn) const;

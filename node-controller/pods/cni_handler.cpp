@@ -31,7 +31,9 @@ CniHandler::CniHandler(Registry& registry, PodLifecycle& lifecycle, Metrics& met
 json CniHandler::handle(wire::Message& msg) {
   const json& req = msg.body;
   const std::string op = req.value("op", std::string());
-  const std::string verb = op.size() > 4 ? op.substr(4) : op;
+  // The metric's label: a known verb, or "other" (a caller's made-up op must not add series).
+  const bool known = op == "cni.add" || op == "cni.del" || op == "cni.check" || op == "cni.status" || op == "cni.gc";
+  const std::string verb = known ? op.substr(4) : "other";
   json reply;
   try {
     // A request whose sender has given up (a hung or slow agent) is not applied late: the runtime
@@ -62,7 +64,7 @@ json CniHandler::handle(wire::Message& msg) {
     } else if (op == "cni.status") {
       reply = status(req);
     } else {
-      reply = wire::errorReply(req, code::kUnknownOp, "unknown op '" + op + "'");
+      reply = wire::errorReply(req, code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
     }
   } catch (const BadField& e) {
     reply = wire::errorReply(req, e.code, op + ": " + e.message);

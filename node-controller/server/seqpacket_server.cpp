@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "log/log_limiter.h"
 #include "server/fd_budget.h"
@@ -280,7 +281,7 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
   enqueue(it->second, std::move(reply));
 }
 
-void SeqpacketServer::enqueue(Conn& conn, Reply reply) {
+SeqpacketServer::Outbound SeqpacketServer::encode(Reply& reply) {
   Outbound o;
   o.data = reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (o.data.size() > wire::kMaxMessage) {
@@ -288,21 +289,49 @@ void SeqpacketServer::enqueue(Conn& conn, Reply reply) {
   } else {
     o.fds = std::move(reply.fds);
   }
+  return o;
+}
+
+void SeqpacketServer::enqueue(Conn& conn, Reply reply) { (void)queue(conn, encode(reply), /*later=*/false); }
+
+bool SeqpacketServer::queue(Conn& conn, Outbound o, bool later) {
   auto& use = use_[conn.info.tag];
+  const char* cut = nullptr;
   if (conn.out.size() >= limits_.maxQueuedReplies) {
-    spdlog::warn("{}: pid {} on {} does not read its replies ({} queued); cut off", name_, conn.info.cred.pid, conn.info.listener, conn.out.size());
-    close(conn.info.id, "slow_reader");
-    return;
+    spdlog::warn("{}: pid {} on {} does not read what it is sent ({} queued); cut off", name_, conn.info.cred.pid, conn.info.listener, conn.out.size());
+    cut = "slow_reader";
+  } else if (use.outBytes + o.data.size() > limits_.maxQueuedBytesPerTag) {
+    spdlog::warn("{}: pod {}'s unread messages hold {} bytes (the cap); cut off pid {}", name_, conn.info.tag, use.outBytes, conn.info.cred.pid);
+    cut = "memory";
   }
-  if (use.outBytes + o.data.size() > limits_.maxQueuedBytesPerTag) {
-    spdlog::warn("{}: pod {}'s unread replies hold {} bytes (the cap); cut off pid {}", name_, conn.info.tag, use.outBytes, conn.info.cred.pid);
-    close(conn.info.id, "memory");
-    return;
+  if (cut) {
+    if (!later) {
+      close(conn.info.id, cut);
+    } else if (!conn.cutReason) {
+      conn.cutReason = cut;
+      conn.dead = true;
+      cut_.push_back(conn.info.id);
+    }
+    return false;
   }
   use.outBytes += o.data.size();
   conn.outBytes += o.data.size();
   conn.out.push_back(std::move(o));
   flush(conn);
+  return true;
+}
+
+Status SeqpacketServer::post(std::uint64_t connId, Reply message) {
+  auto it = conns_.find(connId);
+  if (it == conns_.end()) return proto::error(ErrorCode::NotFound, "no such connection");
+  Conn& conn = it->second;
+  if (conn.dead || conn.refused) return proto::error(ErrorCode::Unavailable, conn.cutReason ? "cut off: it does not read what it is sent" : "it went away");
+  if (!queue(conn, encode(message), /*later=*/true)) return proto::error(ErrorCode::Unavailable, "cut off: it does not read what it is sent");
+  if (conn.dead) {
+    cut_.push_back(connId);  // the send failed: closed at the end of the round like a cut
+    return proto::error(ErrorCode::Unavailable, "it went away");
+  }
+  return {};
 }
 
 void SeqpacketServer::flush(Conn& conn) {
@@ -339,7 +368,10 @@ void SeqpacketServer::acceptReady(Clock::time_point now) {
     const int n = ::epoll_wait(listenEp_.get(), evs, 64, 0);
     std::lock_guard lock(mu_);
     for (int i = 0; i < n; ++i) {
-      auto it = listeners_.find(evs[i].data.u64);
+      // epoll_event is packed on x86-64: copy the id out rather than bind a reference to it
+      // (misaligned; UBSan in the handler fuzzer found it).
+      const std::uint64_t listenerId = evs[i].data.u64;
+      auto it = listeners_.find(listenerId);
       if (it == listeners_.end()) continue;  // removed meanwhile
       const Listener& l = it->second;
       for (std::size_t k = 0; k < kAcceptsPerRound; ++k) {
@@ -522,7 +554,11 @@ void SeqpacketServer::loop() {
       if ((rev & POLLIN) && !conn.dead) readFrom(conn, now);
       if (!conns_.count(connOf[i])) continue;
       if ((rev & (POLLHUP | POLLERR | POLLNVAL)) && !(rev & POLLIN)) conn.dead = true;
-      if (conn.dead) close(connOf[i], nullptr);
+      if (conn.dead) close(connOf[i], conn.cutReason);
+    }
+    // Connections post() cut off or found gone (never closed inside a handler: it may hold them).
+    for (auto id : std::exchange(cut_, {})) {
+      if (auto it = conns_.find(id); it != conns_.end()) close(id, it->second.cutReason);
     }
     if (acceptOn && (fds[listenerIdx].revents & POLLIN)) acceptReady(now);
     if (now - lastSweep_ >= kTick) {

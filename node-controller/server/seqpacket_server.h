@@ -127,6 +127,11 @@ class SeqpacketServer {
   // in the same netns binds @colo at once), and has the loop close their connections next round.
   void removeListeners(const std::string& tag);
   std::size_t listenerCount() const;
+  // On the loop thread only (from a handler): queues an unsolicited message (an event) on
+  // connection `connId` under the same bounds as its replies; a connection whose queue is full is
+  // cut off (closed by the loop after this round; the caller may hold a reference into it).
+  // Errors: not_found (no such connection), unavailable (cut off, or its peer went away).
+  Status post(std::uint64_t connId, Reply message);
   const ServerLimits& limits() const { return limits_; }
 
  private:
@@ -148,6 +153,7 @@ class SeqpacketServer {
     std::deque<Outbound> out;
     std::size_t outBytes = 0;
     bool busy = false, keepOpen = false, closeWhenFlushed = false, dead = false;
+    const char* cutReason = nullptr;  // cut off by post(): closed at the end of the round
   };
   struct PendingWait {
     std::uint64_t connId;
@@ -175,6 +181,10 @@ class SeqpacketServer {
   // `request` (the request being answered, for the id of an error reply) when it is at hand.
   void deliver(std::uint64_t connId, const std::string& tag, Reply reply, bool wasPending, const nlohmann::json& request = nullptr);
   void enqueue(Conn& conn, Reply reply);
+  // Queues `o` on `conn` within the bounds; false when it cut `conn` off instead: closed at once,
+  // or with `later` marked (cutReason) and closed by the loop at the end of the round.
+  bool queue(Conn& conn, Outbound o, bool later);
+  static Outbound encode(Reply& reply);
   void flush(Conn& conn);
   void close(std::uint64_t connId, const char* why);
   void exhausted(const char* cap);
@@ -196,6 +206,7 @@ class SeqpacketServer {
   std::map<std::uint64_t, Conn> conns_;
   std::map<std::string, TagUse> use_;
   std::vector<PendingWait> waits_;
+  std::vector<std::uint64_t> cut_;  // connections post() cut off, closed at the end of the round
   std::size_t refusedLingering_ = 0;
   Clock::time_point acceptPausedUntil_{}, lastAcceptLog_{}, lastSweep_{};
 

@@ -10,6 +10,8 @@ and count. Prints one JSON line.
   attack.py deep                          a message nested 10 000 deep, then a hello on the same connection
   attack.py deaf NAME SECONDS             listens on NAME and never reads the incoming dials
   attack.py dialname NAME COUNT           COUNT dials of NAME, one after another; codes and max latency
+  attack.py abandon TARGET NEXT           dials TARGET (never answers), closes the socket 50 ms later,
+                                          then times a dial of NEXT on a new connection
 """
 import json
 import os
@@ -167,6 +169,23 @@ def dialname(name, count):
     return {"codes": codes, "max": round(worst, 3)}
 
 
+def abandon(target, nxt):
+    s = connect()
+    s.send(req(1, "dial", target=target, timeoutMs=10000))
+    time.sleep(0.05)
+    s.close()  # abandoned: colo-node is still waiting for the connect
+    t0 = time.perf_counter()
+    s = connect()
+    s.settimeout(5.0)
+    s.send(req(2, "dial", target=nxt, timeoutMs=2000))
+    try:
+        r = json.loads(s.recv(65536))
+        code = "ok" if r.get("ok") else r["error"]["code"]
+    except OSError:
+        code = "no_reply"
+    return {"next": code, "ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "hello":
@@ -177,6 +196,8 @@ def main():
         out = hold(int(args[0]), float(args[1]))
     elif cmd == "dials":
         out = dials(int(args[0]), args[1], float(args[2]))
+    elif cmd == "abandon":
+        out = abandon(args[0], args[1])
     elif cmd == "deep":
         out = deep()
     elif cmd == "deaf":

@@ -91,6 +91,15 @@ echo "dials: $(cat "$WORK/dials.json")"
 check "dials: at most 16 of the attacker's dials wait (its cap), the rest are refused resource_exhausted at once" \
   jq -e '(.codes.pending // 0) >= 1 and (.codes.pending // 0) <= 16 and (.codes.pending // 0) + (.codes.resource_exhausted // 0) == 100' "$WORK/dials.json" >/dev/null
 
+# --- 2b. an abandoned dial: a pod dials an address that never answers and closes its socket; the
+# next dial, from the same pod and from another, is answered at once (a refused port) ---
+X_IP=$(jq -r '.ips[0].address' "$WORK/x.json" | cut -d/ -f1)
+OUT=$(in_pod x $ATTACK abandon 198.18.99.2:9 "$X_IP:7999")
+V_OUT=$(in_pod v $ATTACK dialname "$X_IP:7999" 1)
+echo "FIGURE: abandoned dial: next dial from the same pod $(jq -c . <<<"$OUT"), from another pod $(jq -c . <<<"$V_OUT")"
+check "abandoned dial: the same pod's next dial is answered at once" jq -e '.next == "refused" and .ms < $((500 * TIME_SCALE))' <<<"$OUT"
+check "abandoned dial: another pod's dial is answered at once" jq -e '.codes.refused == 1 and .max < $((500 * TIME_SCALE))' <<<"$V_OUT"
+
 # --- 3. 5000 connections held ---
 in_pod x $ATTACK hold 5000 4 >"$WORK/hold.json" &
 ATTACKER=$!
@@ -107,7 +116,10 @@ sleep 0.3
 in_pod v $ATTACK dialname deaf 2000 >"$WORK/deafdial.json"
 echo "deaf: $(cat "$WORK/deafdial.json")"
 check "deaf listener: dials to it are answered, unavailable once its queue is full, never stalled" \
-  bash -c "jq -e '(.codes.unavailable // 0) > 0 and .max < $((1000 * TIME_SCALE))' '$WORK/deafdial.json' >/dev/null"
+  bash -c "jq -e '(.codes.unavailable // 0) == 1 and .max < $((1000 * TIME_SCALE))' '$WORK/deafdial.json' >/dev/null"
+check "deaf listener: then cut off like any peer that does not read (its name released: not_found)" \
+  bash -c "jq -e '(.codes.not_found // 0) > 0' '$WORK/deafdial.json' >/dev/null"
+check "deaf listener: the cut is counted" test "$(metric 'colo_wire_peers_cut_total{socket="pods",reason="slow_reader"}')" -ge 2
 during deaf
 wait "$ATTACKER"
 

@@ -88,5 +88,69 @@ TEST(Protocol, WrongTypedFieldsAreBadRequestNotInternal) {
   EXPECT_EQ(parseChannel(c)->bytes, 1u << 20);
 }
 
+// One check of names and targets for colo-node and libcolo (Go and Python make the same one):
+// what a client refuses before sending, colo-node refuses too, with invalid_argument.
+TEST(Protocol, ListenNamesAndPorts) {
+  for (const char* ok : {"echo", "a", "shop.v2-x", "port/1", "port/80", "port/65535"}) EXPECT_TRUE(checkName(ok).ok()) << ok;
+  for (const char* bad : {"", "Echo", "a_b", "a b", "port/080", "port/0", "port/65536", "port/", "port/8o", "port/-1", "port/+80",
+                          "a/b", "caf\xc3\xa9"}) {
+    auto s = checkName(bad);
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.error().code, "invalid_argument") << bad;
+    EXPECT_EQ(parseListen(json{{"name", bad}}).error().code, "invalid_argument") << bad;
+  }
+  EXPECT_FALSE(checkName(std::string(64, 'a')).ok());
+  EXPECT_TRUE(checkName(std::string(63, 'a')).ok());
+  EXPECT_EQ(parseListen(json{{"name", "port/8080"}})->port, 8080);
+  EXPECT_EQ(parsePort("080"), std::nullopt);
+  EXPECT_EQ(parsePort("99999"), std::nullopt);
+  EXPECT_EQ(parsePort("443"), 443);
+}
+
+TEST(Protocol, DialTargetsByForm) {
+  using K = Target::Kind;
+  auto t = parseTarget("echo");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->kind, K::Name);
+  EXPECT_EQ(t->ns, "");
+  EXPECT_EQ(t->name, "echo");
+  t = parseTarget("shop/echo");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->ns, "shop");
+  EXPECT_EQ(t->name, "echo");
+  t = parseTarget("198.18.0.7:8080");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->kind, K::Address);
+  EXPECT_EQ(t->host, "198.18.0.7");
+  EXPECT_EQ(t->portNumber, 8080);
+  t = parseTarget("[fd00::7]:80");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->host, "fd00::7");
+  t = parseTarget("service/shop/cart:http");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->kind, K::Kube);
+  EXPECT_EQ(t->kubeKind, "service");
+  EXPECT_EQ(t->ns, "shop");
+  EXPECT_EQ(t->name, "cart");
+  EXPECT_EQ(t->port, "http");
+  EXPECT_EQ(t->portNumber, 0);
+  t = parseTarget("pod/shop/cart-0.x:8080");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->portNumber, 8080);
+  for (const char* bad : {"", "shop/echo x", "a\nb", "caf\xc3\xa9", "Echo", "a_b", "port/080", "port/80", "shop/port/80", "a/b/c",
+                          "/echo", "shop/", "198.18.0.7:080", "198.18.0.7:0", "198.18.0.7:65536", "198.18.0.7:", "host.example:80",
+                          "1.2.3:80", "[fd00::7%eth0]:80", "[fd00::7]:08", "fd00::7", "service/shop/cart:080", "pod/shop/cart:http",
+                          "service/shop:80", "service//cart:80", "service/shop/cart:Http", "service/shop/cart:a_b",
+                          "service/Shop/cart:80", "pod/shop/cart:99999"}) {
+    auto r = parseTarget(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, "invalid_argument") << bad;
+    EXPECT_EQ(parseDial(json{{"target", bad}}).error().code, "invalid_argument") << bad;
+  }
+  EXPECT_EQ(parseTarget(std::string(kMaxTarget + 1, 'a')).error().code, "invalid_argument");
+  EXPECT_EQ(parseDial(json{{"target", std::string(70000, 'a')}}).error().code, "invalid_argument");
+  EXPECT_TRUE(checkTargetText(std::string(kMaxTarget, 'a')).ok());  // the clients' bound: size and characters only
+}
+
 }  // namespace
 }  // namespace colo::proto

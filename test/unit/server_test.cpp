@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -300,6 +301,76 @@ TEST(WorkerPool, QueueAndShareAreBounded) {
   for (int i = 0; i < 300 && ran < 4; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(ran, 4);
   EXPECT_EQ(pool.pending("a"), 0u);
+}
+
+// An `incoming` event goes through the listener connection's queue like a reply: a listener that
+// reads none of them is cut off at the queue's bound (its name released, the dialer told
+// unavailable), never written to around the queue; a listener that reads gets every event in order.
+TEST_F(ServerTest, IncomingEventsGoThroughTheListenersQueueAndADeafListenerIsCutOff) {
+  Config config;
+  config.nodeName = "n";
+  ASSERT_EQ(::mkdir((dir.path() + "/pods").c_str(), 0700), 0);
+  Registry registry(dir.path());
+  Pod pod;
+  pod.key = "pod-a";
+  pod.podNamespace = "ns";
+  pod.name = "a";
+  ASSERT_TRUE(registry.put(pod, UniqueFd()).ok());
+  PodApi api(config, registry, metrics);
+  ServerLimits l;
+  l.maxQueuedReplies = 4;
+  server = std::make_unique<SeqpacketServer>("t", metrics, [&](wire::Message& m, const ConnInfo& c) { return api.handle(m, c); }, nullptr,
+                                             [&](const ConnInfo& c) { api.connectionClosed(c); }, l);
+  api.broker().setEventSink([&](std::uint64_t id, Reply e) { return server->post(id, std::move(e)); });
+  ASSERT_TRUE(server->start().ok());
+  ASSERT_TRUE(server->listen(path(), 0600, "pod-a").ok());
+  auto dialReq = [](std::int64_t id) { return json{{"v", 1}, {"id", id}, {"op", "dial"}, {"target", "echo"}}; };
+
+  // A listener that reads: each dial's event arrives after the listen reply, in order.
+  auto reader = dial();
+  ASSERT_EQ(call(reader.get(), {{"v", 1}, {"id", 1}, {"op", "listen"}, {"name", "echo"}})["ok"], true);
+  auto dialer = dial();
+  for (int i = 0; i < 3; ++i) {
+    auto r = wire::call(dialer.get(), dialReq(10 + i), {}, 2s);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->body["ok"], true) << r->body.dump();
+    ASSERT_TRUE(wire::waitReadable(reader.get(), 2s).ok());
+    auto ev = wire::recv(reader.get());
+    ASSERT_TRUE(ev.ok());
+    EXPECT_EQ(ev->body["event"], "incoming");
+    EXPECT_EQ(ev->fds.size(), 1u);
+  }
+  reader.reset();
+  EXPECT_TRUE(eventually([&] { return call(dialer.get(), dialReq(20))["error"]["code"] == "not_found"; }));
+
+  // A listener that never reads: dials succeed while the kernel and the queue take the events,
+  // then the listener is cut off as a slow reader, its name goes, and the dialer hears why.
+  auto deaf = dial();
+  ASSERT_EQ(call(deaf.get(), {{"v", 1}, {"id", 1}, {"op", "listen"}, {"name", "echo"}})["ok"], true);
+  int ok = 0;
+  json last;
+  for (int i = 0; i < 5000; ++i) {
+    auto r = wire::call(dialer.get(), dialReq(100 + i), {}, 2s);
+    ASSERT_TRUE(r.ok());
+    if (r->body["ok"] != true) {
+      last = r->body;
+      break;
+    }
+    ++ok;
+  }
+  EXPECT_EQ(last["error"]["code"], "unavailable") << last.dump();
+  EXPECT_GT(ok, static_cast<int>(l.maxQueuedReplies));  // the kernel's buffer, then the queue
+  EXPECT_TRUE(eventually([&] { return call(dialer.get(), dialReq(9000))["error"]["code"] == "not_found"; }));
+  EXPECT_EQ(metrics.get("colo_wire_peers_cut_total", {{"socket", "t"}, {"reason", "slow_reader"}}), 1);
+  // What reached the listener before the cut: its listen reply, then events only, then the end.
+  int events = 0;
+  for (;;) {
+    auto m = wire::recv(deaf.get());
+    if (!m) break;
+    if (m->body.contains("event")) ++events;
+  }
+  EXPECT_GE(events, ok - static_cast<int>(l.maxQueuedReplies));
+  EXPECT_LE(events, ok);
 }
 
 class BrokerCaps : public ::testing::Test {

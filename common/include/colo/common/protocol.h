@@ -77,13 +77,41 @@ struct Envelope {
 [[nodiscard]] Expected<std::string> stringField(const json& obj, const char* key, std::optional<std::string> fallback, std::size_t maxLen);
 [[nodiscard]] Expected<std::uint64_t> unsignedField(const json& obj, const char* key, std::optional<std::uint64_t> fallback);
 
+// Names and dial targets: the one check colo-node and libcolo make (the Go and Python clients
+// make the same one), so that every side says invalid_argument for the same bad input.
+inline constexpr std::size_t kMaxName = 63;
+inline constexpr std::size_t kMaxTarget = 512;  // pod/<63>/<253>:<65535> is the longest meaningful target
+// A port written as clients write it: 1..65535, digits only, no leading zero; nullopt otherwise.
+[[nodiscard]] std::optional<int> parsePort(std::string_view digits);
+// A listen name: 1..63 of [a-z0-9.-], or "port/<n>". InvalidArgument otherwise.
+[[nodiscard]] Status checkName(std::string_view name);
+// What every target has, whatever its form: 1..kMaxTarget of letters, digits and . - / : [ ] % _.
+[[nodiscard]] Status checkTargetText(std::string_view target);
+
+// A dial target, by form (docs/protocol.md, "dial"); anything else is InvalidArgument.
+struct Target {
+  enum class Kind {
+    Name,     // "<name>" or "<namespace>/<name>" (namespace empty: the caller's)
+    Address,  // "a.b.c.d:port" or "[ipv6]:port"
+    Kube,     // "service/<namespace>/<name>:<port or port name>" or "pod/<namespace>/<name>:<port>"
+  };
+  Kind kind = Kind::Name;
+  std::string kubeKind;   // Kube: "service" or "pod"
+  std::string ns, name;   // Name, Kube
+  std::string host;       // Address: the address without brackets
+  std::string port;       // Address, Kube: as written (a number, or a Service port's name)
+  int portNumber = 0;     // Address, Kube: the number (0 for a port name)
+};
+[[nodiscard]] Expected<Target> parseTarget(std::string_view target);
+
 // The pod endpoint's requests (hello takes nothing).
 struct ListenRequest {
   std::string name;  // 1..63 of [a-z0-9.-], or "port/<n>"
   int port = 0;      // n of "port/<n>" (1..65535), else 0
 };
 struct DialRequest {
-  std::string target;                // "<name>", "<namespace>/<name>", "ip:port", "[ip6]:port"
+  std::string target;                // as parsed into `parsed`
+  Target parsed;
   std::chrono::milliseconds timeout; // 1..10000, default 2000
 };
 struct ChannelRequest {
