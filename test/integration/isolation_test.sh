@@ -97,8 +97,8 @@ X_IP=$(jq -r '.ips[0].address' "$WORK/x.json" | cut -d/ -f1)
 OUT=$(in_pod x $ATTACK abandon 198.18.99.2:9 "$X_IP:7999")
 V_OUT=$(in_pod v $ATTACK dialname "$X_IP:7999" 1)
 echo "FIGURE: abandoned dial: next dial from the same pod $(jq -c . <<<"$OUT"), from another pod $(jq -c . <<<"$V_OUT")"
-check "abandoned dial: the same pod's next dial is answered at once" jq -e '.next == "refused" and .ms < $((500 * TIME_SCALE))' <<<"$OUT"
-check "abandoned dial: another pod's dial is answered at once" jq -e '.codes.refused == 1 and .max < $((500 * TIME_SCALE))' <<<"$V_OUT"
+check "abandoned dial: the same pod's next dial is answered at once" jq -e --argjson lim $((500 * TIME_SCALE)) '.next == "refused" and .ms < $lim' <<<"$OUT"
+check "abandoned dial: another pod's dial is answered at once" jq -e --argjson lim $((500 * TIME_SCALE)) '.codes.refused == 1 and .max < $lim' <<<"$V_OUT"
 
 # --- 3. 5000 connections held ---
 in_pod x $ATTACK hold 5000 4 >"$WORK/hold.json" &
