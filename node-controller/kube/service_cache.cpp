@@ -54,6 +54,7 @@ std::optional<Service> serviceFromApi(const json& j) {
   if (str(spec, "type") == "ExternalName") s.clusterIPs.clear();  // a DNS alias: no address to translate
   s.preferLocal = str(spec, "trafficDistribution") == "PreferSameNode" || str(spec, "internalTrafficPolicy") == "Local" ||
                   str(obj(md, "annotations"), "colo.dev/prefer-local") == "true";
+  s.clientIpAffinity = str(spec, "sessionAffinity") == "ClientIP";
   return s;
 }
 
@@ -242,6 +243,9 @@ std::vector<LocalFrontend> ServiceCache::localFrontends(const std::string& node,
         if (f.backends.empty()) continue;
         std::sort(f.backends.begin(), f.backends.end());
         f.backends.erase(std::unique(f.backends.begin(), f.backends.end()), f.backends.end());
+        // Session affinity: the connect program picks at random, so every caller on this node gets
+        // one backend (the first in order), which stays while the backend set is unchanged.
+        if (svc.clientIpAffinity) f.backends.resize(1);
         out.push_back(std::move(f));
       }
     }

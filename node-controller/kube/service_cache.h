@@ -28,6 +28,8 @@ struct Service {
   // The Service asks for node-local traffic: spec.trafficDistribution PreferSameNode,
   // spec.internalTrafficPolicy Local, or the annotation colo.dev/prefer-local: "true".
   bool preferLocal = false;
+  // spec.sessionAffinity ClientIP: a client must keep reaching one backend.
+  bool clientIpAffinity = false;
 };
 
 struct SliceEndpoint {

@@ -102,6 +102,21 @@ TEST(ServiceSelection, LocalReadyOptedInBackendsOnlyWithTheSlicesPortTcpOnly) {
   EXPECT_TRUE(f.frontends().empty());
 }
 
+// sessionAffinity ClientIP: a client keeps reaching one backend, so the Service gets one local
+// backend (the same for every caller here) instead of a random pick per connect.
+TEST(ServiceSelection, ClientIpAffinityKeepsOneStableBackend) {
+  Fixture f;
+  f.cache.replaceServices({service("sticky", {{"clusterIP", "10.0.0.7"}, {"sessionAffinity", "ClientIP"}, {"internalTrafficPolicy", "Local"}}),
+                           service("spread", {{"clusterIP", "10.0.0.8"}, {"sessionAffinity", "None"}, {"internalTrafficPolicy", "Local"}})});
+  const json both = json::array({endpoint("198.18.0.3", kNode), endpoint("198.18.0.2", kNode)});
+  f.cache.replaceSlices({slice("sticky-a", "sticky", both), slice("spread-a", "spread", both)});
+  std::map<std::string, std::vector<std::string>> got;
+  for (const auto& fe : f.frontends())
+    for (const auto& b : fe.backends) got[fe.name].push_back(b.address);
+  EXPECT_EQ(got["sticky"], (std::vector<std::string>{"198.18.0.2"}));
+  EXPECT_EQ(got["spread"], (std::vector<std::string>{"198.18.0.2", "198.18.0.3"}));
+}
+
 TEST(ServiceSelection, DualStackPairsEachClusterIpWithItsFamilysSlices) {
   Fixture f;
   f.cache.replaceServices({service("cart", {{"clusterIP", "10.0.0.1"}, {"clusterIPs", {"10.0.0.1", "fd00::1"}}, {"internalTrafficPolicy", "Local"}})});
