@@ -146,7 +146,7 @@ check "the traffic went over c's veth" test $((V1 - V0)) -ge 3000000
 
 # --- the guard: a blocking reader in declared pod a, while colo-node is down (SIGKILL): the guard's
 # links are pinned next to sock_ops, so it still watches the pods that are still spliced ---
-check "the guard's links are pinned" test "$(ls "$PIN" | grep -c '^guard_link_')" -ge 1
+check "the guard's links are pinned" test "$(find "$PIN" -maxdepth 1 -name 'guard_link_*' | wc -l)" -ge 1
 kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
 check "colo-node killed: the guard's pinned links are still there" bash -c "for l in $PIN/guard_link_*; do bpftool link show pinned \$l >/dev/null || exit 1; done"
 V0=$(veth_bytes a)
@@ -158,7 +158,7 @@ V1=$(veth_bytes a)
 check "that connection was spliced (a was still declared and safe; a's veth carried $((V1 - V0)) bytes)" test $((V1 - V0)) -lt 65536
 check "while colo-node was down the guard marked a unsafe in the pod map itself" bash -c "bpftool -j map dump pinned '$PIN/colo_pods' | jq -e '[.[] | .formatted.value.flags // 0 | select(. >= 4 and (. / 4 | floor) % 2 == 1)] | length == 1' >/dev/null"
 start_agent --datapath auto "${DP[@]}"
-check "after the restart the guard is loaded and pinned again" test "$(ls "$PIN" | grep -c '^guard_link_')" -ge 1
+check "after the restart the guard is loaded and pinned again" test "$(find "$PIN" -maxdepth 1 -name 'guard_link_*' | wc -l)" -ge 1
 check "pod a is unsafe in /debug/pods" test "$(state_of spa)" == unsafe
 check "colo_datapath_pods{state=unsafe} is 1" test "$(metric 'colo_datapath_pods{state="unsafe"}')" == 1
 V0=$(veth_bytes a) S0=$(counter sockets_inserted_total)
