@@ -111,7 +111,8 @@ sockperf_once() {
   sleep 0.3
   in_pod "$1" taskset -c 0 timeout 30 sockperf ping-pong --tcp -i "$3" -p 11111 -m 64 -t "$SECS" 2>&1 |
     awk '/percentile 50.000/ {p50=$NF} /percentile 99.000/ {p99=$NF} END {if (p50 != "") print p50, p99}'
-  kill -INT "$srv" 2>/dev/null || true
+  # sockperf's server restarts its accept after SIGINT and would sit out its 30 s timeout.
+  pkill -TERM -f "sockperf server --tcp -i ${IP[$2]} -p 11111" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
 }
 sockperf_run() {
