@@ -49,11 +49,16 @@ for via in unix channel local; do
 done
 CC=$(col cpp/channel 2) GC=$(col go/channel 2) PC=$(col py/channel 2) CU=$(col cpp/unix 2) GU=$(col go/unix 2) PU=$(col py/unix 2)
 CL=$(col cpp/local 2) GL=$(col go/local 2)
+CC9=$(col cpp/channel 3) GC9=$(col go/channel 3) PC9=$(col py/channel 3) CU9=$(col cpp/unix 3) GU9=$(col go/unix 3) PU9=$(col py/unix 3)
+CL9=$(col cpp/local 3) GL9=$(col go/local 3)
 echo
 echo "target: Go channel 64 B RTT within 1.5x of C++ -> $(ratio "$GC" "$CC") ($GC us vs $CC us)"
 echo "        Go Unix pair vs C++: $(ratio "$GU" "$CU"); Python channel vs C++: $(ratio "$PC" "$CC"); Python Unix pair vs C++: $(ratio "$PU" "$CU")"
 jq -n --argjson runs "$RUNS" --argjson cc "$CC" --argjson gc "$GC" --argjson pc "$PC" --argjson cu "$CU" --argjson gu "$GU" \
   --argjson pu "$PU" --argjson cl "$CL" --argjson gl "$GL" \
+  --argjson cc9 "$CC9" --argjson gc9 "$GC9" --argjson pc9 "$PC9" --argjson cu9 "$CU9" --argjson gu9 "$GU9" --argjson pu9 "$PU9" \
+  --argjson cl9 "$CL9" --argjson gl9 "$GL9" \
   '{runs: $runs, rttP50us: {channel: {cpp: $cc, go: $gc, python: $pc}, unix: {cpp: $cu, go: $gu, python: $pu},
-    inProcess: {cpp: $cl, go: $gl}}, goChannelVsCpp: ($gc / $cc), goUnixVsCpp: ($gu / $cu)}' >"$OUT/clients.json"
+    inProcess: {cpp: $cl, go: $gl}}, rttP99us: {channel: {cpp: $cc9, go: $gc9, python: $pc9}, unix: {cpp: $cu9, go: $gu9, python: $pu9},
+    inProcess: {cpp: $cl9, go: $gl9}}, goChannelVsCpp: ($gc / $cc), goUnixVsCpp: ($gu / $cu)}' >"$OUT/clients.json"
 echo "results: $OUT/clients.json"

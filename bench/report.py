@@ -147,6 +147,29 @@ def table_datapath(d):
     return "\n".join(rows)
 
 
+def table_service(s):
+    g, p = s["gbps"], s["p50us"]
+    p99 = s.get("p99us", {})
+    rows = [f"Medians of {s['runs']} runs; {s['translated']} connects translated, {s['spliced']} sockets spliced.", "",
+            "| | throughput | vs plain | p50 one-way | p99 one-way | vs plain |", "| --- | --- | --- | --- | --- | --- |"]
+    for key, name in (("plain", "ClusterIP via kube-proxy DNAT, without colo"), ("colo", "**ClusterIP, with colo (translated, spliced)**"),
+                      ("podIpPlain", "pod IP, without colo (reference)"), ("podIpColo", "pod IP, with colo (spliced, reference)")):
+        rows.append(f"| {name} | {fmt(g[key])} Gbit/s | {g[key] / g['plain']:.2f}x | {fmt(p[key])} µs | {fmt(p99.get(key), unit=' µs')} | {p[key] / p['plain']:.2f}x |")
+    rows.append(f"\nThroughput {s['throughputRatio']:.2f}x (target ≥ 2.5x), p50 latency {s['latencyRatio']:.2f}x (target ≤ 0.6x).")
+    return "\n".join(rows)
+
+
+def table_clients(c):
+    rtt, p99 = c["rttP50us"], c.get("rttP99us", {})
+    rows = [f"Medians of {c['runs']} runs, 64 B round trips against the same C++ server, µs (p50 / p99).", "",
+            "| | C++ (libcolo) | Go | Python |", "| --- | --- | --- | --- |"]
+    for key, name in (("unix", "colo Unix pair, pod to pod"), ("channel", "colo channel, pod to pod, in place"), ("inProcess", "same rings, one process (threads)")):
+        cells = [f"{fmt(rtt[key].get(lang))} / {fmt(p99.get(key, {}).get(lang))}" if lang in rtt[key] else "—" for lang in ("cpp", "go", "python")]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows.append(f"\nGo channel vs C++: {c['goChannelVsCpp']:.2f}x (target ≤ 1.5x); Go Unix pair vs C++: {c['goUnixVsCpp']:.2f}x.")
+    return "\n".join(rows)
+
+
 def table_kube(k):
     a, rss = k["applySeconds"], k["rssKiB"]
     return "\n".join([
@@ -172,6 +195,12 @@ def sections(results):
     dp = load(results, "datapath.json")
     if dp:
         out["datapath"] = table_datapath(dp)
+    svc = load(results, "service.json")
+    if svc:
+        out["service"] = table_service(svc)
+    clients = load(results, "clients.json")
+    if clients:
+        out["clients"] = table_clients(clients)
     kube = load(results, "kube.json")
     if kube:
         out["kube"] = table_kube(kube)
@@ -224,6 +253,9 @@ def draw(ipc, png):
     b1 = ax1.bar([x - w / 2 for x in xs], [r[1] for r in rtt], w, label="p50", color="#2b6cb0")
     b2 = ax1.bar([x + w / 2 for x in xs], [r[2] for r in rtt], w, label="p99", color="#90cdf4")
     ax1.set_yscale("log")
+    ax1.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax1.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax1.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax1.set_xticks(list(xs))
     ax1.set_xticklabels([r[0] for r in rtt], rotation=20, ha="right")
     ax1.set_ylabel("64 B round trip, µs (log scale)")
@@ -234,6 +266,8 @@ def draw(ipc, png):
     if thr:
         b3 = ax2.bar(range(len(thr)), [t[1] for t in thr], 0.6, color="#2f855a")
         ax2.set_yscale("log")
+        # Gbit/s spans 10 to a few hundred: label 1-2-5 steps, not only the decades.
+        ax2.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax2.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax2.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax2.set_xticks(range(len(thr)))
