@@ -19,30 +19,9 @@ mkdir -p "$OUT"
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "n/a"; else printf "%.2fx", a / b}'; }
 
-CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
-CG=$CG_ROOT/colo-bench-$TAG
-PIN=/sys/fs/bpf/colo-bench-$TAG
-mkdir "$CG"
-echo $$ >"$CG/cgroup.procs"
-bench_cleanup() {
-  echo $$ >"$CG_ROOT/cgroup.procs" 2>/dev/null || true
-  stop_agent || true
-  for _ in 1 2 3; do  # servers left in our cgroup go, so that it can be removed
-    xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null || true
-    [[ -s $CG/cgroup.procs ]] || break
-    sleep 0.1
-  done
-  "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null 2>&1 || true
-  rmdir "$CG" 2>/dev/null || true
-}
-on_exit bench_cleanup
+bpf_sandbox colo-bench
 
-make_test_pki
-mkdir -p "$WORK/sa"
-cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
-echo -n tok-b >"$WORK/sa/token"
-start_fake_api --token tok-b
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+in_cluster_api tok-b
 BR=cbs$TAG
 BR=${BR:0:15}
 make_bridge "$BR"

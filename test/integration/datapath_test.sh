@@ -4,19 +4,7 @@
 # a private directory. Proof of splice from the veth counters, not only our own.
 source "$(dirname "$0")/lib.sh"
 
-CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
-CG=$CG_ROOT/colo-it-$TAG
-PIN=/sys/fs/bpf/colo-it-$TAG
-mkdir "$CG"
-echo $$ >"$CG/cgroup.procs"
-datapath_cleanup() {
-  echo $$ >"$CG_ROOT/cgroup.procs" 2>/dev/null || true
-  pkill -KILL -f "colo-tcpcheck .*198.18.7." 2>/dev/null || true
-  stop_agent || true
-  "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null 2>&1 || true
-  rmdir "$CG" 2>/dev/null || true
-}
-on_exit datapath_cleanup
+bpf_sandbox colo-it
 
 BR=cdp$TAG
 BR=${BR:0:15}

@@ -11,12 +11,7 @@ BUILD=${BUILD:-$(dirname "$COLO_BIN")}
 export BUILD PYTHONDONTWRITEBYTECODE=1
 bash "$ROOT/scripts/go.sh" build "$BUILD/bin/colo-go-echo" "$ROOT/clients/go/examples/echo"
 
-make_test_pki
-mkdir -p "$WORK/sa"
-cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
-echo -n tok-1 >"$WORK/sa/token"
-start_fake_api --token tok-1
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+in_cluster_api tok-1
 
 BR=ckd$TAG
 BR=${BR:0:15}

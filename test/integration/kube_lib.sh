@@ -15,6 +15,18 @@ NODE="it-$TAG"
 source "$(dirname "${BASH_SOURCE[0]}")/../fake-apiserver/pki.sh"
 make_test_pki() { make_pki "$PKI" "$NODE"; }
 
+# in_cluster_api TOKEN: a private PKI, the fake API accepting TOKEN, and the in-cluster
+# configuration a DaemonSet pod has: KUBERNETES_SERVICE_HOST/PORT and a service account
+# directory ($WORK/sa) with the CA and the token.
+in_cluster_api() {
+  make_test_pki
+  mkdir -p "$WORK/sa"
+  cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
+  echo -n "$1" >"$WORK/sa/token"
+  start_fake_api --token "$1"
+  export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+}
+
 # start_fake_api [extra args]: HTTPS on a free loopback port; FAKE_URL is set.
 start_fake_api() {
   rm -f "$WORK/fake.port"

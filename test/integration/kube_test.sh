@@ -5,13 +5,7 @@
 # back with changes made meanwhile, an API server restart, token rotation, and paging.
 source "$(dirname "$0")/kube_lib.sh"
 
-make_test_pki
-mkdir -p "$WORK/sa"
-cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
-echo -n tok-1 >"$WORK/sa/token"
-start_fake_api --token tok-1
-# In-cluster configuration, as in a DaemonSet pod: service host/port and the service account dir.
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+in_cluster_api tok-1
 KUBE_FLAGS=(--mode kubernetes --service-account-dir "$WORK/sa" --watch-timeout-seconds 3 --list-page-size 2 --hugepages-budget 32Mi)
 
 # Pods a..e on this node (netns kt$TAG-x, addresses 198.18.12.x), others elsewhere.

@@ -6,12 +6,7 @@
 # memory 50 pods with 200 KiB of annotations each cost.
 source "$(dirname "$0")/kube_lib.sh"
 
-make_test_pki
-mkdir -p "$WORK/sa"
-cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
-echo -n tok-1 >"$WORK/sa/token"
-start_fake_api --token tok-1
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+in_cluster_api tok-1
 KUBE_FLAGS=(--mode kubernetes --service-account-dir "$WORK/sa" --watch-timeout-seconds 3 --list-page-size 2)
 kube_synced() { [[ $(agent_get /readyz | jq -r .checks.kubernetes.synced) == true ]]; }
 last_error() { agent_get /readyz | jq -r .checks.kubernetes.lastError; }

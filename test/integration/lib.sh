@@ -55,6 +55,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# bpf_sandbox PREFIX: a cgroup of this test's own, which the test moves itself into (so colo-node's
+# programs, attached there, see only this test's sockets), and a private pin directory: sets
+# CG_ROOT, CG and PIN. At exit the test leaves the cgroup, the agent is stopped, whatever still runs
+# in the cgroup (servers, clients) is killed, the pins are removed and the cgroup too.
+bpf_sandbox() {
+  CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+  CG=$CG_ROOT/$1-$TAG
+  PIN=/sys/fs/bpf/$1-$TAG
+  mkdir "$CG"
+  echo $$ >"$CG/cgroup.procs"
+  on_exit bpf_sandbox_cleanup
+}
+bpf_sandbox_cleanup() {
+  echo $$ >"$CG_ROOT/cgroup.procs" 2>/dev/null || true
+  stop_agent || true
+  for _ in 1 2 3; do
+    xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null || true
+    [[ -s $CG/cgroup.procs ]] || break
+    sleep 0.1
+  done
+  "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null 2>&1 || true
+  rmdir "$CG" 2>/dev/null || true
+}
+
 pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
 # check "description" command...: passes when the command succeeds.

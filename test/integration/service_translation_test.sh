@@ -11,27 +11,12 @@ source "$(dirname "$0")/kube_lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ECHO=$ROOT/test/integration/svc_echo.py
 
-CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
-CG=$CG_ROOT/colo-it-$TAG
-PIN=/sys/fs/bpf/colo-it-$TAG
-mkdir "$CG"
-echo $$ >"$CG/cgroup.procs"
 SERVERS=()
-svc_cleanup() {
-  for s in "${SERVERS[@]}"; do kill -KILL "$s" 2>/dev/null || true; done
-  echo $$ >"$CG_ROOT/cgroup.procs" 2>/dev/null || true
-  stop_agent || true
-  "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null 2>&1 || true
-  rmdir "$CG" 2>/dev/null || true
-}
+svc_cleanup() { for s in "${SERVERS[@]}"; do kill -KILL "$s" 2>/dev/null || true; done; }
 on_exit svc_cleanup
+bpf_sandbox colo-it
 
-make_test_pki
-mkdir -p "$WORK/sa"
-cp "$PKI/ca.crt" "$WORK/sa/ca.crt"
-echo -n tok-1 >"$WORK/sa/token"
-start_fake_api --token tok-1
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$FAKE_PORT
+in_cluster_api tok-1
 
 BR=cst$TAG
 BR=${BR:0:15}
