@@ -28,6 +28,7 @@ struct colo_pod_info {
 /* Set by the guard once it has told colo-node about the pod (one event per kind and pod). */
 #define COLO_POD_SEEN_BLOCKING (1u << 3)
 #define COLO_POD_SEEN_EAGAIN (1u << 4)
+#define COLO_POD_SEEN_SPLICE (1u << 5)
 
 /* A socket in the sockhash, seen from its own side. Ports in host order. */
 struct colo_sock_key {
@@ -98,7 +99,8 @@ enum colo_svc_stat {
   COLO_SVC_STAT_MAX,
 };
 
-/* The guard (colo_guard.bpf.c): what it saw on spliced sockets of one pod address. */
+/* The guard (colo_guard.bpf.c): what it saw on spliced sockets of one pod address (splice(2)
+ * reads are counted in a map of their own, colo_guard_splices). */
 struct colo_guard_count {
   __u64 blocking_reads;  /* receive calls without MSG_DONTWAIT on a blocking file */
   __u64 spurious_eagain; /* EAGAIN returned to such a caller before its timeout */
@@ -106,6 +108,7 @@ struct colo_guard_count {
 
 #define COLO_GUARD_BLOCKING_READ 1
 #define COLO_GUARD_SPURIOUS_EAGAIN 2
+#define COLO_GUARD_SPLICE_READ 3 /* splice(2) from a spliced socket: the reader cannot get its data */
 
 /* Sent to colo-node (ring buffer) the first time a pod address does each kind. */
 struct colo_guard_event {

@@ -16,7 +16,7 @@ Status ColoBpf::openAndLoad(const std::string& pinDir, bool ipv6) {
   return {};
 }
 
-Status ColoGuardBpf::openLoadAttach(const std::string& pinDir, Hook hook, bool parser) {
+Status ColoGuardBpf::openLoadAttach(const std::string& pinDir, Hook hook, bool parser, bool splice) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
   skel_ = colo_guard_bpf__open_opts(&opts);
   if (!skel_) return Error::fromErrno("colo_guard_bpf__open_opts");
@@ -31,8 +31,19 @@ Status ColoGuardBpf::openLoadAttach(const std::string& pinDir, Hook hook, bool p
              {p.colo_guard_kretprobe, Hook::Kprobe, false},    {p.colo_guard_kprobe_parser, Hook::Kprobe, true},
              {p.colo_guard_kretprobe_parser, Hook::Kprobe, true}};
   for (const auto& a : all) bpf_program__set_autoload(a.prog, a.hook == hook && (parser || !a.onParser));
+  // The splice(2) watch is attached on its own (attachSplice): the guard works without it.
+  bpf_program__set_autoload(p.colo_guard_splice, splice);
+  bpf_program__set_autoattach(p.colo_guard_splice, false);
   if (int err = colo_guard_bpf__load(skel_); err != 0) return Error::fromErrno("load", -err);
   if (int err = colo_guard_bpf__attach(skel_); err != 0) return Error::fromErrno("attach", -err);
+  return {};
+}
+
+Status ColoGuardBpf::attachSplice() {
+  if (skel_->links.colo_guard_splice) return {};  // a libbpf that auto-attached it anyway
+  bpf_link* link = bpf_program__attach(skel_->progs.colo_guard_splice);
+  if (!link) return Error::fromErrno("attach tracepoint syscalls/sys_enter_splice (tracefs mounted at /sys/kernel/tracing?)");
+  skel_->links.colo_guard_splice = link;  // destroyed and pinned with the skeleton's other links
   return {};
 }
 
@@ -54,11 +65,13 @@ Status ColoGuardBpf::pinLinks(const std::string& pinDir) {
   return {};
 }
 
-void ColoGuardBpf::unpinLinks(const std::string& pinDir) {
+int ColoGuardBpf::unpinLinks(const std::string& pinDir) {
   std::error_code ec;
+  int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(pinDir, ec)) {
-    if (e.path().filename().string().rfind(kLinkPinPrefix, 0) == 0) ::unlink(e.path().c_str());
+    if (e.path().filename().string().rfind(kLinkPinPrefix, 0) == 0 && ::unlink(e.path().c_str()) == 0) ++n;
   }
+  return n;
 }
 
 }  // namespace colo::node

@@ -47,13 +47,14 @@ class ColoGuardBpf {
 
   enum class Hook { Fentry, Tracepoint, Kprobe };
   // Loads only the programs of one way in. parser: tcp_bpf_recvmsg_parser exists on this kernel
-  // and is watched too.
-  Status openLoadAttach(const std::string& pinDir, Hook hook, bool parser);
+  // and is watched too. splice: the splice(2) watch is loaded as well (attached by attachSplice).
+  Status openLoadAttach(const std::string& pinDir, Hook hook, bool parser, bool splice);
+  Status attachSplice();
   // Pins the attached links as guard_link_<program> in pinDir (replacing an earlier run's, which
   // then detach), so the guard outlives this process; unpinLinks removes them (datapath off,
   // uninstall removes the whole dir).
   Status pinLinks(const std::string& pinDir);
-  static void unpinLinks(const std::string& pinDir);
+  static int unpinLinks(const std::string& pinDir);  // how many it removed
   static constexpr const char* kLinkPinPrefix = "guard_link_";
   colo_guard_bpf* operator->() const { return skel_; }
 

@@ -44,6 +44,10 @@ Expected<colo_addr> parseAddress(const std::string& cidr) {
 }
 
 const char* kLinkPin = "/sockops_link";
+// What the guard records in a pod's flags, kept when colo-node rewrites them: it lasts as long as the pod.
+constexpr std::uint32_t kGuardBits = COLO_POD_UNSAFE | COLO_POD_SEEN_BLOCKING | COLO_POD_SEEN_EAGAIN | COLO_POD_SEEN_SPLICE;
+// Guard events that arrive before the pods are known (colo-node starting), held until sync().
+constexpr std::size_t kMaxEarlyGuardEvents = 4096;
 
 std::string addressText(const colo_addr& a) {
   char buf[INET6_ADDRSTRLEN] = {};
@@ -80,7 +84,9 @@ Datapath::Datapath(DatapathConfig config, Metrics& metrics) : config_(std::move(
   metrics_.describe("colo_datapath_pods", "gauge", "Pods colo is on for, by whether their connections are spliced (spliced, not_declared, unsafe, off).");
   metrics_.describe("colo_datapath_blocking_reads_total", "counter", "Blocking reads on spliced sockets of a pod, seen by the guard.");
   metrics_.describe("colo_datapath_spurious_eagain_total", "counter", "EAGAIN returned to a blocking reader of a spliced socket of a pod, seen by the guard.");
-  metrics_.describe("colo_datapath_guard", "gauge", "1 when the guard (fentry/fexit or kprobes on the sockmap receive functions) is loaded.");
+  metrics_.describe("colo_datapath_splice_reads_total", "counter",
+                    "splice(2) calls reading from a spliced socket of a pod, seen by the guard (that reader cannot get the spliced data).");
+  metrics_.describe("colo_datapath_guard", "gauge", "1 when the guard (on the sockmap receive path and splice(2)) is loaded.");
   metrics_.describe("colo_splice_annotation_not_understood_total", "counter", "colo.dev/splice values that are not a boolean (the pod is not declared).");
   metrics_.set("colo_datapath_active", {}, 0);
   metrics_.set("colo_datapath_guard", {}, 0);
@@ -261,8 +267,7 @@ SelfTestResult Datapath::checkKernel() {
   guard_.reset();
   // Nothing new is spliced by this run: the link it made (or updated) goes, as start() does when
   // the splice stays off. A colo-node running on this pin dir refuses to share it (pin owner).
-  ::unlink((config_.pinDir + kLinkPin).c_str());
-  ColoGuardBpf::unpinLinks(config_.pinDir);
+  detachPinned(config_.pinDir);
   bpf_.reset();
   return result;
 }
@@ -272,6 +277,7 @@ void Datapath::start() {
     state_ = "off";
     reason_ = "disabled by configuration (datapath: off)";
     spdlog::info("datapath: {}", reason_);
+    detachEarlierRun();
     publish();
     return;
   }
@@ -308,7 +314,7 @@ void Datapath::start() {
     state_ = "per-pod";
     reason_ = "self-test failed only checks that " + std::string(kSpliceAnnotation) +
               " covers (" + selftest_.failedNames(false) + "; see selftest); connections between two pods that declared " + kSpliceAnnotation +
-              ": \"true\" are spliced, and the guard withdraws a pod on its first blocking read";
+              ": \"true\" are spliced, and the guard withdraws a pod on its first blocking read or splice(2)";
   } else {
     splice_ = Splice::Off;
     reason_ = verdict == SelfTestResult::Verdict::PerPod
@@ -321,14 +327,40 @@ void Datapath::start() {
     spdlog::warn("datapath: off: {}. Set datapath: on to force it.", reason_);
     // Detach sock_ops so that nothing new is spliced. The maps stay pinned: connections spliced
     // by an earlier run keep their path until they close.
-    ::unlink((config_.pinDir + kLinkPin).c_str());
-    ColoGuardBpf::unpinLinks(config_.pinDir);
+    detachPinned(config_.pinDir);
     guard_.reset();
     bpf_.reset();
   } else {
     spdlog::info("datapath: {} ({}); guard {}", state_, reason_, guardStatus_);
   }
   publish();
+}
+
+// datapath: off after a run with it on: that run's pinned sock_ops and guard links would keep
+// splicing (and guarding) new connections with nobody keeping the pod map true. They go; the maps
+// stay pinned, so connections spliced earlier keep their path until they close (as when the
+// self-test turns the splice off). A pin dir another colo-node holds is left alone.
+void Datapath::detachEarlierRun() {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config_.pinDir, ec)) return;
+  if (!config_.node.empty() && !pinOwner_) {
+    auto owner = PinOwner::claim(config_.pinDir, config_.node);
+    if (!owner) {
+      spdlog::warn("datapath: off, but {} is not this node's: its links are left alone ({})", config_.pinDir, owner.error().message);
+      return;
+    }
+    pinOwner_.emplace(std::move(*owner));
+  }
+  if (const int n = detachPinned(config_.pinDir); n > 0) {
+    spdlog::info("datapath: off: removed {} link(s) an earlier run pinned in {} (sock_ops, guard); nothing new is spliced, connections "
+                 "spliced before keep their path until they close",
+                 n, config_.pinDir);
+  }
+}
+
+int Datapath::detachPinned(const std::string& pinDir) {
+  int n = ::unlink((pinDir + kLinkPin).c_str()) == 0 ? 1 : 0;
+  return n + ColoGuardBpf::unpinLinks(pinDir);
 }
 
 void Datapath::publish() {
@@ -441,7 +473,21 @@ void Datapath::tellSplice(const PodRecord& r, bool changed) {
 }
 
 void Datapath::onGuardEvent(const GuardEvent& e) {
+  {
+    std::lock_guard lock(mu_);
+    // The ring is pinned: what the guard saw while colo-node was down is read as soon as the guard
+    // loads, before the restored pods are known. Held until sync(), then told like any other.
+    if (!synced_) {
+      if (earlyGuardEvents_.size() < kMaxEarlyGuardEvents) earlyGuardEvents_.push_back(e);
+      return;
+    }
+  }
+  tellGuardEvent(e, false);
+}
+
+void Datapath::tellGuardEvent(const GuardEvent& e, bool early) {
   const std::string ip = addressText(e.addr);
+  const std::string proc = "process " + e.comm + " (pid " + std::to_string(e.pid) + ")";
   PodRecord r;
   PodEventSink sink;
   bool found = false;
@@ -455,7 +501,10 @@ void Datapath::onGuardEvent(const GuardEvent& e) {
       if (!found) continue;
       if (e.kind == COLO_GUARD_BLOCKING_READ) {
         rec.unsafe = true;
-        rec.unsafeWhy = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") did a blocking read on a spliced socket of " + ip;
+        rec.unsafeWhy = proc + " did a blocking read on a spliced socket of " + ip;
+      } else if (e.kind == COLO_GUARD_SPLICE_READ) {
+        rec.unsafe = true;
+        rec.unsafeWhy = proc + " read a spliced socket of " + ip + " with splice(2), which cannot get spliced data";
       }
       r = rec;
       sink = events_;
@@ -469,26 +518,31 @@ void Datapath::onGuardEvent(const GuardEvent& e) {
   }
   const std::string who = r.podNamespace + "/" + r.name + " (" + r.key + ")";
   const bool withdrawn = (e.flags & COLO_POD_UNSAFE) != 0;
-  std::string msg;
+  const std::string outcome =
+      withdrawn ? "New connections of this pod are no longer spliced; those spliced before stay so until they close (taking a socket out of "
+                  "the splice would lose data queued on it)."
+                : "The splice stays on for it (datapath: on, or a kernel that passed the self-test).";
+  const std::string when = early ? " (seen by the pinned guard while colo-node was down or starting)" : "";
+  std::string msg, reason = "SpliceUnsafe";
   if (e.kind == COLO_GUARD_BLOCKING_READ) {
-    msg = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") of this pod did a blocking read on a spliced socket (" + ip +
-          "); the kernel can answer it with EAGAIN. " +
-          (withdrawn ? "New connections of this pod are no longer spliced; those spliced before stay so until they close (taking a "
-                       "socket out of the splice would lose data queued on it)."
-                     : "The splice stays on for it (datapath: on, or a kernel that passed the self-test).");
-    spdlog::warn("pod {}: guard: {}", who, msg);
+    msg = proc + " of this pod did a blocking read on a spliced socket (" + ip + ")" + when + "; the kernel can answer it with EAGAIN. " + outcome;
+  } else if (e.kind == COLO_GUARD_SPLICE_READ) {
+    msg = proc + " of this pod read a spliced socket (" + ip + ") with splice(2)" + when +
+          ": the kernel's tcp_splice_read does not read the splice's queue, so that reader gets none of the data sent to it over the "
+          "splice (then EOF); Go's io.Copy between two TCP connections does this. " + outcome;
   } else {
-    msg = "process " + e.comm + " (pid " + std::to_string(e.pid) + ") of this pod got EAGAIN from a blocking read on a spliced socket (" + ip +
-          "): the kernel's sockmap receive path ended its wait with nothing queued";
-    spdlog::warn("pod {}: guard: {}", who, msg);
+    reason = "SpliceSpuriousEagain";
+    msg = proc + " of this pod got EAGAIN from a blocking read on a spliced socket (" + ip + ")" + when +
+          ": the kernel's sockmap receive path ended its wait with nothing queued";
   }
+  spdlog::warn("pod {}: guard: {}", who, msg);
   if (!sink) return;
   Pod p;
   p.key = r.key;
   p.podNamespace = r.podNamespace;
   p.name = r.name;
   p.uid = r.uid;
-  sink(p, "Warning", e.kind == COLO_GUARD_BLOCKING_READ ? "SpliceUnsafe" : "SpliceSpuriousEagain", msg);
+  sink(p, "Warning", reason, msg);
 }
 
 nlohmann::json Datapath::status() const {
@@ -525,7 +579,7 @@ DatapathStats Datapath::stats() const {
   std::lock_guard lock(mu_);
   if (guard_) {
     for (const auto& [k, r] : pods_) {
-      std::uint64_t reads = 0, eagain = 0;
+      std::uint64_t reads = 0, eagain = 0, splices = 0;
       for (const auto& cidr : r.ips) {
         auto a = parseAddress(cidr);
         if (!a) continue;
@@ -533,10 +587,12 @@ DatapathStats Datapath::stats() const {
           reads += c->blocking_reads;
           eagain += c->spurious_eagain;
         }
+        splices += guard_->spliceReads(*a);
       }
       const Labels l{{"namespace", r.podNamespace}, {"pod", r.name}};
       metrics_.set("colo_datapath_blocking_reads_total", l, static_cast<double>(reads));
       metrics_.set("colo_datapath_spurious_eagain_total", l, static_cast<double>(eagain));
+      metrics_.set("colo_datapath_splice_reads_total", l, static_cast<double>(splices));
     }
   }
   publishPods();
@@ -551,7 +607,6 @@ Status Datapath::setAddress(const std::string& cidr, bool present, std::uint32_t
   if (present) {
     // What the guard recorded on an address already here (UNSAFE, SEEN_*) lasts as long as the pod.
     colo_pod_info info{};
-    constexpr std::uint32_t kGuardBits = COLO_POD_UNSAFE | COLO_POD_SEEN_BLOCKING | COLO_POD_SEEN_EAGAIN;
     const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 ? (info.flags & kGuardBits) : 0;
     info = colo_pod_info{};
     info.flags = flags | kept;
@@ -626,8 +681,7 @@ bool Datapath::podAddressesPresent(const Pod& pod) const {
   return true;
 }
 
-void Datapath::sync(const std::vector<Pod>& pods) {
-  std::lock_guard lock(mu_);
+void Datapath::syncMap(const std::vector<Pod>& pods) {
   if (!bpf_) {
     pods_.clear();
     for (const auto& p : pods) pods_[p.key] = recordFor(p);
@@ -644,11 +698,12 @@ void Datapath::sync(const std::vector<Pod>& pods) {
         auto a = parseAddress(ip);
         if (!a) continue;
         want[{a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]}] = flagsFor(r);
-        // An earlier colo-node's guard saw this pod read blocking: it stays withdrawn.
+        // An earlier colo-node's guard saw this pod read blocking (or with splice(2)): it stays withdrawn.
         colo_pod_info info{};
         if (::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
           r.unsafe = true;
-          r.unsafeWhy = "a blocking read on a spliced socket of " + ip + " was seen before colo-node restarted";
+          r.unsafeWhy = std::string((info.flags & COLO_POD_SEEN_SPLICE) ? "a splice(2) read" : "a blocking read") + " on a spliced socket of " + ip +
+                        " was seen before colo-node restarted";
         }
       }
       pods_[p.key] = r;
@@ -664,7 +719,6 @@ void Datapath::sync(const std::vector<Pod>& pods) {
     prev = &key;
   }
   for (auto& s : stale) ::bpf_map_delete_elem(fd, &s);
-  constexpr std::uint32_t kGuardBits = COLO_POD_UNSAFE | COLO_POD_SEEN_BLOCKING | COLO_POD_SEEN_EAGAIN;
   for (const auto& [w, flags] : want) {
     colo_addr a{w[0], {w[1], w[2], w[3], w[4]}};
     colo_pod_info info{};
@@ -676,9 +730,23 @@ void Datapath::sync(const std::vector<Pod>& pods) {
   spdlog::info("datapath: pod map holds {} addresses ({} stale removed)", want.size(), stale.size());
 }
 
+void Datapath::sync(const std::vector<Pod>& pods) {
+  std::vector<GuardEvent> early;
+  {
+    std::lock_guard lock(mu_);
+    syncMap(pods);
+    synced_ = true;
+    early.swap(earlyGuardEvents_);
+  }
+  // What the guard saw while colo-node was down: logged and told (Event) now, once (the ring
+  // hands each event out once).
+  for (const auto& e : early) tellGuardEvent(e, true);
+}
+
 Status Datapath::uninstall(const std::string& pinDir) {
   std::error_code ec;
   if (!std::filesystem::exists(pinDir, ec)) return {};
+  detachPinned(pinDir);  // the links first: nothing new is spliced or guarded while the maps go
   // Unpinning the link detaches sock_ops; unpinning the maps frees them (and the sockhash's
   // sk_msg attachment) once nothing else holds them.
   for (const auto& e : std::filesystem::directory_iterator(pinDir, ec)) {

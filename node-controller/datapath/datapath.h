@@ -82,6 +82,9 @@ class Datapath final : public PodHooks {
 
   // Removes everything colo pinned and attached (colo-node uninstall).
   static Status uninstall(const std::string& pinDir);
+  // Unpins the sock_ops and guard links in pinDir (they detach; the maps stay): datapath off,
+  // check-kernel, uninstall. Returns how many went.
+  static int detachPinned(const std::string& pinDir);
   static Expected<std::string> detectCgroupRoot();
 
  private:
@@ -96,6 +99,9 @@ class Datapath final : public PodHooks {
   };
   Status load();
   void loadGuard();
+  void detachEarlierRun();
+  void syncMap(const std::vector<Pod>& pods);  // mu_ held
+  void tellGuardEvent(const GuardEvent& e, bool early);
   void adoptLegacyPins();
   Status setAddress(const std::string& cidr, bool present, std::uint32_t flags = COLO_POD_SPLICE);
   std::uint32_t flagsFor(const PodRecord& r) const;
@@ -118,6 +124,8 @@ class Datapath final : public PodHooks {
   std::unique_ptr<Guard> guard_;
   std::string guardStatus_ = "not loaded";
   std::map<std::string, PodRecord> pods_;  // active pods by key
+  bool synced_ = false;                     // sync() ran: pods_ holds the restored pods
+  std::vector<GuardEvent> earlyGuardEvents_;  // read from the pinned ring before that (seen while down)
   PodEventSink events_;
   mutable std::mutex mu_;
 };

@@ -40,23 +40,34 @@ Expected<std::unique_ptr<Guard>> Guard::load(const std::string& pinDir, Sink sin
   } ways[] = {{Hook::Fentry, "fentry/fexit", true},
               {Hook::Tracepoint, "tracepoint sock_recv_length", tracepoint},
               {Hook::Kprobe, "kprobe/kretprobe", true}};
-  std::string tried;
+  std::string tried, spliceWhy;
   for (const auto& w : ways) {
     if (!w.available) {
       tried += std::string(tried.empty() ? "" : "; ") + w.name + ": not in this kernel";
       continue;
     }
-    g->bpf_ = std::make_unique<ColoGuardBpf>();
-    auto s = g->bpf_->openLoadAttach(pinDir, w.hook, parser);
-    if (s) {
-      g->how_ = std::string(w.name) + (w.hook == Hook::Tracepoint ? " (sockets in a sockmap)" : " on " + fns) +
-                (tried.empty() ? "" : " (" + tried + ")");
-      break;
+    // With the splice(2) watch first; should that be what fails to load, the way without it.
+    for (const bool splice : {true, false}) {
+      g->bpf_ = std::make_unique<ColoGuardBpf>();
+      auto s = g->bpf_->openLoadAttach(pinDir, w.hook, parser, splice);
+      if (s) {
+        g->how_ = std::string(w.name) + (w.hook == Hook::Tracepoint ? " (sockets in a sockmap)" : " on " + fns) +
+                  (tried.empty() ? "" : " (" + tried + ")");
+        if (splice) {
+          if (auto a = g->bpf_->attachSplice(); a) g->splice_ = true;
+          else spliceWhy = a.error().message;
+        }
+        break;
+      }
+      if (splice) spliceWhy = "with it the guard did not load: " + s.error().message;
+      else tried += std::string(tried.empty() ? "" : "; ") + w.name + ": " + s.error().message;
+      g->bpf_.reset();
     }
-    tried += std::string(tried.empty() ? "" : "; ") + w.name + ": " + s.error().message;
-    g->bpf_.reset();
+    if (g->bpf_) break;
   }
   if (!g->bpf_) return Error::make("unavailable", tried);
+  g->how_ += g->splice_ ? "; splice(2) readers: tracepoint syscalls/sys_enter_splice"
+                        : "; splice(2) readers NOT watched (" + spliceWhy + ")";
   if (auto s = g->bpf_->pinLinks(pinDir); !s) return Error::make("unavailable", "pin the guard: " + s.error().message);
   g->rb_ = ring_buffer__new(bpf_map__fd((*g->bpf_)->maps.colo_guard_events), &Guard::onSample, g.get(), nullptr);
   if (!g->rb_) return Error::fromErrno("ring_buffer__new(colo_guard_events)");
@@ -98,6 +109,15 @@ std::optional<colo_guard_count> Guard::count(const colo_addr& a) const {
   return c;
 }
 
-void Guard::forget(const colo_addr& a) { ::bpf_map_delete_elem(bpf_map__fd((*bpf_)->maps.colo_guard_counts), &a); }
+std::uint64_t Guard::spliceReads(const colo_addr& a) const {
+  std::uint64_t n = 0;
+  if (::bpf_map_lookup_elem(bpf_map__fd((*bpf_)->maps.colo_guard_splices), &a, &n) != 0) return 0;
+  return n;
+}
+
+void Guard::forget(const colo_addr& a) {
+  ::bpf_map_delete_elem(bpf_map__fd((*bpf_)->maps.colo_guard_counts), &a);
+  ::bpf_map_delete_elem(bpf_map__fd((*bpf_)->maps.colo_guard_splices), &a);
+}
 
 }  // namespace colo::node

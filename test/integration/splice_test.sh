@@ -159,6 +159,9 @@ check "that connection was spliced (a was still declared and safe; a's veth carr
 check "while colo-node was down the guard marked a unsafe in the pod map itself" bash -c "bpftool -j map dump pinned '$PIN/colo_pods' | jq -e '[.[] | .formatted.value.flags // 0 | select(. >= 4 and (. / 4 | floor) % 2 == 1)] | length == 1' >/dev/null"
 start_agent --datapath auto "${DP[@]}"
 check "after the restart the guard is loaded and pinned again" test "$(find "$PIN" -maxdepth 1 -name 'guard_link_*' | wc -l)" -ge 1
+DOWN_LINE='seen by the pinned guard while colo-node was down'
+check "the blocking read seen while colo-node was down is logged after the restart, naming the process" \
+  grep -qE "pod default/pod-spa .*guard: process colo-tcpcheck \(pid [0-9]+\) of this pod did a blocking read on a spliced socket .*$DOWN_LINE" "$WORK/agent.log"
 check "pod a is unsafe in /debug/pods" test "$(state_of spa)" == unsafe
 check "colo_datapath_pods{state=unsafe} is 1" test "$(metric 'colo_datapath_pods{state="unsafe"}')" == 1
 V0=$(veth_bytes a) S0=$(counter sockets_inserted_total)
@@ -171,31 +174,74 @@ check "and went over the veth" test $((V1 - V0)) -ge 20000000
 check "pod b (event-driven servers only) is still spliced" test "$(state_of spb)" == spliced
 check "the pod map marks a unsafe (the BPF guard did it)" bash -c "bpftool -j map dump pinned '$PIN/colo_pods' | jq -e '[.[] | .formatted.value.flags // 0 | select(. >= 4 and (. / 4 | floor) % 2 == 1)] | length == 1' >/dev/null"
 
+# --- a splice(2) reader in declared pod g (Go's io.Copy between two TCP connections does this):
+# tcp_splice_read never reads the splice's queue. The guard sees the splice(2) call itself. ---
+check "the guard watches splice(2) readers" grep -q 'splice(2) readers: tracepoint syscalls/sys_enter_splice' <<<"$(agent_get /readyz | jq -r .checks.datapath.guard)"
+make_netns "csp$TAG-g"
+chain ADD "$CONF" spg "$(ns g)" '{"colo.dev/enabled":"true","colo.dev/splice":"true"}' >"$WORK/g.json"
+check "pod g is spliced before it reads" test "$(state_of spg)" == spliced
+S0=$(counter sockets_inserted_total) R0=$(counter bytes_redirected_total)
+serve g --conns 1 --mode splice
+set +e
+send b g --bytes 10000 --read poll
+FIRST=$?
+set -e
+wait "$SERVER" || true
+S1=$(counter sockets_inserted_total) R1=$(counter bytes_redirected_total)
+check "that connection b -> g was spliced" test $((S1 - S0)) -eq 2
+if ((R1 - R0 >= 10000)); then
+  check "the 10000 bytes sent over the splice never reached g's splice(2) reader" test "$FIRST" -ne 0
+else
+  echo "note: the first write raced g's insertion and took the normal path ($((R1 - R0)) bytes redirected)"
+fi
+check "the guard counted g's splice(2) read" test "$(metric 'colo_datapath_splice_reads_total{namespace="default",pod="pod-spg"}')" -ge 1
+check "and saw no blocking read in g (splice(2) is its own kind)" test "$(metric 'colo_datapath_blocking_reads_total{namespace="default",pod="pod-spg"}')" == 0
+check "pod g is withdrawn (unsafe in /debug/pods)" test "$(state_of spg)" == unsafe
+check "/debug/pods says splice(2)" grep -q 'with splice(2)' <<<"$(agent_get /debug/pods | jq -r '.pods[] | select(.name == "pod-spg") | .splice.reason')"
+check "the log names the process and splice(2)" \
+  grep -qE "pod default/pod-spg .*guard: process colo-tcpcheck \(pid [0-9]+\) of this pod read a spliced socket .* with splice\(2\)" "$WORK/agent.log"
+V0=$(veth_bytes g) S0=$(counter sockets_inserted_total)
+serve g --conns 5 --mode splice
+check "5 new connections b -> g, g reading with splice(2): every byte arrives, checksummed" send b g --conns 5 --bytes 1000000 --read poll
+check "g's splice(2) server agrees" wait "$SERVER"
+V1=$(veth_bytes g) S1=$(counter sockets_inserted_total)
+check "g's new connections are not spliced" test $((S1 - S0)) -eq 0
+check "and went over g's veth" test $((V1 - V0)) -ge 5000000
+
 # --- a restarted colo-node remembers that a was withdrawn ---
 stop_agent
 start_agent --datapath auto "${DP[@]}"
 check "after a restart pod a is still unsafe" test "$(state_of spa)" == unsafe
+check "so is g, for its splice(2) read" grep -q 'a splice(2) read on a spliced socket' <<<"$(agent_get /debug/pods | jq -r '.pods[] | select(.name == "pod-spg") | .splice.reason')"
 check "and b still spliced" test "$(state_of spb)" == spliced
+check "what the guard saw while colo-node was down was told once, not again at the next restart" test "$(grep -c "$DOWN_LINE" "$WORK/agent.log")" -eq 1
 stop_agent
+# --- datapath: off after runs with it on: the sock_ops and guard links they pinned go ---
+check "the earlier run left sock_ops and guard links pinned" test "$(find "$PIN" -maxdepth 1 \( -name sockops_link -o -name 'guard_link_*' \) | wc -l)" -ge 2
 start_agent --datapath off "${DP[@]}"
 check "datapath: off: every pod's state is off" test "$(agent_get /debug/pods | jq -r '[.pods[].splice.state] | unique | join(",")')" == off
-check "colo_datapath_pods{state=off} counts all four" test "$(metric 'colo_datapath_pods{state="off"}')" == 4
+check "colo_datapath_pods{state=off} counts all five" test "$(metric 'colo_datapath_pods{state="off"}')" == 5
+check "datapath: off removed the sock_ops and guard links pinned before" test "$(find "$PIN" -maxdepth 1 \( -name sockops_link -o -name 'guard_link_*' \) | wc -l)" -eq 0
+check "nothing is attached at the test's cgroup any more" bash -c "! bpftool cgroup show '$CG' | grep -q sock_ops"
+check "the maps stay pinned (connections spliced before keep their path)" test -e "$PIN/colo_socks"
+check "the log says so" grep -q "datapath: off: removed .* link(s) an earlier run pinned" "$WORK/agent.log"
 stop_agent
-for p in a b c d; do chain DEL "$CONF" "sp$p" "$(ns "$p")" >/dev/null; done
+for p in a b c d g; do chain DEL "$CONF" "sp$p" "$(ns "$p")" >/dev/null; done
 
 # --- Kubernetes mode: the annotation from the API, Events on the pod ---
 make_test_pki
 start_fake_api
 kubeconfig "$WORK/kubeconfig" cert
-for p in e f; do make_netns "csp$TAG-$p"; done
-for p in e f; do
+for p in e f h; do make_netns "csp$TAG-$p"; done
+for p in e f h; do
   fake POST /fake/pods "$(pod_json "pod-sp$p" "$NODE" '{"colo.dev/enabled":"true","colo.dev/splice":"true"}' | jq -c --arg u "uid-sp$p" '.metadata.uid = $u')" >/dev/null
 done
 start_agent --datapath auto "${DP[@]}" --mode kubernetes --kubeconfig "$WORK/kubeconfig" --watch-timeout-seconds 3
 check "kubernetes mode: per-pod" test "$(agent_get /readyz | jq -r .checks.datapath.state)" == per-pod
 chain ADD "$CONF" spe "$(ns e)" >"$WORK/e.json"  # no runtime annotations: the API's count
 chain ADD "$CONF" spf "$(ns f)" >"$WORK/f.json"
-check "pods e and f spliced from the API's annotation" wait_for 10 bash -c "[[ \$(curl -sf http://$AGENT_HTTP/debug/pods | jq -r '[.pods[] | .splice.state] | join(\" \")') == 'spliced spliced' ]]"
+chain ADD "$CONF" sph "$(ns h)" >"$WORK/h.json"
+check "pods e, f and h spliced from the API's annotation" wait_for 10 bash -c "[[ \$(curl -sf http://$AGENT_HTTP/debug/pods | jq -r '[.pods[] | .splice.state] | join(\" \")') == 'spliced spliced spliced' ]]"
 events() { fake GET /fake/events | jq -r --arg n "$1" '[.[] | select(.involvedObject.name==$n) | .reason] | join(",")'; }
 has_event() { [[ ,$(events "$1"), == *,$2,* ]]; }
 check "a Spliced Event on pod e" wait_for 5 bash -c "$(declare -f fake events has_event); FAKE_URL=$FAKE_URL PKI=$PKI; has_event pod-spe Spliced"
@@ -204,10 +250,23 @@ check "e -> f with a blocking read of the reply" send e f --bytes 100000 --read 
 check "server agrees" wait "$SERVER"
 check "a SpliceUnsafe Warning Event names pod e" wait_for 10 bash -c "$(declare -f fake events has_event); FAKE_URL=$FAKE_URL PKI=$PKI; has_event pod-spe SpliceUnsafe"
 check "the Event says which process" grep -q "process colo-tcpcheck (pid" <<<"$(fake GET /fake/events | jq -r '.[] | select(.reason == "SpliceUnsafe") | .message')"
+# A splice(2) reader in declared pod h while colo-node is down: the pinned guard withdraws h by
+# itself; the restarted colo-node tells it (log, SpliceUnsafe Event), once.
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
+serve h --conns 1 --mode splice
+send f h --bytes 10000 --read poll || echo "note: h's splice(2) reader did not get the spliced data (expected)"
+wait "$SERVER" || true
+start_agent --datapath auto "${DP[@]}" --mode kubernetes --kubeconfig "$WORK/kubeconfig" --watch-timeout-seconds 3
+check "after the restart pod h is unsafe" test "$(state_of sph)" == unsafe
+check "a SpliceUnsafe Warning Event names pod h" wait_for 10 bash -c "$(declare -f fake events has_event); FAKE_URL=$FAKE_URL PKI=$PKI; has_event pod-sph SpliceUnsafe"
+check "it names the process and splice(2), seen while colo-node was down" \
+  grep -qE "process colo-tcpcheck \(pid [0-9]+\) of this pod read a spliced socket .* with splice\(2\) \(seen by the pinned guard while colo-node was down" \
+  <<<"$(fake GET /fake/events | jq -r '.[] | select(.involvedObject.name == "pod-sph" and .reason == "SpliceUnsafe") | .message')"
+check "colo_datapath_splice_reads_total counts it" test "$(metric 'colo_datapath_splice_reads_total{namespace="default",pod="pod-sph"}')" -ge 1
 annotate pod-spf '{"colo.dev/splice":"false"}'
 check "withdrawing f's declaration in the API takes it out of the splice" wait_for 10 bash -c "[[ \$(curl -sf http://$AGENT_HTTP/debug/pods | jq -r '.pods[] | select(.name == \"pod-spf\") | .splice.state') == not_declared ]]"
 check "a SpliceNotDeclared Event on pod f" wait_for 5 bash -c "$(declare -f fake events has_event); FAKE_URL=$FAKE_URL PKI=$PKI; has_event pod-spf SpliceNotDeclared"
 stop_agent
-for p in e f; do chain DEL "$CONF" "sp$p" "$(ns "$p")" >/dev/null; done
+for p in e f h; do chain DEL "$CONF" "sp$p" "$(ns "$p")" >/dev/null; done
 
 finish

@@ -1,6 +1,8 @@
 // colo-tcpcheck: checksummed TCP traffic for the datapath tests.
-//   serve --bind IP:PORT (IPv6: [IP]:PORT) [--mode blocking|nonblocking|poll|epoll] [--conns N] [--timeout-s T]
+//   serve --bind IP:PORT (IPv6: [IP]:PORT) [--mode blocking|nonblocking|poll|epoll|splice] [--conns N] [--timeout-s T]
 //       reads each connection to EOF, replies "<bytes> <hash>\n", closes. Exits after N connections.
+//       --mode splice: moves the data with splice(2) into a pipe and reads that (Go's io.Copy
+//       between two TCP connections, HAProxy's and nginx's splice do the same).
 //   send --to IP:PORT --bytes N [--conns C] [--parallel P] [--seed S] [--rst] [--read blocking|poll|poll-blocking]
 //       each connection sends N pattern bytes, shuts down its write side (half-close), reads the
 //       reply and compares it with its own count and hash. --rst: write, then abort with RST.
@@ -13,8 +15,10 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -83,8 +87,41 @@ bool writeAll(int fd, const unsigned char* p, std::size_t n) {
   return true;
 }
 
+// Reads to EOF through a pipe, with splice(2) from the socket (blocking) and read() from the pipe.
+bool drainSplice(int fd, Hash& hash, bool& reset) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return false;
+  std::vector<unsigned char> buf(64 * 1024);
+  bool ok = true;
+  for (;;) {
+    const ssize_t n = ::splice(fd, nullptr, p[1], nullptr, buf.size(), SPLICE_F_MOVE);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) reset = true;
+      else std::fprintf(stderr, "splice: %s\n", std::strerror(errno));
+      ok = reset;
+      break;
+    }
+    for (ssize_t left = n; left > 0;) {
+      const ssize_t r = ::read(p[0], buf.data(), std::min<std::size_t>(buf.size(), static_cast<std::size_t>(left)));
+      if (r <= 0) {
+        ok = false;
+        break;
+      }
+      hash.add(buf.data(), static_cast<std::size_t>(r));
+      left -= r;
+    }
+    if (!ok) break;
+  }
+  ::close(p[0]);
+  ::close(p[1]);
+  return ok;
+}
+
 // Reads to EOF in the given mode. Returns false on error other than a reset.
 bool drain(int fd, const std::string& mode, Hash& hash, bool& reset) {
+  if (mode == "splice") return drainSplice(fd, hash, reset);
   std::vector<unsigned char> buf(256 * 1024);
   int ep = -1;
   if (mode != "blocking") ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
