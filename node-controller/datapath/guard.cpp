@@ -3,7 +3,12 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/magic.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -13,6 +18,20 @@ namespace {
 const char* kVmlinuxBtf = "/sys/kernel/btf/vmlinux";
 
 bool kernelHasFunc(const btf* vmlinux, const char* name) { return btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0; }
+
+// The splice(2) watch is a perf tracepoint: libbpf finds its id in tracefs. A container's /sys
+// (the chart's colo-node) has none mounted: mount it, as bpffs is mounted when missing.
+void ensureTracefs() {
+  const char* dir = "/sys/kernel/tracing";
+  struct statfs fs{};
+  if (::statfs(dir, &fs) == 0 && static_cast<unsigned long>(fs.f_type) == TRACEFS_MAGIC) return;
+  if (::access("/sys/kernel/debug/tracing/events", F_OK) == 0) return;  // debugfs's view, which libbpf uses when present
+  if (::mount("tracefs", dir, "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
+    spdlog::info("datapath: guard: mounted tracefs at {} (for the splice(2) watch)", dir);
+  } else {
+    spdlog::debug("datapath: guard: cannot mount tracefs at {}: {}", dir, std::strerror(errno));
+  }
+}
 
 }  // namespace
 
@@ -30,6 +49,7 @@ Expected<std::unique_ptr<Guard>> Guard::load(const std::string& pinDir, Sink sin
   if (!recvmsg) return Error::make("unavailable", "the kernel has no tcp_bpf_recvmsg to watch (not a sockmap kernel colo knows)");
   const std::string fns = parser ? "tcp_bpf_recvmsg and tcp_bpf_recvmsg_parser" : "tcp_bpf_recvmsg";
 
+  ensureTracefs();
   std::unique_ptr<Guard> g(new Guard());
   g->sink_ = std::move(sink);
   using Hook = ColoGuardBpf::Hook;

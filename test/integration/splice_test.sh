@@ -50,6 +50,14 @@ for sig in TERM HUP; do
   check "check-kernel killed by SIG$sig mid-run left no cgroup or pin dir behind (rc $RC)" \
     bash -c "! ls -d $CG_ROOT/colo-check-kernel-* /sys/fs/bpf/colo-check-kernel-* 2>/dev/null | grep -q ."
 done
+# The splice(2) watch is a perf tracepoint found through tracefs, which a container's /sys lacks
+# (the chart's colo-node): colo-node mounts it. Tried in a private mount namespace of the test's,
+# with tracefs unmounted there only.
+unshare -m --propagation private bash -c 'umount /sys/kernel/tracing && ! mountpoint -q /sys/kernel/tracing && echo unmounted && exec "$0" check-kernel' \
+  "$COLO_BIN/colo-node" >"$WORK/check-notracefs.txt" 2>&1 || true
+check "no tracefs mounted: check-kernel mounts it and the guard still watches splice(2) readers" \
+  bash -c "grep -qx unmounted '$WORK/check-notracefs.txt' && grep -q 'splice(2) readers: tracepoint syscalls/sys_enter_splice' '$WORK/check-notracefs.txt'"
+check "tracefs is still mounted here (the test unmounted it only in its own mount namespace)" mountpoint -q /sys/kernel/tracing
 if grep -q FAIL "$WORK/check.txt"; then
   check "check-kernel exits 1 when a check fails" test "$CHECK_RC" -eq 1
 else
