@@ -4,6 +4,7 @@
 
 #include <span>
 
+#include "colo/common/replies.h"
 #include "colo/common/wire.h"
 
 namespace colo::cni {
@@ -30,12 +31,10 @@ class UnixAgentClient final : public AgentClient {
       const Kind kind = e.code == "timeout" ? Kind::Timeout : (e.code == "closed" || e.errnum == EPIPE) ? Kind::Unreachable : Kind::Protocol;
       return AgentFailure{kind, e.code, e.message};
     }
-    const auto& body = reply->body;
-    if (!body["ok"].get<bool>()) {
-      const auto& err = body.value("error", nlohmann::json::object());
-      return AgentFailure{Kind::Rejected, err.value("code", std::string("internal")), err.value("message", std::string("agent refused"))};
-    }
-    return body;
+    auto head = proto::parseReplyHead(reply->body);
+    if (!head) return AgentFailure{Kind::Protocol, head.error().code, "colo-node's reply: " + head.error().message};
+    if (!head->ok) return AgentFailure{Kind::Rejected, std::string(proto::name(head->error.code)), head->error.message};
+    return std::move(reply->body);
   }
 
  private:

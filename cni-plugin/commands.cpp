@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "colo/common/protocol.h"
+#include "colo/common/replies.h"
 
 #include <chrono>
 
@@ -46,6 +47,16 @@ std::string passThrough(const PluginConfig& c) {
   json out = *c.prevResult;
   out["cniVersion"] = c.cniVersion;
   return out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// The agent's reply read through its parser: one that does not parse is a protocol failure,
+// handled like any other answer that is not a colo reply.
+template <class T>
+Expected<T, AgentFailure> typed(Expected<json, AgentFailure> reply, Expected<T> (*parse)(const json&)) {
+  if (!reply) return reply.error();
+  auto r = parse(*reply);
+  if (!r) return AgentFailure{AgentFailure::Kind::Protocol, r.error().code, "colo-node's reply: " + r.error().message};
+  return std::move(*r);
 }
 
 CniError agentError(const Context& ctx, const AgentFailure& f, Code unavailableCode) {
@@ -111,7 +122,8 @@ Code cniCodeForAgentError(const std::string& agentCode) { return static_cast<Cod
 
 bool agentUnavailable(const AgentFailure& f) {
   if (f.kind != AgentFailure::Kind::Rejected) return true;
-  return f.code == "unavailable" || f.code == "timeout";
+  const auto c = proto::errorCodeFrom(f.code);
+  return c == proto::ErrorCode::Unavailable || c == proto::ErrorCode::Timeout;
 }
 
 Outcome cmdAdd(const Context& ctx) {
@@ -139,7 +151,7 @@ Outcome cmdAdd(const Context& ctx) {
     req["netnsDevice"] = id->device;
     req["netnsCookie"] = id->cookie;  // 0 (unknown): colo-node will not adopt the record if spooled
   }
-  auto reply = ctx.agent(ctx.config)->call(req, ns->get());
+  auto reply = typed(ctx.agent(ctx.config)->call(req, ns->get()), proto::parseCniAddReply);
   if (!reply) {
     const auto& f = reply.error();
     if (d.kind == Kind::No) {
@@ -153,8 +165,8 @@ Outcome cmdAdd(const Context& ctx) {
     }
     return onFailure(ctx, "ADD", f, out, Code::TryAgainLater);
   }
-  for (const auto& w : reply->value("warnings", json::array())) plog::warn("ADD " + describe(ctx) + ": " + w.get<std::string>());
-  plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->value("optedIn", false) ? "accepted" : "did not opt in") + " the pod (key " + reply->value("key", std::string("-")) + ")");
+  for (const auto& w : reply->warnings) plog::warn("ADD " + describe(ctx) + ": " + w);
+  plog::info(std::string() + "ADD " + describe(ctx) + ": colo-node " + (reply->optedIn ? "accepted" : "did not opt in") + " the pod (key " + reply->key + ")");
   return out;
 }
 
@@ -162,9 +174,9 @@ Outcome cmdAdd(const Context& ctx) {
 // prevResult, not CNI_PATH. What colo-node cannot be told now it is told at its next start.
 Outcome cmdDel(const Context& ctx) {
   json req = {{"op", "cni.del"}, {"attachment", attachmentJson(ctx)}, {"pod", podJson(ctx)}};
-  auto reply = ctx.agent(ctx.config)->call(req, -1);
+  auto reply = typed(ctx.agent(ctx.config)->call(req, -1), proto::parseCniDelReply);
   if (reply) {
-    plog::info(std::string() + "DEL " + describe(ctx) + ": " + (reply->value("removed", false) ? "removed" : "nothing to remove"));
+    plog::info(std::string() + "DEL " + describe(ctx) + ": " + (reply->removed ? "removed" : "nothing to remove"));
     return std::string();
   }
   const auto& f = reply.error();
@@ -189,14 +201,14 @@ Outcome cmdCheck(const Context& ctx) {
               {"ips", addressesOf(*ctx.config.prevResult)},
               {"annotations", ctx.config.annotations ? *ctx.config.annotations : json(nullptr)},
               {"optIn", optInJson(d)}, {"enableAll", ctx.config.enableAll}};
-  auto reply = ctx.agent(ctx.config)->call(std::move(req), ns->get());
+  auto reply = typed(ctx.agent(ctx.config)->call(std::move(req), ns->get()), proto::parseCniCheckReply);
   if (!reply) return onFailure(ctx, "CHECK", reply.error(), std::string(), Code::TryAgainLater);
-  plog::debug("CHECK " + describe(ctx) + ": " + reply->value("checked", std::string("ok")));
+  plog::debug("CHECK " + describe(ctx) + ": " + reply->checked);
   return std::string();
 }
 
 Outcome cmdStatus(const Context& ctx) {
-  auto reply = ctx.agent(ctx.config)->call({{"op", "cni.status"}}, -1);
+  auto reply = typed(ctx.agent(ctx.config)->call({{"op", "cni.status"}}, -1), proto::parseCniStatusReply);
   if (!reply) {
     // Under "open" colo is an accelerator: its absence must not make the node's network NotReady.
     return onFailure(ctx, "STATUS", reply.error(), std::string(), Code::PluginNotAvailable);
@@ -212,10 +224,11 @@ Outcome cmdGc(const Context& ctx) {
   }
   json valid = json::array();
   for (const auto& a : *ctx.config.validAttachments) valid.push_back({{"containerID", a.containerId}, {"ifname", a.ifname}});
-  auto reply = ctx.agent(ctx.config)->call({{"op", "cni.gc"}, {"network", ctx.config.name}, {"validAttachments", valid}}, -1);
+  auto reply = typed(ctx.agent(ctx.config)->call({{"op", "cni.gc"}, {"network", ctx.config.name}, {"validAttachments", valid}}, -1),
+                     proto::parseCniGcReply);
   if (!reply) return onFailure(ctx, "GC", reply.error(), std::string(), Code::TryAgainLater);
-  plog::info("GC network " + ctx.config.name + ": colo-node released " + std::to_string(reply->value("removed", json::array()).size()) +
-             " stale attachments, " + std::to_string(reply->value("pending", json::array()).size()) + " still pending");
+  plog::info("GC network " + ctx.config.name + ": colo-node released " + std::to_string(reply->removed.size()) + " stale attachments, " +
+             std::to_string(reply->pending.size()) + " still pending");
   return std::string();
 }
 

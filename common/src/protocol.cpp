@@ -33,6 +33,8 @@ std::optional<ErrorCode> errorCodeFrom(std::string_view s) {
   return std::nullopt;
 }
 
+ErrorCode codeOf(const Error& e) { return errorCodeFrom(e.code).value_or(ErrorCode::Internal); }
+
 unsigned cniCode(ErrorCode c) {
   switch (c) {
     case ErrorCode::UnsupportedVersion: return 1;

@@ -27,7 +27,7 @@ Expected<sockaddr_un> makeAddress(const std::string& path, socklen_t& len) {
 }  // namespace
 
 Status sendRaw(int sock, const void* data, std::size_t size, std::span<const int> fds, int flags) {
-  if (fds.size() > kMaxFds) return Error::make(code::kTooLarge, "too many descriptors");
+  if (fds.size() > kMaxFds) return proto::error(proto::ErrorCode::TooLarge, "too many descriptors");
   iovec iov{const_cast<void*>(data), size};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -79,7 +79,7 @@ Expected<RawRecord> recvRaw(int sock, void* buf, std::size_t capacity, int flags
 
 Status send(int sock, const json& body, std::span<const int> fds, bool nonBlocking) {
   const std::string data = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (data.size() > kMaxMessage) return Error::make(code::kTooLarge, "message of " + std::to_string(data.size()) + " bytes exceeds 64 KiB");
+  if (data.size() > kMaxMessage) return proto::error(proto::ErrorCode::TooLarge, "message of " + std::to_string(data.size()) + " bytes exceeds 64 KiB");
   return sendRaw(sock, data.data(), data.size(), fds, nonBlocking ? MSG_DONTWAIT : 0);
 }
 
@@ -90,8 +90,8 @@ Expected<Message> recv(int sock) {
   Message out;
   out.fds = std::move(raw->fds);  // owned from here, closed on any error below
   if (raw->size == 0 && out.fds.empty()) return Error::make("closed", "peer closed the connection");
-  if ((raw->flags & MSG_TRUNC) != 0 || raw->size > kMaxMessage) return Error::make(code::kTooLarge, "message exceeds 64 KiB");
-  if ((raw->flags & MSG_CTRUNC) != 0) return Error::make(code::kTooLarge, "too many descriptors attached");
+  if ((raw->flags & MSG_TRUNC) != 0 || raw->size > kMaxMessage) return proto::error(proto::ErrorCode::TooLarge, "message exceeds 64 KiB");
+  if ((raw->flags & MSG_CTRUNC) != 0) return proto::error(proto::ErrorCode::TooLarge, "too many descriptors attached");
   auto body = proto::parseMessage(std::string_view(buf.data(), raw->size));
   if (!body) return body.error();
   out.body = std::move(*body);
@@ -102,7 +102,7 @@ Status waitReadable(int sock, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return Error::make("timeout", "no reply within " + std::to_string(timeout.count()) + " ms");
+    if (left.count() <= 0) return proto::error(proto::ErrorCode::Timeout, "no reply within " + std::to_string(timeout.count()) + " ms");
     pollfd p{sock, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r > 0) return {};
@@ -144,19 +144,10 @@ Expected<Message> call(int sock, const json& request, std::span<const int> fds, 
   if (!reply) return reply.error();
   const json& body = reply->body;
   if (!body.contains("id") || body["id"] != request.value("id", json())) {
-    return Error::make(code::kBadRequest, "reply does not echo the request id");
+    return proto::error(proto::ErrorCode::BadRequest, "reply does not echo the request id");
   }
-  if (!body.contains("ok") || !body["ok"].is_boolean()) return Error::make(code::kBadRequest, "reply has no boolean 'ok'");
+  if (!body.contains("ok") || !body["ok"].is_boolean()) return proto::error(proto::ErrorCode::BadRequest, "reply has no boolean 'ok'");
   return reply;
-}
-
-json okReply(const json& request) { return proto::okReply(request); }
-
-json errorReply(const json& request, const std::string& errCode, const std::string& message) {
-  json r = proto::okReply(request);
-  r["ok"] = false;
-  r["error"] = {{"code", errCode}, {"message", message}};
-  return r;
 }
 
 Status validateRequest(const json& body) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "colo/colo.h"
+#include "colo/common/replies.h"
 #include "colo/common/unique_fd.h"
 #include "colo/common/wire.h"
 #include "channel.h"
@@ -227,9 +228,9 @@ int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, col
   colo::wire::Message m;
   if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
   if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two doorbells");
-  const auto& size = m.body["bytes"];
-  if (!size.is_number_unsigned()) return fail(COLO_E_PROTOCOL, "channel reply did not say its size");
-  const std::uint64_t actual = size.get<std::uint64_t>();  // hugepages round the asked size up
+  auto reply = colo::proto::parseChannelReply(m.body);
+  if (!reply) return fail(COLO_E_PROTOCOL, "colo-node's reply: " + reply.error().message);
+  const std::uint64_t actual = reply->bytes;  // hugepages round the asked size up
   const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
   if (int rc = sendOffer(pair_fd, fds, actual); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");
   return adopt(std::move(m.fds[0]), std::move(m.fds[1]), std::move(m.fds[2]), pair_fd, 0, actual, out);

@@ -16,6 +16,7 @@
 
 #include "colo/colo.h"
 #include "colo/common/protocol.h"
+#include "colo/common/replies.h"
 #include "colo/common/wire.h"
 
 struct colo_client {
@@ -54,9 +55,9 @@ int fail(int status, std::string message) {
 namespace {
 using colo::detail::fail;
 
-int statusFor(const std::string& wireCode) {
+int statusFor(colo::proto::ErrorCode code) {
   using colo::proto::ErrorCode;
-  switch (colo::proto::errorCodeFrom(wireCode).value_or(ErrorCode::Internal)) {
+  switch (code) {
     case ErrorCode::NotFound: return COLO_E_NOT_FOUND;
     case ErrorCode::PermissionDenied: return COLO_E_DENIED;
     case ErrorCode::Refused: return COLO_E_REFUSED;
@@ -75,17 +76,17 @@ std::string agentPath() {
   return env && *env ? env : "@colo";
 }
 
-void copy(char* dst, std::size_t n, const nlohmann::json& j, const char* key) {
-  const std::string v = j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
-  std::snprintf(dst, n, "%s", v.c_str());
+void copy(char* dst, std::size_t n, const std::string& v) { std::snprintf(dst, n, "%s", v.c_str()); }
+
+void fillIdentity(colo_identity* id, const colo::proto::PodIdentity& p, const std::string& node) {
+  copy(id->ns, sizeof(id->ns), p.ns);
+  copy(id->name, sizeof(id->name), p.name);
+  copy(id->uid, sizeof(id->uid), p.uid);
+  copy(id->node, sizeof(id->node), node);
 }
 
-void fillIdentity(colo_identity* id, const nlohmann::json& j) {
-  copy(id->ns, sizeof(id->ns), j, "namespace");
-  copy(id->name, sizeof(id->name), j, "name");
-  copy(id->uid, sizeof(id->uid), j, "uid");
-  copy(id->node, sizeof(id->node), j, "node");
-}
+// A reply or event that does not parse: the agent broke the protocol.
+int protocolError(const colo::Error& e) { return fail(COLO_E_PROTOCOL, "colo-node's reply: " + e.message); }
 
 // One request, one reply, with the descriptors that came along.
 int roundTrip(int sock, unsigned id, nlohmann::json req, int timeoutMs, colo::wire::Message& out) {
@@ -94,10 +95,9 @@ int roundTrip(int sock, unsigned id, nlohmann::json req, int timeoutMs, colo::wi
   auto r = colo::wire::call(sock, req, {}, std::chrono::milliseconds(timeoutMs));
   if (!r) return fail(r.error().code == "timeout" ? COLO_E_TIMEOUT : COLO_E_PROTOCOL, r.error().message);
   out = std::move(r.value());
-  if (!out.body["ok"].get<bool>()) {
-    const auto& e = out.body.value("error", nlohmann::json::object());
-    return fail(statusFor(e.value("code", "")), e.value("message", "agent refused"));
-  }
+  auto head = colo::proto::parseReplyHead(out.body);
+  if (!head) return protocolError(head.error());
+  if (!head->ok) return fail(statusFor(head->error.code), head->error.message);
   return COLO_OK;
 }
 
@@ -126,7 +126,9 @@ int registerName(const std::string& name, colo::UniqueFd& sock, std::string& reg
   if (int rc = connectAgent(sock); rc != COLO_OK) return rc;
   colo::wire::Message m;
   if (int rc = roundTrip(sock.get(), 1, {{"op", "listen"}, {"name", name}}, 2000, m); rc != COLO_OK) return rc;
-  registered = m.body.value("name", name);
+  auto r = colo::proto::parseListenReply(m.body);
+  if (!r) return protocolError(r.error());
+  registered = std::move(r->name);
   return COLO_OK;
 }
 
@@ -186,8 +188,10 @@ int colo_whoami(colo_client* c, colo_identity* out) try {
   if (!c || !out) return fail(COLO_E_INVALID, "NULL argument");
   colo::wire::Message m;
   if (int rc = roundTrip(c->sock.get(), c->nextId++, {{"op", "hello"}}, 2000, m); rc != COLO_OK) return rc;
+  auto r = colo::proto::parseHelloReply(m.body);
+  if (!r) return protocolError(r.error());
   *out = colo_identity{};
-  fillIdentity(out, m.body["identity"]);
+  fillIdentity(out, r->identity, r->node);
   return COLO_OK;
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_whoami");
@@ -202,14 +206,15 @@ int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out
   if (int rc = roundTrip(c->sock.get(), c->nextId++, {{"op", "dial"}, {"target", target}, {"timeoutMs", t}}, t + 1000, m); rc != COLO_OK) {
     return rc;
   }
+  auto r = colo::proto::parseDialReply(m.body);
+  if (!r) return protocolError(r.error());
   if (m.fds.size() != 1) return fail(COLO_E_PROTOCOL, "dial reply carried no socket");
   *out = colo_conn{};
   out->fd = m.fds[0].release();
-  out->transport = m.body.value("transport", "") == "tcp" ? COLO_TRANSPORT_TCP : COLO_TRANSPORT_UNIX;
-  fillIdentity(&out->peer, m.body.value("peer", nlohmann::json::object()));
-  copy(out->address, sizeof(out->address), m.body.value("peer", nlohmann::json::object()), "address");
-  const auto route = m.body.value("route", nlohmann::json::object());
-  g_lastRoute = route.is_object() && route.contains("via") ? route.value("via", "") + ": " + route.value("why", "") : "";
+  out->transport = r->transport == colo::proto::Transport::Tcp ? COLO_TRANSPORT_TCP : COLO_TRANSPORT_UNIX;
+  fillIdentity(&out->peer, r->peer, "");
+  copy(out->address, sizeof(out->address), r->address);
+  g_lastRoute = r->route ? r->route->via + ": " + r->route->why : "";
   return COLO_OK;
 } catch (...) {
   return fail(COLO_E_INTERNAL, "unexpected failure in colo_dial");
@@ -253,11 +258,14 @@ int colo_accept(colo_listener* l, int timeout_ms, colo_conn* out) try {
       if (int rc = relisten(l, left()); rc != COLO_OK) return rc;
       continue;
     }
-    if (m->body.value("event", "") != "incoming" || m->fds.size() != 1) continue;  // not for us: skip it
+    if (colo::proto::eventOf(m->body) != "incoming") continue;  // not for us: skip it
+    auto ev = colo::proto::parseIncomingEvent(m->body);
+    if (!ev) return protocolError(ev.error());
+    if (m->fds.size() != 1) return fail(COLO_E_PROTOCOL, "incoming event carried no socket");
     *out = colo_conn{};
     out->fd = m->fds[0].release();
     out->transport = COLO_TRANSPORT_UNIX;
-    fillIdentity(&out->peer, m->body["peer"]);
+    fillIdentity(&out->peer, ev->peer, "");
     return COLO_OK;
   }
 } catch (...) {

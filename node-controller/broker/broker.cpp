@@ -22,7 +22,7 @@
 namespace colo::node {
 
 using nlohmann::json;
-namespace code = wire::code;
+using proto::ErrorCode;
 
 namespace {
 
@@ -64,10 +64,8 @@ Broker::Broker(Registry& registry, Metrics& metrics, BrokerLimits limits) : regi
   metrics_.describe("colo_broker_channels_total", "counter", "Shared-memory channels set up, by memory kind.");
 }
 
-json Broker::identityOf(const Pod& pod) {
-  json id = {{"namespace", pod.podNamespace}, {"name", pod.name}, {"uid", pod.uid}, {"key", pod.key}};
-  if (!pod.serviceAccount.empty()) id["serviceAccount"] = pod.serviceAccount;  // Kubernetes mode
-  return id;
+proto::PodIdentity Broker::identityOf(const Pod& pod) {
+  return {pod.podNamespace, pod.name, pod.uid, pod.key, pod.serviceAccount};  // serviceAccount: Kubernetes mode
 }
 
 std::string Broker::qualify(const Pod& pod, const std::string& name) {
@@ -94,24 +92,22 @@ bool Broker::allowed(const Pod& caller, const Pod& listener) {
 
 Reply Broker::listen(const json& req, const Pod& pod, const ConnInfo& conn) {
   auto parsed = proto::parseListen(req);
-  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  if (!parsed) return proto::errorReply(req, proto::codeOf(parsed.error()), parsed.error().message);
   const std::string& name = parsed->name;
   // "port/<n>": this pod serves its TCP port n over colo too (dial by Kubernetes name finds it).
   const int port = parsed->port;
   const std::string q = port > 0 ? portName(pod, port) : qualify(pod, name);
   if (auto it = names_.find(q); it != names_.end()) {
-    return wire::errorReply(req, "already_exists", "listen: " + q + " is already registered by pod " + it->second.podKey);
+    return proto::errorReply(req, ErrorCode::AlreadyExists, "listen: " + q + " is already registered by pod " + it->second.podKey);
   }
   if (namesOf(pod.key) >= limits_.namesPerPod) {
     metrics_.add("colo_wire_resource_exhausted_total", {{"socket", "pods"}, {"cap", "names"}});
-    return wire::errorReply(req, code::kResourceExhausted, "listen: this pod has " + std::to_string(limits_.namesPerPod) + " names registered (the cap)");
+    return proto::errorReply(req, ErrorCode::ResourceExhausted, "listen: this pod has " + std::to_string(limits_.namesPerPod) + " names registered (the cap)");
   }
   names_[q] = Listener{pod.key, conn.id};
   metrics_.set("colo_broker_listeners", {}, static_cast<double>(names_.size()));
   spdlog::info("broker: pod {} listens on {}", pod.key, q);
-  json r = wire::okReply(req);
-  r["name"] = q;
-  Reply reply(r);
+  Reply reply(proto::okReply(req, proto::ListenReply{q}));
   reply.keepOpen = true;  // a listener waits quietly for incoming dials
   return reply;
 }
@@ -136,7 +132,7 @@ Reply Broker::dial(const json& req, const Pod& pod, const ConnInfo&) {
   // The target's form is checked here, as every client checks it (proto::parseTarget):
   // anything malformed is invalid_argument, never a not_found for a name nobody could hold.
   auto parsed = proto::parseDial(req);
-  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  if (!parsed) return proto::errorReply(req, proto::codeOf(parsed.error()), parsed.error().message);
   const proto::Target& t = parsed->parsed;
   switch (t.kind) {
     case proto::Target::Kind::Address: return dialTcp(req, pod, parsed->target, parsed->timeout);
@@ -150,10 +146,10 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
   auto it = names_.find(q);
   if (it == names_.end()) {
     metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "not_found"}});
-    return wire::errorReply(req, code::kNotFound, "dial: nothing listens on " + q + " on this node");
+    return proto::errorReply(req, ErrorCode::NotFound, "dial: nothing listens on " + q + " on this node");
   }
   auto listenerPod = registry_.get(it->second.podKey);
-  if (!listenerPod) return wire::errorReply(req, code::kNotFound, "dial: the pod listening on " + q + " is gone");
+  if (!listenerPod) return proto::errorReply(req, ErrorCode::NotFound, "dial: the pod listening on " + q + " is gone");
   if (!allowed(caller, *listenerPod)) {
     metrics_.add("colo_broker_denials_total");
     metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "denied"}});
@@ -164,29 +160,29 @@ Reply Broker::dialName(const json& req, const Pod& caller, const std::string& q)
                        ? " and " + listenerPod->annotations[kAllowFromAnnotation].dump()
                        : "");
     }
-    return wire::errorReply(req, "permission_denied", "dial: pod " + caller.podNamespace + "/" + caller.name + " may not dial " + q);
+    return proto::errorReply(req, ErrorCode::PermissionDenied, "dial: pod " + caller.podNamespace + "/" + caller.name + " may not dial " + q);
   }
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return wire::errorReply(req, code::kInternal, "socketpair failed");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return proto::errorReply(req, ErrorCode::Internal, "socketpair failed");
   UniqueFd mine(sv[0]), theirs(sv[1]);
   // The event goes through the listener connection's queue, bounded like its replies: a listener
   // that does not read its events is cut off (and its names released), never waited for.
   std::vector<UniqueFd> given;
   given.push_back(std::move(theirs));
-  Reply event(json{{"v", wire::kVersion}, {"event", "incoming"}, {"name", q}, {"peer", identityOf(caller)}}, std::move(given));
-  if (!post_) return wire::errorReply(req, code::kInternal, "dial: no way to reach listeners (colo-node's broker is not wired to its server)");
+  Reply event(json(proto::IncomingEvent{q, identityOf(caller)}), std::move(given));
+  if (!post_) return proto::errorReply(req, ErrorCode::Internal, "dial: no way to reach listeners (colo-node's broker is not wired to its server)");
   if (auto s = post_(it->second.connId, std::move(event)); !s) {
     metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "unavailable"}});
-    return wire::errorReply(req, code::kUnavailable, "dial: the listener on " + q + " is not available: " + s.error().message);
+    return proto::errorReply(req, ErrorCode::Unavailable, "dial: the listener on " + q + " is not available: " + s.error().message);
   }
   metrics_.add("colo_broker_dials_total", {{"transport", "unix"}, {"result", "ok"}});
-  json r = wire::okReply(req);
-  r["transport"] = "unix";
-  r["peer"] = identityOf(*listenerPod);
-  r["name"] = q;
+  proto::DialReply r;
+  r.transport = proto::Transport::Unix;
+  r.peer = identityOf(*listenerPod);
+  r.name = q;
   std::vector<UniqueFd> out;
   out.push_back(std::move(mine));
-  return Reply(r, std::move(out));
+  return Reply(proto::okReply(req, r), std::move(out));
 }
 
 // Slow in two ways, and neither may hold the pods loop: the socket is made inside the caller's
@@ -199,9 +195,9 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
     socklen_t len = 0;
     auto addr = parseHostPort(target, len);
     // A pod's or Service's address from the API can be anything; a pod's own target was checked.
-    if (!addr) return finish(wire::errorReply(req, code::kInvalidArgument, "dial: " + target + " is not ip:port or [ipv6]:port"));
+    if (!addr) return finish(proto::errorReply(req, ErrorCode::InvalidArgument, "dial: " + target + " is not ip:port or [ipv6]:port"));
     auto ns = registry_.netnsOf(key);
-    if (!ns) return finish(wire::errorReply(req, code::kNotFound, "dial: " + ns.error().message));
+    if (!ns) return finish(proto::errorReply(req, ErrorCode::NotFound, "dial: " + ns.error().message));
     auto sock = tcpStart_(ns->get(), reinterpret_cast<const sockaddr*>(&*addr), len, target);
     if (!sock) return finish(dialFailed(req, sock.error()));
     Reply::Wait w;
@@ -210,7 +206,7 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
     w.deadline = Reply::Clock::now() + timeout;
     w.done = [this, req, target, timeout, finish](UniqueFd fd, short revents) -> Reply {
       if (revents == 0) {
-        return finish(dialFailed(req, Error::make("timeout", "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms")));
+        return finish(dialFailed(req, proto::error(ErrorCode::Timeout, "connect(" + target + "): no answer within " + std::to_string(timeout.count()) + " ms")));
       }
       int soErr = 0;
       socklen_t l = sizeof(soErr);
@@ -218,12 +214,12 @@ Reply Broker::dialTcp(const json& req, const Pod& caller, const std::string& tar
       if (soErr != 0) return finish(dialFailed(req, Error::fromErrno("connect(" + target + ")", soErr)));
       ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
       metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", "ok"}});
-      json r = wire::okReply(req);
-      r["transport"] = "tcp";
-      r["peer"] = {{"address", target}};
+      proto::DialReply r;
+      r.transport = proto::Transport::Tcp;
+      r.address = target;
       std::vector<UniqueFd> out;
       out.push_back(std::move(fd));
-      return finish(Reply(r, std::move(out)));
+      return finish(Reply(proto::okReply(req, r), std::move(out)));
     };
     return Reply::whenReady(std::move(w));
   });
@@ -243,9 +239,9 @@ Expected<UniqueFd> Broker::startTcpInNetns(int netnsFd, const sockaddr* addr, so
 }
 
 Reply Broker::dialFailed(const json& req, const Error& e) {
-  const std::string errCode = e.errnum == ECONNREFUSED ? code::kRefused : e.code == "timeout" ? code::kTimeout : code::kUnavailable;
-  metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", errCode}});
-  return wire::errorReply(req, errCode, "dial: " + e.message);
+  const ErrorCode errCode = e.errnum == ECONNREFUSED ? ErrorCode::Refused : proto::codeOf(e) == ErrorCode::Timeout ? ErrorCode::Timeout : ErrorCode::Unavailable;
+  metrics_.add("colo_broker_dials_total", {{"transport", "tcp"}, {"result", std::string(proto::name(errCode))}});
+  return proto::errorReply(req, errCode, "dial: " + e.message);
 }
 
 }  // namespace colo::node
@@ -254,7 +250,7 @@ namespace colo::node {
 
 Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo&) {
   auto parsed = proto::parseChannel(req);
-  if (!parsed) return wire::errorReply(req, parsed.error().code, parsed.error().message);
+  if (!parsed) return proto::errorReply(req, proto::codeOf(parsed.error()), parsed.error().message);
   // At most channelsPerMinute set-ups per pod (a token bucket): the memory is the pods' own once
   // mapped, but each set-up costs colo-node a memfd, a mapping and a socketpair.
   const auto now = std::chrono::steady_clock::now();
@@ -268,7 +264,7 @@ Reply Broker::channel(const json& req, const Pod& pod, const ConnInfo&) {
   bucket.last = now;
   if (bucket.tokens < 1.0) {
     metrics_.add("colo_wire_resource_exhausted_total", {{"socket", "pods"}, {"cap", "channels"}});
-    return wire::errorReply(req, code::kResourceExhausted, "channel: this pod set up " + std::to_string(limits_.channelsPerMinute) +
+    return proto::errorReply(req, ErrorCode::ResourceExhausted, "channel: this pod set up " + std::to_string(limits_.channelsPerMinute) +
                                                              " channels in the last minute (the cap); try again shortly");
   }
   bucket.tokens -= 1.0;
@@ -280,24 +276,17 @@ Reply Broker::makeChannel(const json& req, const Pod& pod, std::uint64_t asked) 
   // Hugepage channels are charged to the pod until the kernel frees their pages (HugepageLedger),
   // however the pods pass the memory around or close the connection that asked.
   auto made = makeChannelMemory(asked, pod.key, pod.hugepageBytes, pod.hugepageBytes ? pod.endpointDir + "/hugepages" : "", hugeLedger_);
-  if (!made) return wire::errorReply(req, code::kResourceExhausted, "channel: " + made.error().str());
+  if (!made) return proto::errorReply(req, ErrorCode::ResourceExhausted, "channel: " + made.error().str());
   auto& cm = *made;
   if (!cm.fallback.empty()) metrics_.add("colo_broker_channel_fallbacks_total", {{"reason", cm.fallback}});
-  const std::string& memory = cm.memory;
-  const std::string& note = cm.note;
-  const std::uint64_t size = cm.size, capacity = cm.capacity;
+  const proto::ChannelReply r{cm.memory, cm.size, cm.capacity, cm.note};
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(cm.mem));
   fds.push_back(std::move(cm.bell0));
   fds.push_back(std::move(cm.bell1));
-  metrics_.add("colo_broker_channels_total", {{"memory", memory}});
-  if (!note.empty()) spdlog::info("broker: channel for pod {}: {}", pod.key, note);
-  json r = wire::okReply(req);
-  r["memory"] = memory;
-  r["bytes"] = size;
-  r["ringCapacity"] = capacity;
-  if (!note.empty()) r["note"] = note;
-  return Reply(r, std::move(fds));
+  metrics_.add("colo_broker_channels_total", {{"memory", r.memory}});
+  if (!r.note.empty()) spdlog::info("broker: channel for pod {}: {}", pod.key, r.note);
+  return Reply(proto::okReply(req, r), std::move(fds));
 }
 
 }  // namespace colo::node

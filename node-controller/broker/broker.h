@@ -13,6 +13,7 @@
 #include <string>
 
 #include "broker/channel_memory.h"
+#include "colo/common/replies.h"
 #include "kube/service_cache.h"
 #include "metrics.h"
 #include "pods/registry.h"
@@ -55,7 +56,7 @@ class Broker {
   static Expected<UniqueFd> startTcpInNetns(int netnsFd, const sockaddr* addr, socklen_t len, const std::string& target);
   void setTcpStart(TcpStart start) { tcpStart_ = std::move(start); }
 
-  static nlohmann::json identityOf(const Pod& pod);
+  static proto::PodIdentity identityOf(const Pod& pod);
   // Namespace-qualified name of a registration by `pod`: "<namespace>/<name>".
   static std::string qualify(const Pod& pod, const std::string& name);
   // Default: same namespace only. The listener's pod may admit more with colo.dev/allow-from:

@@ -15,7 +15,7 @@
 namespace colo::node {
 
 using nlohmann::json;
-namespace code = wire::code;
+using proto::ErrorCode;
 
 namespace {
 
@@ -40,12 +40,12 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const proto::Target& 
                        std::chrono::milliseconds timeout) {
   const kube::ServiceCache* cache = services_.load(std::memory_order_acquire);
   if (!cache) {
-    return wire::errorReply(req, code::kInvalidArgument, "dial " + target + ": Kubernetes names need colo-node in Kubernetes mode (it runs standalone)");
+    return proto::errorReply(req, ErrorCode::InvalidArgument, "dial " + target + ": Kubernetes names need colo-node in Kubernetes mode (it runs standalone)");
   }
   const proto::Target* k = &kt;  // its form checked by proto::parseTarget
   // Each way out says how it went and why, on success and on failure alike.
   auto stamp = [](Reply r, const std::string& via, const std::string& why) {
-    r.body["route"] = {{"via", via}, {"why", why}};
+    r.body["route"] = proto::Route{via, why};  // failed dials carry it too
     if (!r.body.value("ok", false) && r.body.contains("error") && r.body["error"].is_object()) {
       r.body["error"]["message"] = r.body["error"].value("message", "") + " (route " + via + ": " + why + ")";
     }
@@ -86,12 +86,12 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const proto::Target& 
     if (auto ip = cache->podAddress(k->ns, k->name)) {
       return tcpRouted(hostPort(*ip, port), "pod-ip", "pod " + k->ns + "/" + k->name + " is on another node");
     }
-    return wire::errorReply(req, code::kNotFound, "dial " + target + ": pod " + k->ns + "/" + k->name +
+    return proto::errorReply(req, ErrorCode::NotFound, "dial " + target + ": pod " + k->ns + "/" + k->name +
                                                       " is not on this node and no EndpointSlice names it");
   }
 
   auto svc = cache->service(k->ns, k->name, k->port);
-  if (!svc) return wire::errorReply(req, svc.error().code, "dial " + target + ": " + svc.error().message);
+  if (!svc) return proto::errorReply(req, proto::codeOf(svc.error()), "dial " + target + ": " + svc.error().message);
   std::vector<kube::Backend> local;
   for (const auto& b : svc->ready) {
     if (b.nodeName == nodeName_) local.push_back(b);
@@ -129,7 +129,7 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const proto::Target& 
     const auto& b = svc->ready[backendTurn_++ % svc->ready.size()];
     return tcpRouted(hostPort(b.address, b.targetPort), "pod-ip", why + "; headless: a backend's pod IP");
   }
-  return wire::errorReply(req, code::kUnavailable, "dial " + target + ": " + svcName + " is headless and has no ready backend");
+  return proto::errorReply(req, ErrorCode::Unavailable, "dial " + target + ": " + svcName + " is headless and has no ready backend");
 }
 
 }  // namespace colo::node

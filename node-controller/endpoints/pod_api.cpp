@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "colo/common/netns.h"
+#include "colo/common/replies.h"
 
 namespace colo::node {
 
@@ -80,26 +81,27 @@ Reply PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
   const std::string op = req.value("op", "");
   Reply reply(nullptr);
   auto pod = registry_.get(conn.tag);
-  if (!pod) reply = wire::errorReply(req, wire::code::kNotFound, "this endpoint's pod is no longer held by colo-node");
+  if (!pod) reply = proto::errorReply(req, proto::ErrorCode::NotFound, "this endpoint's pod is no longer held by colo-node");
   else if (op == "hello") reply = hello(req, *pod, conn);
   else if (op == "listen") reply = broker_.listen(req, *pod, conn);
   else if (op == "dial") reply = broker_.dial(req, *pod, conn);
   else if (op == "channel") reply = broker_.channel(req, *pod, conn);
-  else reply = wire::errorReply(req, wire::code::kUnknownOp, "unknown op '" + op + "' (this agent offers: hello, listen, dial, channel)");
+  else reply = proto::errorReply(req, proto::ErrorCode::UnknownOp, "unknown op '" + op + "' (this agent offers: hello, listen, dial, channel)");
   const bool known = op == "hello" || op == "listen" || op == "dial" || op == "channel";
   metrics_.add("colo_pod_requests_total", {{"op", known ? op : "other"}, {"result", !reply.body.is_object() ? "deferred" : reply.body.value("ok", false) ? "ok" : "error"}});
   return reply;
 }
 
 json PodApi::hello(const json& req, const Pod& pod, const ConnInfo& conn) const {
-  json r = wire::okReply(req);
-  r["identity"] = {{"namespace", pod.podNamespace}, {"name", pod.name}, {"uid", pod.uid}, {"key", pod.key},
-                   {"node", config_.nodeName},       {"ips", pod.ips}};
-  r["peer"] = {{"pid", conn.cred.pid}, {"uid", conn.cred.uid}, {"gid", conn.cred.gid}, {"via", conn.listener}};
-  r["agent"] = {{"version", COLO_VERSION}, {"protocol", wire::kVersion}, {"capabilities", kAgentCapabilities}};
-  r["hugepages"] = pod.hugepageBytes ? json{{"bytes", pod.hugepageBytes}, {"hostPath", pod.endpointDir + "/hugepages"}} : json(nullptr);
+  proto::HelloReply r;
+  r.identity = {pod.podNamespace, pod.name, pod.uid, pod.key, {}};  // no serviceAccount: hello never sent it
+  r.node = config_.nodeName;
+  r.ips = pod.ips;
+  r.peer = {conn.cred.pid, conn.cred.uid, conn.cred.gid, conn.listener};
+  r.agent = {COLO_VERSION, proto::kVersion, {std::begin(kAgentCapabilities), std::end(kAgentCapabilities)}};
+  if (pod.hugepageBytes) r.hugepages = proto::HelloReply::Hugepages{pod.hugepageBytes, pod.endpointDir + "/hugepages"};
   spdlog::debug("hello from pid {} uid {} via {}: pod {}", conn.cred.pid, conn.cred.uid, conn.listener, pod.key);
-  return r;
+  return proto::okReply(req, r);
 }
 
 }  // namespace colo::node

@@ -11,22 +11,22 @@
 namespace colo::node::cnifields {
 
 using json = nlohmann::json;
-namespace code = wire::code;
+using proto::ErrorCode;
 
 // Thrown inside handlers for a bad field; turned into an invalid_argument reply.
 struct BadField {
-  std::string code;
+  ErrorCode code;
   std::string message;
 };
 
 inline std::string str(const json& obj, const char* key, bool required, std::size_t maxLen = 253) {
   if (!obj.is_object() || !obj.contains(key) || obj[key].is_null()) {
-    if (required) throw BadField{code::kBadRequest, std::string("missing '") + key + "'"};
+    if (required) throw BadField{ErrorCode::BadRequest, std::string("missing '") + key + "'"};
     return {};
   }
-  if (!obj[key].is_string()) throw BadField{code::kBadRequest, std::string("'") + key + "' must be a string"};
+  if (!obj[key].is_string()) throw BadField{ErrorCode::BadRequest, std::string("'") + key + "' must be a string"};
   auto s = obj[key].get<std::string>();
-  if (s.size() > maxLen) throw BadField{code::kInvalidArgument, std::string("'") + key + "' is too long"};
+  if (s.size() > maxLen) throw BadField{ErrorCode::InvalidArgument, std::string("'") + key + "' is too long"};
   return s;
 }
 
@@ -35,12 +35,12 @@ struct AttachmentRef {
 };
 
 inline AttachmentRef attachment(const json& req) {
-  if (!req.contains("attachment") || !req["attachment"].is_object()) throw BadField{code::kBadRequest, "missing object 'attachment'"};
+  if (!req.contains("attachment") || !req["attachment"].is_object()) throw BadField{ErrorCode::BadRequest, "missing object 'attachment'"};
   const json& a = req["attachment"];
   AttachmentRef r{str(a, "network", true), str(a, "containerID", true, 256), str(a, "ifname", true, 15)};
-  if (r.network.empty()) throw BadField{code::kInvalidArgument, "attachment network is empty"};
-  if (!names::isContainerId(r.containerId)) throw BadField{code::kInvalidArgument, "invalid containerID '" + r.containerId + "'"};
-  if (!names::isIfName(r.ifname)) throw BadField{code::kInvalidArgument, "invalid ifname '" + r.ifname + "'"};
+  if (r.network.empty()) throw BadField{ErrorCode::InvalidArgument, "attachment network is empty"};
+  if (!names::isContainerId(r.containerId)) throw BadField{ErrorCode::InvalidArgument, "invalid containerID '" + r.containerId + "'"};
+  if (!names::isIfName(r.ifname)) throw BadField{ErrorCode::InvalidArgument, "invalid ifname '" + r.ifname + "'"};
   return r;
 }
 
@@ -48,9 +48,9 @@ inline AttachmentRef attachment(const json& req) {
 inline std::vector<std::string> ipList(const json& req) {
   std::vector<std::string> out;
   if (!req.contains("ips") || req["ips"].is_null()) return out;
-  if (!req["ips"].is_array()) throw BadField{code::kBadRequest, "'ips' must be an array"};
+  if (!req["ips"].is_array()) throw BadField{ErrorCode::BadRequest, "'ips' must be an array"};
   for (const auto& ip : req["ips"]) {
-    if (!ip.is_string() || ip.get<std::string>().size() > 64) throw BadField{code::kBadRequest, "'ips' must hold address strings"};
+    if (!ip.is_string() || ip.get<std::string>().size() > 64) throw BadField{ErrorCode::BadRequest, "'ips' must hold address strings"};
     out.push_back(ip.get<std::string>());
   }
   return out;

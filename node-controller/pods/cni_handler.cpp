@@ -9,6 +9,7 @@
 
 #include "colo/common/names.h"
 #include "colo/common/opt_in.h"
+#include "colo/common/replies.h"
 
 namespace colo::node {
 namespace {
@@ -43,7 +44,7 @@ json CniHandler::handle(wire::Message& msg) {
     if (timed && req.contains("deadlineUnixMs") && req["deadlineUnixMs"].is_number_integer()) {
       const auto left = req["deadlineUnixMs"].get<long long>() - nowUnixMs();
       if (left <= 0) {
-        reply = wire::errorReply(req, "timeout", op + ": arrived " + std::to_string(-left) + " ms after colo-cni stopped waiting; not applied");
+        reply = proto::errorReply(req, ErrorCode::Timeout, op + ": arrived " + std::to_string(-left) + " ms after colo-cni stopped waiting; not applied");
         metrics_.add("colo_cni_requests_total", {{"verb", verb}, {"result", "late"}});
         spdlog::warn("{}", reply["error"]["message"].get<std::string>());
         return reply;
@@ -55,25 +56,25 @@ json CniHandler::handle(wire::Message& msg) {
       lookupMeta(pod, req, deadline);  // slow (the API): on this thread, before the owner's turn
       const bool failOpen = str(req, "failurePolicy", false) != "closed";
       if (!lifecycle_.run(deadline, [&] { reply = applyAdd(req, std::move(pod), msg.fds.empty() ? UniqueFd() : std::move(msg.fds[0]), failOpen); })) {
-        reply = wire::errorReply(req, "timeout", op + ": not applied: colo-node could not get to it before colo-cni's deadline");
+        reply = proto::errorReply(req, ErrorCode::Timeout, op + ": not applied: colo-node could not get to it before colo-cni's deadline");
       }
     } else if (op == "cni.del" || op == "cni.check" || op == "cni.gc") {
       if (!lifecycle_.run(deadline, [&] { reply = op == "cni.del" ? del(req) : op == "cni.gc" ? gc(req) : check(req, msg); })) {
-        reply = wire::errorReply(req, op == "cni.check" ? "timeout" : code::kUnavailable, op + ": not applied in time; colo-node is busy");
+        reply = proto::errorReply(req, op == "cni.check" ? ErrorCode::Timeout : ErrorCode::Unavailable, op + ": not applied in time; colo-node is busy");
       }
     } else if (op == "cni.status") {
       reply = status(req);
     } else {
-      reply = wire::errorReply(req, code::kUnknownOp, "unknown op '" + op + "' on the CNI socket");
+      reply = proto::errorReply(req, ErrorCode::UnknownOp, "unknown op '" + op + "' on the CNI socket");
     }
   } catch (const BadField& e) {
-    reply = wire::errorReply(req, e.code, op + ": " + e.message);
+    reply = proto::errorReply(req, e.code, op + ": " + e.message);
   } catch (const nlohmann::json::exception&) {
     // A field of the wrong type that the parse above let through: the caller's mistake.
-    reply = wire::errorReply(req, code::kBadRequest, op + ": a field of the request has the wrong type");
+    reply = proto::errorReply(req, ErrorCode::BadRequest, op + ": a field of the request has the wrong type");
   } catch (const std::exception& e) {
     spdlog::error("{}: internal error: {}", op, e.what());
-    reply = wire::errorReply(req, code::kInternal, op + ": internal error: " + e.what());
+    reply = proto::errorReply(req, ErrorCode::Internal, op + ": internal error: " + e.what());
   }
   const bool ok = reply.value("ok", false);
   metrics_.add("colo_cni_requests_total", {{"verb", verb}, {"result", ok ? "ok" : reply["error"].value("code", "error")}});
@@ -89,7 +90,7 @@ Pod CniHandler::parseAdd(const json& req) {
   pod.name = str(podIn, "name", false);
   pod.uid = str(podIn, "uid", false, 64);
   pod.infraContainerId = str(podIn, "infraContainerID", false, 256);
-  if (!pod.uid.empty() && !names::isPodUid(pod.uid)) throw BadField{code::kInvalidArgument, "invalid pod uid '" + pod.uid + "'"};
+  if (!pod.uid.empty() && !names::isPodUid(pod.uid)) throw BadField{ErrorCode::InvalidArgument, "invalid pod uid '" + pod.uid + "'"};
   pod.network = a.network;
   pod.containerId = a.containerId;
   pod.ifname = a.ifname;
@@ -122,21 +123,16 @@ void CniHandler::lookupMeta(Pod& pod, const json& req, Clock::time_point deadlin
 
 json CniHandler::applyAdd(const json& req, Pod pod, UniqueFd netnsFd, bool failOpen) {
   const bool optedIn = lifecycle_.optedIn(pod);
-  auto notOptedIn = [&] {
-    json r = wire::okReply(req);
-    r["optedIn"] = false;
-    r["key"] = pod.key;
-    return r;
-  };
+  auto notOptedIn = [&] { return proto::okReply(req, proto::CniAddReply{.optedIn = false, .key = pod.key}); };
   if (!optedIn && !options_.holdDormant) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; not held", pod.key, pod.podNamespace, pod.name);
     return notOptedIn();
   }
-  if (!netnsFd) throw BadField{code::kBadNetns, "cni.add needs exactly one descriptor: the pod's netns"};
+  if (!netnsFd) throw BadField{ErrorCode::BadNetns, "cni.add needs exactly one descriptor: the pod's netns"};
   auto id = netns::inspect(netnsFd.get());
-  if (!id) throw BadField{code::kBadNetns, id.error().message};
+  if (!id) throw BadField{ErrorCode::BadNetns, id.error().message};
   if (*id == hostNetns_) {
-    throw BadField{code::kInvalidArgument, "pod " + pod.key + " shares the node's network namespace (hostNetwork); colo needs a pod network namespace"};
+    throw BadField{ErrorCode::InvalidArgument, "pod " + pod.key + " shares the node's network namespace (hostNetwork); colo needs a pod network namespace"};
   }
   pod.netns = *id;
   pod.addedAt = nowRfc3339();
@@ -149,25 +145,20 @@ json CniHandler::applyAdd(const json& req, Pod pod, UniqueFd netnsFd, bool failO
       // Another interface of the same sandbox, in a netns colo already serves (Multus, several
       // networks): the endpoint is shared and stays until the last attachment's DEL.
       existing->attachments.push_back(a);
-      if (auto s = registry_.update(*existing); !s) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": " + s.error().message);
+      if (auto s = registry_.update(*existing); !s) return proto::errorReply(req, ErrorCode::Unavailable, "pod " + pod.key + ": " + s.error().message);
       spdlog::info("cni.add {}: attachment {}/{} shares the endpoint of the pod's netns ({} attachments)", pod.key, a.network, a.ifname,
                    existing->attachments.size());
-      json r = wire::okReply(req);
-      r["optedIn"] = existing->active;
-      r["key"] = pod.key;
-      r["shared"] = true;
-      r["endpoint"] = existing->endpointDir;
-      return r;
+      return proto::okReply(req, proto::CniAddReply{.optedIn = existing->active, .key = pod.key, .shared = true, .endpoint = existing->endpointDir});
     }
     // A repeated ADD, or a sandbox replaced under the same pod UID: start from a clean slate.
     spdlog::info("cni.add {}: replaces what was held for container {}", pod.key, existing->containerId.substr(0, 12));
     auto r = lifecycle_.release(*existing, "replaced");
-    if (!r) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": " + r.error().message);
-    if (r->pending) return wire::errorReply(req, code::kUnavailable, "pod " + pod.key + ": what colo made for its previous sandbox cannot be removed yet; retry");
+    if (!r) return proto::errorReply(req, ErrorCode::Unavailable, "pod " + pod.key + ": " + r.error().message);
+    if (r->pending) return proto::errorReply(req, ErrorCode::Unavailable, "pod " + pod.key + ": what colo made for its previous sandbox cannot be removed yet; retry");
   }
   std::vector<std::string> warnings;
   if (auto s = hold(pod, std::move(netnsFd), optedIn, failOpen, warnings); !s) {
-    return wire::errorReply(req, s.error().code, "pod " + pod.key + ": " + s.error().message);
+    return proto::errorReply(req, proto::codeOf(s.error()), "pod " + pod.key + ": " + s.error().message);
   }
   if (!optedIn) {
     spdlog::info("cni.add {}: pod {}/{} has not opted in; held dormant (netns inode {})", pod.key, pod.podNamespace, pod.name, pod.netns.inode);
@@ -175,13 +166,8 @@ json CniHandler::applyAdd(const json& req, Pod pod, UniqueFd netnsFd, bool failO
   }
   spdlog::info("cni.add {}: holding pod {}/{} container {} ips [{}] netns inode {} (opt-in by {})", pod.key, pod.podNamespace,
                pod.name, pod.containerId.substr(0, 12), fmt::join(pod.ips, ","), pod.netns.inode, pod.optInSource);
-  json r = wire::okReply(req);
-  r["optedIn"] = true;
-  r["key"] = pod.key;
-  r["endpoint"] = pod.endpointDir;
-  r["hugepageBytes"] = pod.hugepageBytes;
-  if (!warnings.empty()) r["warnings"] = warnings;
-  return r;
+  return proto::okReply(req, proto::CniAddReply{.optedIn = true, .key = pod.key, .endpoint = pod.endpointDir,
+                                                .hugepageBytes = pod.hugepageBytes, .warnings = std::move(warnings)});
 }
 
 // The one way a pod becomes held: CNI ADD, a spooled ADD, and restore at start.
@@ -192,7 +178,7 @@ Status CniHandler::hold(Pod& pod, UniqueFd netnsFd, bool optedIn, bool failOpen,
   }
   if (auto s = registry_.put(pod, std::move(netnsFd)); !s) {
     lifecycle_.deactivate(pod);
-    return Error{code::kUnavailable, s.error().message, s.error().errnum};
+    return Error{std::string(proto::name(ErrorCode::Unavailable)), s.error().message, s.error().errnum};
   }
   lifecycle_.updateGauges();
   return {};
@@ -212,28 +198,21 @@ void CniHandler::restore(Pod pod, UniqueFd netnsFd) {
 
 json CniHandler::del(const json& req) {
   const AttachmentRef a = attachment(req);
-  json r = wire::okReply(req);
-  r["removed"] = false;
   auto pod = registry_.findByAttachment(a.network, a.containerId, a.ifname);
   if (!pod) {
     spdlog::debug("cni.del container {}: nothing held", a.containerId);
-    return r;
+    return proto::okReply(req, proto::CniDelReply{});
   }
-  r["key"] = pod->key;
   if (pod->attachments.size() > 1) {
     pod->dropAttachment({a.network, a.containerId, a.ifname});
-    if (auto s = registry_.update(*pod); !s) return wire::errorReply(req, code::kUnavailable, "cni.del " + pod->key + ": " + s.error().message);
-    r["removed"] = true;
-    r["shared"] = true;
+    if (auto s = registry_.update(*pod); !s) return proto::errorReply(req, ErrorCode::Unavailable, "cni.del " + pod->key + ": " + s.error().message);
     spdlog::info("cni.del {}: attachment {}/{} removed; the endpoint stays for {} more", pod->key, a.network, a.ifname, pod->attachments.size());
-    return r;
+    return proto::okReply(req, proto::CniDelReply{.removed = true, .key = pod->key, .shared = true});
   }
   auto rel = lifecycle_.release(*pod, "del");
-  if (!rel) return wire::errorReply(req, code::kUnavailable, "cni.del " + pod->key + ": " + rel.error().message);
-  r["removed"] = true;
-  r["pending"] = rel->pending;
+  if (!rel) return proto::errorReply(req, ErrorCode::Unavailable, "cni.del " + pod->key + ": " + rel.error().message);
   spdlog::info("cni.del {}: released pod {}/{}{}", pod->key, pod->podNamespace, pod->name, rel->pending ? " (undoing it is pending, retried)" : "");
-  return r;
+  return proto::okReply(req, proto::CniDelReply{.removed = true, .key = pod->key, .pending = rel->pending});
 }
 
 json CniHandler::check(const json& req, wire::Message& msg) {
@@ -246,54 +225,41 @@ json CniHandler::check(const json& req, wire::Message& msg) {
     probe.annotations = req.contains("annotations") && req["annotations"].is_object() ? req["annotations"] : json(nullptr);
     probe.enableAll = req.value("enableAll", false) == true;
     if (!options_.holdDormant && !optin::decide(probe.annotations, probe.enableAll).on()) {
-      json r = wire::okReply(req);
-      r["checked"] = "not opted in: nothing held";
-      return r;
+      return proto::okReply(req, proto::CniCheckReply{.checked = "not opted in: nothing held"});
     }
-    return wire::errorReply(req, code::kNotFound, "colo-node holds no pod for container " + a.containerId + " on network " + a.network);
+    return proto::errorReply(req, ErrorCode::NotFound, "colo-node holds no pod for container " + a.containerId + " on network " + a.network);
   }
-  if (pod->releasePending) return wire::errorReply(req, code::kNotFound, "pod " + pod->key + " is being released");
+  if (pod->releasePending) return proto::errorReply(req, ErrorCode::NotFound, "pod " + pod->key + " is being released");
   // Every address colo holds must be in prevResult; more (a later plugin in the chain) is fine.
   auto ips = ipList(req);
   std::set<std::string> given(ips.begin(), ips.end());
   for (const auto& held : pod->ips) {
-    if (req.contains("ips") && !given.count(held)) return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with address " + held + ", which prevResult does not have");
+    if (req.contains("ips") && !given.count(held)) return proto::errorReply(req, ErrorCode::InvalidArgument, "pod " + pod->key + " is held with address " + held + ", which prevResult does not have");
   }
-  if (msg.fds.size() != 1) throw BadField{code::kBadNetns, "cni.check needs exactly one descriptor: the pod's netns"};
+  if (msg.fds.size() != 1) throw BadField{ErrorCode::BadNetns, "cni.check needs exactly one descriptor: the pod's netns"};
   auto id = netns::inspect(msg.fds[0].get());
-  if (!id) throw BadField{code::kBadNetns, id.error().message};
+  if (!id) throw BadField{ErrorCode::BadNetns, id.error().message};
   if (!(*id == pod->netns)) {
-    return wire::errorReply(req, code::kInvalidArgument, "pod " + pod->key + " is held with a different network namespace than CNI_NETNS");
+    return proto::errorReply(req, ErrorCode::InvalidArgument, "pod " + pod->key + " is held with a different network namespace than CNI_NETNS");
   }
-  json r = wire::okReply(req);
-  r["key"] = pod->key;
-  if (!pod->active) {
-    r["checked"] = "held dormant: netns, addresses";
-    return r;
-  }
+  if (!pod->active) return proto::okReply(req, proto::CniCheckReply{pod->key, "held dormant: netns, addresses"});
   if (auto s = lifecycle_.verify(*pod, msg.fds[0].get()); !s) {
-    return wire::errorReply(req, s.error().code == code::kInvalidArgument ? code::kInvalidArgument : code::kNotFound, "pod " + pod->key + ": " + s.error().message);
+    return proto::errorReply(req, proto::codeOf(s.error()) == ErrorCode::InvalidArgument ? ErrorCode::InvalidArgument : ErrorCode::NotFound, "pod " + pod->key + ": " + s.error().message);
   }
-  r["checked"] = "held, netns, addresses, endpoint, colo.sock, hugepages, datapath";
-  return r;
+  return proto::okReply(req, proto::CniCheckReply{pod->key, "held, netns, addresses, endpoint, colo.sock, hugepages, datapath"});
 }
 
 json CniHandler::status(const json& req) {
-  json r = wire::okReply(req);
-  r["ready"] = true;
-  r["pods"] = registry_.size();
-  return r;
+  return proto::okReply(req, proto::CniStatusReply{true, registry_.size()});
 }
 
 json CniHandler::gc(const json& req) {
   const std::string network = str(req, "network", true);
-  json r = wire::okReply(req);
-  r["removed"] = json::array();
-  r["pending"] = json::array();
+  proto::CniGcReply r;
   if (!req.contains("validAttachments") || !req["validAttachments"].is_array()) {
     // Without the list every attachment would look stale: releasing them would cut running pods off.
     spdlog::warn("cni.gc network {}: no list of valid attachments; releasing nothing", network);
-    return r;
+    return proto::okReply(req, r);
   }
   std::set<std::pair<std::string, std::string>> valid;
   for (const auto& v : req["validAttachments"]) valid.insert({str(v, "containerID", true, 256), str(v, "ifname", true, 15)});
@@ -305,21 +271,21 @@ json CniHandler::gc(const json& req) {
     if (stale.empty() && !pod.releasePending) continue;
     if (!pod.releasePending && stale.size() < pod.attachments.size()) {
       for (const auto& at : stale) pod.dropAttachment(at);
-      if (auto s = registry_.update(pod); !s) return wire::errorReply(req, code::kUnavailable, "cni.gc: " + s.error().message);
+      if (auto s = registry_.update(pod); !s) return proto::errorReply(req, ErrorCode::Unavailable, "cni.gc: " + s.error().message);
       continue;
     }
     if (pod.releasePending && stale.empty() && pod.network != network) continue;
     auto rel = lifecycle_.release(pod, "gc");
     if (!rel || rel->pending) {
-      r["pending"].push_back(pod.key);
+      r.pending.push_back(pod.key);
       continue;
     }
-    r["removed"].push_back(pod.key);
+    r.removed.push_back(pod.key);
     spdlog::info("cni.gc {}: pod {}/{} container {} is not a valid attachment; released", pod.key, pod.podNamespace, pod.name,
                  pod.containerId.substr(0, 12));
   }
   lifecycle_.updateGauges();
-  return r;
+  return proto::okReply(req, r);
 }
 
 }  // namespace colo::node

@@ -21,7 +21,6 @@
 
 namespace colo::node {
 
-namespace code = wire::code;
 using proto::ErrorCode;
 
 namespace {
@@ -179,17 +178,17 @@ void SeqpacketServer::close(std::uint64_t connId, const char* why) {
 Reply SeqpacketServer::handle(wire::Message& msg, Conn& conn) {
   if (conn.refused) {
     conn.closeWhenFlushed = true;
-    return wire::errorReply(msg.body, conn.refused->code, conn.refused->message);
+    return proto::errorReply(msg.body, proto::codeOf(*conn.refused), conn.refused->message);
   }
   if (auto v = wire::validateRequest(msg.body); !v) {
     metrics_.add("colo_wire_errors_total", {{"socket", name_}, {"reason", v.error().code}});
-    return wire::errorReply(msg.body, v.error().code, v.error().message);
+    return proto::errorReply(msg.body, proto::codeOf(v.error()), v.error().message);
   }
   try {
     return handler_(msg, conn.info);
   } catch (const nlohmann::json::exception&) {
     // A field of the wrong type reached a handler: the caller's mistake, not ours.
-    metrics_.add("colo_wire_errors_total", {{"socket", name_}, {"reason", code::kBadRequest}});
+    metrics_.add("colo_wire_errors_total", {{"socket", name_}, {"reason", std::string(proto::name(ErrorCode::BadRequest))}});
     return proto::errorReply(msg.body, ErrorCode::BadRequest, "a field of the request has the wrong type");
   } catch (const std::exception& ex) {
     spdlog::error("{}: handler failed on op {}: {}", name_, msg.body.value("op", std::string("?")), ex.what());
@@ -210,7 +209,7 @@ void SeqpacketServer::readFrom(Conn& conn, Clock::time_point now) {
       }
       metrics_.add("colo_wire_errors_total", {{"socket", name_}, {"reason", e.code}});
       spdlog::debug("{}: bad message from pid {} on {}: {}", name_, conn.info.cred.pid, conn.info.listener, e.message);
-      enqueue(conn, wire::errorReply(nullptr, e.code, e.message));
+      enqueue(conn, proto::errorReply(nullptr, proto::codeOf(e), e.message));
       if (!conns_.count(id)) return;
       continue;
     }
@@ -230,13 +229,13 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
     if (it == conns_.end()) return;
     if (use.pending >= limits_.maxPendingPerTag) {
       exhausted("pending");
-      enqueue(it->second, wire::errorReply(request, code::kResourceExhausted, "this pod has " + std::to_string(use.pending) +
+      enqueue(it->second, proto::errorReply(request, ErrorCode::ResourceExhausted, "this pod has " + std::to_string(use.pending) +
                                                                                  " requests in progress (the cap); try again when they finish"));
       return;
     }
     if (limits_.fdReserve > 0 && freeDescriptors() <= limits_.fdReserve) {
       exhausted("descriptors");
-      enqueue(it->second, wire::errorReply(request, code::kResourceExhausted,
+      enqueue(it->second, proto::errorReply(request, ErrorCode::ResourceExhausted,
                                            "colo-node is short of descriptors (what is left is kept for pod creation); try again later"));
       return;
     }
@@ -262,7 +261,7 @@ void SeqpacketServer::deliver(std::uint64_t connId, const std::string& tag, Repl
     --use.pending;
     it->second.busy = false;
     exhausted("workers");
-    enqueue(it->second, wire::errorReply(request, code::kResourceExhausted,
+    enqueue(it->second, proto::errorReply(request, ErrorCode::ResourceExhausted,
                                          "this pod's share of colo-node's workers is in use; try again when its requests finish"));
     return;
   }
@@ -285,7 +284,7 @@ SeqpacketServer::Outbound SeqpacketServer::encode(Reply& reply) {
   Outbound o;
   o.data = reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (o.data.size() > wire::kMaxMessage) {
-    o.data = wire::errorReply(reply.body, code::kInternal, "reply exceeds 64 KiB").dump();
+    o.data = proto::errorReply(reply.body, ErrorCode::Internal, "reply exceeds 64 KiB").dump();
   } else {
     o.fds = std::move(reply.fds);
   }
@@ -434,10 +433,10 @@ void SeqpacketServer::admitOne(UniqueFd c, const std::string& tag, const std::st
   }
   if (conns_.size() >= limits_.maxConnections) {
     rejected = "server_cap";
-    refused = Error::make(code::kResourceExhausted, "colo-node serves " + std::to_string(conns_.size()) + " connections (its cap)");
+    refused = proto::error(ErrorCode::ResourceExhausted, "colo-node serves " + std::to_string(conns_.size()) + " connections (its cap)");
   } else if (use.conns >= limits_.maxConnectionsPerTag) {
     rejected = "per_pod_cap";
-    refused = Error::make(code::kResourceExhausted, "this pod has " + std::to_string(use.conns) + " connections open (the cap)");
+    refused = proto::error(ErrorCode::ResourceExhausted, "this pod has " + std::to_string(use.conns) + " connections open (the cap)");
   } else if (check_) {
     int pidfd = -1;
     len = sizeof(pidfd);

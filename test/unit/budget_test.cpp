@@ -70,7 +70,7 @@ class BudgetServer : public ::testing::Test {
   std::unique_ptr<SeqpacketServer> server;
   std::string path() const { return dir.path() + "/s.sock"; }
   void start(ServerLimits limits, AcceptCheck check = nullptr) {
-    server = std::make_unique<SeqpacketServer>("t", metrics, [](wire::Message& m, const ConnInfo&) -> Reply { return wire::okReply(m.body); },
+    server = std::make_unique<SeqpacketServer>("t", metrics, [](wire::Message& m, const ConnInfo&) -> Reply { return proto::okReply(m.body); },
                                                std::move(check), nullptr, limits);
     ASSERT_TRUE(server->start().ok());
     ASSERT_TRUE(server->listen(path(), 0600, "pod-a").ok());

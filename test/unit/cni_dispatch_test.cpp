@@ -16,7 +16,16 @@ using nlohmann::json;
 struct FakeAgent {
   std::vector<json> requests;
   std::optional<AgentFailure> failure;
-  json reply = {{"ok", true}, {"optedIn", true}, {"key", "k"}};
+  std::optional<json> reply;  // else what colo-node answers the op
+  json replyTo(const json& r) const {
+    if (reply) return *reply;
+    const std::string op = r.value("op", "");
+    if (op == "cni.del") return {{"ok", true}, {"removed", true}, {"key", "k"}, {"pending", false}};
+    if (op == "cni.check") return {{"ok", true}, {"key", "k"}, {"checked", "held"}};
+    if (op == "cni.status") return {{"ok", true}, {"ready", true}, {"pods", 1}};
+    if (op == "cni.gc") return {{"ok", true}, {"removed", json::array()}, {"pending", json::array()}};
+    return {{"ok", true}, {"optedIn", true}, {"key", "k"}};
+  }
 };
 
 class DispatchTest : public ::testing::Test {
@@ -37,7 +46,7 @@ class DispatchTest : public ::testing::Test {
         Expected<json, AgentFailure> call(json r, int) override {
           a->requests.push_back(r);
           if (a->failure) return *a->failure;
-          return a->reply;
+          return a->replyTo(r);
         }
       };
       return std::make_unique<Client>(&agent);
@@ -324,7 +333,7 @@ TEST_F(DispatchTest, GcForwardsValidAttachmentsUnderEitherKey) {
     json c = config("1.1.0");
     c.erase("cni.dev/valid-attachments");
     c[key] = {{{"containerID", "a1"}, {"ifname", "eth0"}}};
-    agent.reply = {{"ok", true}, {"removed", json::array()}};
+    agent.reply = json{{"ok", true}, {"removed", json::array()}, {"pending", json::array()}};
     auto r = run(c);
     EXPECT_EQ(r.exitCode, 0) << r.out;
     ASSERT_EQ(agent.requests.size(), 1u);

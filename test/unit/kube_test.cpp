@@ -187,7 +187,7 @@ TEST(Policy, ServiceAccountsFromTheApiJoinAllowFrom) {
   caller.podNamespace = "other";
   caller.serviceAccount = "checkout";
   EXPECT_FALSE(Broker::allowed(caller, listener));  // same account name, other namespace
-  EXPECT_EQ(Broker::identityOf(caller).value("serviceAccount", ""), "checkout");
+  EXPECT_EQ(json(Broker::identityOf(caller)).value("serviceAccount", ""), "checkout");
 }
 
 }  // namespace

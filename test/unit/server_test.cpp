@@ -62,7 +62,7 @@ class ServerTest : public ::testing::Test {
   }
 };
 
-Reply echo(wire::Message& m, const ConnInfo&) { return wire::okReply(m.body); }
+Reply echo(wire::Message& m, const ConnInfo&) { return proto::okReply(m.body); }
 
 TEST_F(ServerTest, ConnectionsPerPodAreCappedWithAClearReply) {
   ServerLimits l;
@@ -89,7 +89,7 @@ TEST_F(ServerTest, APeerThatDoesNotReadIsCutOffAndOthersAreServed) {
   ServerLimits l;
   l.maxQueuedReplies = 4;
   start([](wire::Message& m, const ConnInfo&) -> Reply {
-    json r = wire::okReply(m.body);
+    json r = proto::okReply(m.body);
     r["pad"] = std::string(32 * 1024, 'x');
     return r;
   }, l);
@@ -113,7 +113,7 @@ TEST_F(ServerTest, QueuedReplyBytesArePerPod) {
   l.maxQueuedReplies = 1000;
   l.maxQueuedBytesPerTag = 256 * 1024;
   start([](wire::Message& m, const ConnInfo&) -> Reply {
-    json r = wire::okReply(m.body);
+    json r = proto::okReply(m.body);
     r["pad"] = std::string(60 * 1024, 'x');
     return r;
   }, l);
@@ -138,7 +138,7 @@ TEST_F(ServerTest, PendingRequestsPerPodAreCapped) {
     w.fd.reset(::dup(rd.get()));  // never readable: a connect that never answers
     w.events = POLLIN;
     w.deadline = Reply::Clock::now() + 5s;
-    w.done = [req = m.body](UniqueFd, short rev) -> Reply { return wire::errorReply(req, rev ? "unexpected" : "timeout", "deadline"); };
+    w.done = [req = m.body](UniqueFd, short rev) -> Reply { return proto::errorReply(req, rev ? proto::ErrorCode::Internal : proto::ErrorCode::Timeout, "deadline"); };
     return Reply::whenReady(std::move(w));
   }, l);
   auto a = dial(), b = dial(), c = dial();
@@ -157,12 +157,12 @@ TEST_F(ServerTest, WaitsEndAtTheirDeadlineWithoutHoldingTheLoop) {
   ASSERT_EQ(::pipe2(pipefd, O_CLOEXEC), 0);
   UniqueFd rd(pipefd[0]), wr(pipefd[1]);
   start([&](wire::Message& m, const ConnInfo&) -> Reply {
-    if (m.body["op"] != "slow") return wire::okReply(m.body);
+    if (m.body["op"] != "slow") return proto::okReply(m.body);
     Reply::Wait w;
     w.fd.reset(::dup(rd.get()));
     w.events = POLLIN;
     w.deadline = Reply::Clock::now() + 1500ms;
-    w.done = [req = m.body](UniqueFd, short rev) -> Reply { return wire::errorReply(req, rev ? "unexpected" : "timeout", "deadline"); };
+    w.done = [req = m.body](UniqueFd, short rev) -> Reply { return proto::errorReply(req, rev ? proto::ErrorCode::Internal : proto::ErrorCode::Timeout, "deadline"); };
     return Reply::whenReady(std::move(w));
   }, {});
   auto slow = dial(), fast = dial();
@@ -186,7 +186,7 @@ TEST_F(ServerTest, WorkerShareIsPerPod) {
   start([&](wire::Message& m, const ConnInfo&) -> Reply {
     return Reply::later([&release, req = m.body] {
       release.wait();
-      return Reply(wire::okReply(req));
+      return Reply(proto::okReply(req));
     });
   }, l);
   auto a = dial(), b = dial();
@@ -204,7 +204,7 @@ TEST_F(ServerTest, IdleConnectionsAreClosedListenersAreNot) {
   ServerLimits l;
   l.idleTimeout = 200ms;
   start([](wire::Message& m, const ConnInfo&) -> Reply {
-    Reply r(wire::okReply(m.body));
+    Reply r(proto::okReply(m.body));
     r.keepOpen = m.body["op"] == "listen";
     return r;
   }, l);
@@ -238,7 +238,7 @@ TEST_F(ServerTest, ListenersComeAndGoWithoutWaitingForTheLoop) {
       entered.count_down();
       stuck.wait();  // a handler that breaks the rules: the loop stalls
     }
-    return wire::okReply(m.body);
+    return proto::okReply(m.body);
   }, {});
   auto c = dial();
   const std::string req = request("block").dump();
@@ -263,7 +263,7 @@ TEST_F(ServerTest, ListenersComeAndGoWithoutWaitingForTheLoop) {
 TEST_F(ServerTest, WrongTypedFieldsInAHandlerAreBadRequest) {
   start([](wire::Message& m, const ConnInfo&) -> Reply {
     (void)m.body["n"].get<int>();  // throws type_error on a string
-    return wire::okReply(m.body);
+    return proto::okReply(m.body);
   }, {});
   auto c = dial();
   json req = request("x");
@@ -463,7 +463,7 @@ TEST(SmallBugs, LongContainerIdsGetAShortDirectoryThatFitsASocketPath) {
   Config config;
   config.runDir = dir.path() + "/run";
   Metrics m;
-  SeqpacketServer server("t", m, [](wire::Message& msg, const ConnInfo&) -> Reply { return wire::okReply(msg.body); });
+  SeqpacketServer server("t", m, [](wire::Message& msg, const ConnInfo&) -> Reply { return proto::okReply(msg.body); });
   HugepageManager h(m, 2 << 20, 0);
   EndpointManager e(config, server, h, m);
   EXPECT_EQ(e.dirName("8c0e6f7a-1b2c-4d5e-8f90-0123456789ab"), "8c0e6f7a-1b2c-4d5e-8f90-0123456789ab");

@@ -70,6 +70,9 @@ struct Envelope {
 [[nodiscard]] json okReply(const json& request);
 [[nodiscard]] json errorReply(const json& request, ErrorCode code, const std::string& message);
 
+// The wire code an Error carries; one that is not a wire code (a local "io") is Internal.
+[[nodiscard]] ErrorCode codeOf(const Error& e);
+
 // An Error whose code is a wire code (the agent's handlers carry them through colo::Error).
 [[nodiscard]] inline Error error(ErrorCode c, std::string message) { return Error::make(std::string(name(c)), std::move(message)); }
 

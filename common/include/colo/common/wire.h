@@ -21,25 +21,6 @@ constexpr int kVersion = proto::kVersion;
 constexpr std::size_t kMaxMessage = proto::kMaxMessage;
 constexpr std::size_t kMaxFds = proto::kMaxFds;
 
-// The error codes as strings, for code that carries them in colo::Error. The definition (and the
-// meaning of each) is proto::ErrorCode in colo/common/protocol.h.
-namespace code {
-inline constexpr const char* kBadRequest = "bad_request";
-inline constexpr const char* kTooLarge = "too_large";
-inline constexpr const char* kUnsupportedVersion = "unsupported_version";
-inline constexpr const char* kUnknownOp = "unknown_op";
-inline constexpr const char* kInvalidArgument = "invalid_argument";
-inline constexpr const char* kBadNetns = "bad_netns";
-inline constexpr const char* kNotFound = "not_found";
-inline constexpr const char* kAlreadyExists = "already_exists";
-inline constexpr const char* kPermissionDenied = "permission_denied";
-inline constexpr const char* kRefused = "refused";
-inline constexpr const char* kTimeout = "timeout";
-inline constexpr const char* kUnavailable = "unavailable";
-inline constexpr const char* kResourceExhausted = "resource_exhausted";
-inline constexpr const char* kInternal = "internal";
-}  // namespace code
-
 struct Message {
   json body;
   std::vector<UniqueFd> fds;
@@ -77,11 +58,6 @@ Expected<UniqueFd> listenUnix(const std::string& path, unsigned mode);
 
 // One request, one reply, bounded in time. Checks that the reply echoes the id.
 Expected<Message> call(int sock, const json& request, std::span<const int> fds, std::chrono::milliseconds timeout);
-
-// Reply helpers (proto::okReply / proto::errorReply with the code as a string; an unknown
-// string is sent as it is).
-json okReply(const json& request);
-json errorReply(const json& request, const std::string& code, const std::string& message);
 
 // Validates the envelope of a request: object with "v" == 1, string "op", integer "id".
 Status validateRequest(const json& body);
