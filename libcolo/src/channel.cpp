@@ -227,9 +227,9 @@ int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, col
   if (!c || pair_fd < 0 || !out) return fail(COLO_E_INVALID, "NULL argument");
   colo::wire::Message m;
   if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
-  if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two doorbells");
   auto reply = colo::proto::parseChannelReply(m.body);
   if (!reply) return fail(COLO_E_PROTOCOL, "colo-node's reply: " + reply.error().message);
+  if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two doorbells");
   const std::uint64_t actual = reply->bytes;  // hugepages round the asked size up
   const int fds[3] = {m.fds[0].get(), m.fds[1].get(), m.fds[2].get()};
   if (int rc = sendOffer(pair_fd, fds, actual); rc != COLO_OK) return fail(rc, "the peer went away before the channel was handed over");

@@ -300,6 +300,23 @@ TEST_F(DispatchTest, AgentTypedErrorsSurviveTheHop) {
   EXPECT_EQ(parse(r)["code"], 3);
 }
 
+// A reply colo-cni cannot read is a protocol failure with the field named, handled like an agent
+// that could not be asked (failurePolicy decides), never an exception or a crash.
+TEST_F(DispatchTest, AnUnreadableAgentReplyIsAClearProtocolError) {
+  setVerb("ADD");
+  agent.reply = json{{"ok", true}, {"optedIn", "yes"}, {"key", "k"}};
+  auto r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_EQ(parse(r)["code"], 11);
+  EXPECT_NE(parse(r).dump().find("'optedIn' must be a boolean"), std::string::npos) << parse(r).dump();
+  EXPECT_EQ(run(config("1.0.0", {{"failurePolicy", "open"}})).exitCode, 0);
+  setVerb("CHECK");
+  agent.reply = json{{"ok", true}, {"key", "k"}};  // no "checked"
+  r = run(config("1.0.0", {{"failurePolicy", "closed"}}));
+  EXPECT_EQ(parse(r)["code"], 11);
+  EXPECT_NE(parse(r).dump().find("missing 'checked'"), std::string::npos) << parse(r).dump();
+}
+
 TEST_F(DispatchTest, DelAlwaysSucceedsWhenNothingCanBeUndone) {
   setVerb("DEL");
   env["CNI_NETNS"] = "";  // containerd's second DEL: no netns, no prevResult
