@@ -62,8 +62,8 @@ Reply Broker::dialKube(const json& req, const Pod& caller, const proto::Target& 
   };
   auto listening = [&](const std::string& key) { return names_.count(key) != 0; };
   auto denied = [](const Reply& r) {
-    return !r.body.value("ok", false) && r.body.contains("error") && r.body["error"].is_object() &&
-           r.body["error"].value("code", "") == "permission_denied";
+    auto head = proto::parseReplyHead(r.body);
+    return head && !head->ok && head->error.code == ErrorCode::PermissionDenied;
   };
   // Set when colo's policy refused the Unix pair: the TCP ways below say so in their why.
   std::string refused;

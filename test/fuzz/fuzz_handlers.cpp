@@ -22,6 +22,7 @@
 #include <string>
 
 #include "colo/common/netns.h"
+#include "colo/common/replies.h"
 #include "colo/common/wire.h"
 #include "config.h"
 #include "endpoints/pod_api.h"
@@ -134,6 +135,25 @@ Harness& harness() {
   return *h;
 }
 
+// An ok reply must read back through its op's parser, as libcolo and colo-cni read it.
+colo::Status readsBack(const std::string& op, const json& body) {
+  using namespace colo::proto;
+  const auto check = [&](auto parsed) -> colo::Status {
+    if (!parsed) return parsed.error();
+    return {};
+  };
+  if (op == "hello") return check(parseHelloReply(body));
+  if (op == "listen") return check(parseListenReply(body));
+  if (op == "dial") return check(parseDialReply(body));
+  if (op == "channel") return check(parseChannelReply(body));
+  if (op == "cni.add") return check(parseCniAddReply(body));
+  if (op == "cni.del") return check(parseCniDelReply(body));
+  if (op == "cni.check") return check(parseCniCheckReply(body));
+  if (op == "cni.status") return check(parseCniStatusReply(body));
+  if (op == "cni.gc") return check(parseCniGcReply(body));
+  return {};
+}
+
 [[noreturn]] void bad(const char* why, const json& reply) {
   std::fprintf(stderr, "fuzz_handlers: %s: %s\n", why, reply.dump().c_str());
   std::abort();
@@ -165,7 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const json& body = reply->body;
     if (body.contains("event")) {
-      if (body["event"] != "incoming" || reply->fds.size() != 1 || skipped > 64) bad("unexpected event", body);
+      if (!proto::parseIncomingEvent(body) || reply->fds.size() != 1 || skipped > 64) bad("unexpected event", body);
       continue;
     }
     if (!body.contains("ok") || !body["ok"].is_boolean()) bad("reply without a boolean ok", body);
@@ -173,6 +193,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const auto& err = body["error"];
       if (!err.is_object() || !err["code"].is_string() || !proto::errorCodeFrom(err["code"].get<std::string>())) bad("bad error", body);
       if (err["code"] == "internal") bad("internal error for a client's input", body);
+    } else if (auto req = proto::parseMessage(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1)); req && (*req)["op"].is_string()) {
+      if (auto s = readsBack((*req)["op"].get<std::string>(), body); !s) bad(("ok reply its parser refuses: " + s.error().message).c_str(), body);
     }
     return 0;
   }
