@@ -183,7 +183,9 @@ static __always_inline int guard_saw(const struct colo_addr *a, __u32 kind, __u3
   guard_count(a, kind);
   const __u32 set = seen | ((withdraw && (pod->flags & COLO_POD_GUARDED)) ? COLO_POD_UNSAFE : 0);
   const __u32 before = __sync_fetch_and_or(&pod->flags, set);
-  if (!(before & seen)) guard_tell(kind, a, before | set);
+  /* Told the first time it is seen, and again when it withdraws the pod: a pod seen under
+   * `datapath: on` (not withdrawn) and withdrawn later under `auto` gets its log line and Event. */
+  if (!(before & seen) || ((set & ~before) & COLO_POD_UNSAFE)) guard_tell(kind, a, before | set);
   return 1;
 }
 

@@ -386,10 +386,18 @@ void Datapath::setEventSink(PodEventSink sink) {
 std::uint32_t Datapath::flagsFor(const PodRecord& r) const {
   switch (splice_) {
     case Splice::Full: return COLO_POD_SPLICE;
-    case Splice::PerPod: return COLO_POD_GUARDED | (r.declared ? COLO_POD_SPLICE : 0u);
+    // A pod the guard caught is withdrawn on every address it has (a dual-stack pod caught over
+    // IPv4 must not go on splicing over IPv6).
+    case Splice::PerPod: return COLO_POD_GUARDED | (r.declared ? COLO_POD_SPLICE : 0u) | (r.unsafe ? COLO_POD_UNSAFE : 0u);
     case Splice::Off: return 0;
   }
   return 0;
+}
+
+// Under `on` every opted-in pod is spliced, whatever the guard saw under `auto` before a restart:
+// the withdrawal (UNSAFE) is dropped, what was seen is kept for /debug/pods.
+std::uint32_t Datapath::keptGuardBits(std::uint32_t flags) const {
+  return flags & (splice_ == Splice::PerPod ? kGuardBits : (kGuardBits & ~std::uint32_t{COLO_POD_UNSAFE}));
 }
 
 Datapath::PodRecord Datapath::recordFor(const Pod& pod) const {
@@ -506,6 +514,12 @@ void Datapath::tellGuardEvent(const GuardEvent& e, bool early) {
         rec.unsafe = true;
         rec.unsafeWhy = proc + " read a spliced socket of " + ip + " with splice(2), which cannot get spliced data";
       }
+      // The BPF side withdrew the address it saw; the pod's other addresses follow.
+      if (active_ && (e.flags & COLO_POD_UNSAFE)) {
+        for (const auto& addr : rec.ips) {
+          if (auto s = setAddress(addr, true, flagsFor(rec)); !s) spdlog::warn("datapath: pod {}: {}", rec.key, s.error().message);
+        }
+      }
       r = rec;
       sink = events_;
       publishPods();
@@ -607,7 +621,7 @@ Status Datapath::setAddress(const std::string& cidr, bool present, std::uint32_t
   if (present) {
     // What the guard recorded on an address already here (UNSAFE, SEEN_*) lasts as long as the pod.
     colo_pod_info info{};
-    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 ? (info.flags & kGuardBits) : 0;
+    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 ? keptGuardBits(info.flags) : 0;
     info = colo_pod_info{};
     info.flags = flags | kept;
     if (::bpf_map_update_elem(fd, &a.value(), &info, BPF_ANY) != 0) return Error::fromErrno("bpf_map_update_elem(colo_pods)");
@@ -695,16 +709,18 @@ void Datapath::syncMap(const std::vector<Pod>& pods) {
     for (const auto& p : pods) {
       PodRecord r = recordFor(p);
       for (const auto& ip : p.ips) {
+        // An earlier colo-node's guard saw this pod read blocking (or with splice(2)) on one of
+        // its addresses: it stays withdrawn, on all of them.
         auto a = parseAddress(ip);
-        if (!a) continue;
-        want[{a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]}] = flagsFor(r);
-        // An earlier colo-node's guard saw this pod read blocking (or with splice(2)): it stays withdrawn.
         colo_pod_info info{};
-        if (::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
+        if (a && splice_ == Splice::PerPod && ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
           r.unsafe = true;
           r.unsafeWhy = std::string((info.flags & COLO_POD_SEEN_SPLICE) ? "a splice(2) read" : "a blocking read") + " on a spliced socket of " + ip +
                         " was seen before colo-node restarted";
         }
+      }
+      for (const auto& ip : p.ips) {
+        if (auto a = parseAddress(ip)) want[{a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]}] = flagsFor(r);
       }
       pods_[p.key] = r;
     }
@@ -722,7 +738,7 @@ void Datapath::syncMap(const std::vector<Pod>& pods) {
   for (const auto& [w, flags] : want) {
     colo_addr a{w[0], {w[1], w[2], w[3], w[4]}};
     colo_pod_info info{};
-    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a, &info) == 0 ? (info.flags & kGuardBits) : 0;
+    const std::uint32_t kept = ::bpf_map_lookup_elem(fd, &a, &info) == 0 ? keptGuardBits(info.flags) : 0;
     info = colo_pod_info{};
     info.flags = flags | kept;
     ::bpf_map_update_elem(fd, &a, &info, BPF_ANY);

@@ -105,6 +105,7 @@ class Datapath final : public PodHooks {
   void adoptLegacyPins();
   Status setAddress(const std::string& cidr, bool present, std::uint32_t flags = COLO_POD_SPLICE);
   std::uint32_t flagsFor(const PodRecord& r) const;
+  std::uint32_t keptGuardBits(std::uint32_t flags) const;
   PodRecord recordFor(const Pod& pod) const;
   PodSplice spliceOf(const PodRecord* r) const;  // mu_ held
   void tellSplice(const PodRecord& r, bool changed);
