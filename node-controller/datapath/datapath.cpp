@@ -430,7 +430,7 @@ PodSplice Datapath::spliceOf(const PodRecord* r) const {
   }
   if (!r->declared) {
     return {"not_declared", std::string("this node's kernel breaks blocking reads on spliced sockets (self-test: ") + failed + "); annotate the pod " +
-                                kSpliceAnnotation + ": \"true\" if its TCP readers are event-driven (non-blocking, poll/epoll)"};
+                                kSpliceAnnotation + ": \"true\" if its TCP readers are event-driven (non-blocking, poll/epoll) and it uses no TCP urgent data (MSG_OOB)"};
   }
   if (r->unsafe) return {"unsafe", r->unsafeWhy + "; its new connections are not spliced (those spliced before stay so until they close)"};
   return {"spliced", std::string("declared ") + kSpliceAnnotation + ": \"true\"; this node splices declared pods only (self-test: " + failed + ")"};

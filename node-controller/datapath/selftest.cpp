@@ -334,6 +334,57 @@ Status spliceRead(const Family& f) {
   return {};
 }
 
+// Reads until EOF (or more than `cap` bytes) with a deadline per wait; "" on EOF, else what went wrong.
+std::string readToEof(int fd, std::vector<char>& out, std::size_t cap, int timeoutMs = 2000) {
+  char buf[4096];
+  while (out.size() <= cap) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeoutMs) <= 0) return "timed out after " + std::to_string(out.size()) + " bytes";
+    const ssize_t r = ::read(fd, buf, sizeof(buf));
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r < 0) return std::string("read: ") + std::strerror(errno) + " after " + std::to_string(out.size()) + " bytes";
+    if (r == 0) return "";
+    out.insert(out.end(), buf, buf + r);
+  }
+  return "more than " + std::to_string(cap) + " bytes";
+}
+
+// Urgent data (MSG_OOB) mid-stream, as telnet, FTP's ABOR and Oracle Net's breaks send it. On the
+// normal path TCP marks the byte urgent and, with SO_OOBINLINE off, takes it out of the stream:
+// the reader gets exactly the bytes before and after it. On a spliced socket tcp_bpf_sendmsg
+// copies the byte into the sk_msg like any other and the redirect queues it on the peer's psock
+// with no urgent mark: the reader gets it in band, one byte too many, and the stream is corrupted.
+Status urgentData(const Family& f) {
+  auto p = connectPair(f);
+  if (!p) return p.error();
+  const std::size_t before = 5000, after = 5000;
+  auto data = pattern(before + after, 13);
+  std::vector<char> got;
+  std::string err;
+  std::thread reader([&] { err = readToEof(p->server.get(), got, before + after + 64); });
+  bool wrote = writeAll(p->client.get(), data.data(), before);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the urgent byte in a segment of its own
+  wrote = wrote && ::send(p->client.get(), "!", 1, MSG_OOB) == 1;
+  const int sendErr = errno;
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wrote = wrote && writeAll(p->client.get(), data.data() + before, after);
+  ::shutdown(p->client.get(), SHUT_WR);
+  reader.join();
+  if (!wrote) return fail(std::string("write or send(MSG_OOB) failed: ") + std::strerror(sendErr));
+  if (!err.empty()) return fail("reader: " + err);
+  if (got == data) return {};
+  const bool inBand = got.size() == data.size() + 1 && got[before] == '!' &&
+                      std::equal(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(before), got.begin()) &&
+                      std::equal(data.begin() + static_cast<std::ptrdiff_t>(before), data.end(), got.begin() + static_cast<std::ptrdiff_t>(before) + 1);
+  if (inBand) {
+    return fail("the reader got " + std::to_string(got.size()) + " bytes where the normal path delivers " + std::to_string(data.size()) +
+                ": the urgent byte (MSG_OOB) came in band at offset " + std::to_string(before) +
+                " (the sockmap redirect drops the urgent mark): the stream is corrupted");
+  }
+  return fail("the reader got " + std::to_string(got.size()) + " bytes where the normal path delivers " + std::to_string(data.size()) +
+              " (the urgent byte excluded), and they differ");
+}
+
 // A signal (SA_RESTART, so a plain socket restarts the read) arrives while a reader sleeps in a
 // blocking read of a spliced socket; the reply follows. Kernels whose tcp_bpf_recvmsg ends its one
 // wait on any wake-up return EAGAIN instead of the reply.
@@ -499,6 +550,7 @@ void runChecks(const Family& f, const SelfTestHooks& hooks, SelfTestResult& resu
       {"blocking_read_rst", [&] { return blockingReadRst(f); }},
       {"fionread_normal_path", [&] { return fionreadNormalPath(f, hooks); }},
       {"splice_read", [&] { return spliceRead(f); }},
+      {"urgent_data", [&] { return urgentData(f); }},
       {kGuardCheck, [&] { return guardSeesBlockingRead(f, hooks); }},
   };
   for (const auto& [name, fn] : checks) {
@@ -522,7 +574,7 @@ bool isGuardCheck(const std::string& check) { return baseName(check) == kGuardCh
 bool coveredByDeclaration(const std::string& check) {
   const std::string b = baseName(check);
   return b == "blocking_read" || b == "blocking_read_signal" || b == "blocking_read_rst" || b == "fionread_normal_path" ||
-         b == "splice_read";
+         b == "splice_read" || b == "urgent_data";
 }
 
 SelfTestResult::Verdict SelfTestResult::verdict() const {

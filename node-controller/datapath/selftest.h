@@ -26,8 +26,9 @@ struct SelfTestHooks {
 };
 
 // The checks that fail only applications with blocking readers (or readers that size their reads
-// by FIONREAD alone): a pod declaring colo.dev/splice says its readers are event-driven, so these
-// failures do not keep the splice from such pods. Names without the _ipv6 suffix.
+// by FIONREAD alone, read with splice(2), or send or rely on TCP urgent data): a pod declaring
+// colo.dev/splice says it has none of those, so these failures do not keep the splice from such
+// pods. Names without the _ipv6 suffix.
 bool coveredByDeclaration(const std::string& check);
 // The guard's own check (not a property of the splice): it decides whether per-pod splice may run.
 inline constexpr const char* kGuardCheck = "guard";

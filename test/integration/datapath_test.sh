@@ -12,14 +12,25 @@ make_bridge "$BR"
 CONF=$WORK/dp.conflist
 write_conflist "$CONF" colo-dp "$BR" 198.18.7.0/24 closed false
 DP=(--cgroup-path "$CG" --bpf-pin-dir "$PIN")
+# within S CMD...: polls CMD every 50 ms for up to S x TIME_SCALE seconds. Waits for a process to
+# get ready are bounded only to catch a hang: a loaded machine (other builds, a sanitizer) is slow.
+within() {
+  local deadline=$((SECONDS + $1 * TIME_SCALE))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.05
+  done
+}
+listening() { ip netns exec "cdp$TAG-$1" ss -Hltn "sport = :$2" | grep -q .; }
 
 # --- auto: the self-test decides, and says why ---
 start_agent --datapath auto "${DP[@]}"
 STATUS=$(agent_get /readyz | jq -c .checks.datapath)
 echo "datapath (auto): $STATUS"
 FAILED_CHECKS=$(jq -r '[.selftest | to_entries[] | select(.value != "ok") | .key] | join(",")' <<<"$STATUS")
-# Checks a pod's colo.dev/splice declaration covers (blocking readers); the guard's own check.
-COVERED='^(blocking_read|blocking_read_signal|blocking_read_rst|fionread_normal_path|splice_read)(_ipv6)?$'
+# Checks a pod's colo.dev/splice declaration covers (blocking readers, splice(2), urgent data); the guard's own check.
+COVERED='^(blocking_read|blocking_read_signal|blocking_read_rst|fionread_normal_path|splice_read|urgent_data)(_ipv6)?$'
 UNCOVERED=$(tr ',' '\n' <<<"$FAILED_CHECKS" | grep -Ev "$COVERED|^guard(_ipv6)?$" | paste -sd, || true)
 if [[ -n $UNCOVERED ]]; then
   check "auto: a failed self-test check no declaration covers keeps the datapath off" test "$(jq -r .state <<<"$STATUS")" == off
@@ -61,11 +72,7 @@ serve() {
   PORT=$((PORT + 1))
   ip netns exec "cdp$TAG-$pod" "$TC" serve --bind "$(ip_of "$pod"):$PORT" --timeout-s 60 "$@" >>"$WORK/serve.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 100); do
-    ip netns exec "cdp$TAG-$pod" ss -Hltn "sport = :$PORT" | grep -q . && return 0
-    sleep 0.02
-  done
-  return 1
+  within 20 listening "$pod" "$PORT"
 }
 # Clients poll before reading the reply, as event-loop servers do: some kernels (this one among
 # them, see the self-test) can return EAGAIN from a blocking read on a spliced socket.
@@ -153,11 +160,7 @@ serve6() {
   PORT=$((PORT + 1))
   ip netns exec "cdp$TAG-$pod" "$TC" serve --bind "[$(ip6_of "$pod")]:$PORT" --timeout-s 60 "$@" >>"$WORK/serve.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 100); do
-    ip netns exec "cdp$TAG-$pod" ss -Hltn "sport = :$PORT" | grep -q . && return 0
-    sleep 0.02
-  done
-  return 1
+  within 20 listening "$pod" "$PORT"
 }
 V0=$(veth_bytes d) R0=$(counter bytes_redirected_total) S0=$(counter sockets_inserted_total)
 serve6 e --conns 1
@@ -184,7 +187,7 @@ other_agent() {
   "$COLO_BIN/colo-node" --run-dir "$WORK/other/run" --cni-socket "$WORK/other/run/cni.sock" --state-dir "$WORK/other/state" \
     --http-address 127.0.0.1:0 --node-name "other-$TAG.example" --datapath on "${DP[@]}" >"$WORK/other.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 1 100); do grep -q "ready on node" "$WORK/other.log" && break; sleep 0.05; done
+  within 20 grep -q "ready on node" "$WORK/other.log" || true
   curl -sf "http://$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/other.log" | awk '{print $NF}')/readyz" | jq -r .checks.datapath.reason
   kill -TERM "$pid"
   wait "$pid" || true

@@ -25,7 +25,7 @@ TEST(SelfTestVerdict, EveryCheckPassedSplicesEveryPod) {
 
 TEST(SelfTestVerdict, OnlyCoveredFailuresAllowDeclaredPods) {
   for (const char* c : {"blocking_read", "blocking_read_signal_ipv6", "blocking_read_rst", "fionread_normal_path_ipv6", "splice_read",
-                        "splice_read_ipv6"}) {
+                        "splice_read_ipv6", "urgent_data", "urgent_data_ipv6"}) {
     auto r = result({{"integrity", "ok"}, {"poll", "ok"}, {c, "EAGAIN"}, {"guard", "ok"}});
     EXPECT_EQ(r.verdict(), V::PerPod) << c;
     EXPECT_FALSE(r.passed()) << c;
