@@ -183,12 +183,15 @@ check "after pod b's DEL only pod a is left in the pod map" test "$(pod_map_size
 
 # --- one colo-node per pin dir (kind nodes share the host's bpffs) ---
 # other_agent: a second node's colo-node on the same pin dir; prints its datapath status.
+# The log is emptied here, not by the background job's own redirection, which may run after the
+# wait below has already read the previous run's "ready" line (and port) from it.
 other_agent() {
+  : >"$WORK/other.log"
   "$COLO_BIN/colo-node" --run-dir "$WORK/other/run" --cni-socket "$WORK/other/run/cni.sock" --state-dir "$WORK/other/state" \
-    --http-address 127.0.0.1:0 --node-name "other-$TAG.example" --datapath on "${DP[@]}" >"$WORK/other.log" 2>&1 &
+    --http-address 127.0.0.1:0 --node-name "other-$TAG.example" --datapath on "${DP[@]}" >>"$WORK/other.log" 2>&1 &
   local pid=$!
-  within 20 grep -q "ready on node" "$WORK/other.log" || true
-  curl -sf "http://$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/other.log" | awk '{print $NF}')/readyz" | jq -r .checks.datapath.reason
+  within 20 grep -q "ready on node" "$WORK/other.log" || echo "the other colo-node is not ready after $((20 * TIME_SCALE)) s: $(tail -n 5 "$WORK/other.log")" >&2
+  curl -sf --max-time $((5 * TIME_SCALE)) "http://$(grep -o 'http: serving .* on [0-9.:]*' "$WORK/other.log" | awk '{print $NF}')/readyz" | jq -r .checks.datapath.reason
   kill -TERM "$pid"
   wait "$pid" || true
 }
