@@ -16,7 +16,7 @@ Expected<sockaddr_un> makeAddress(const std::string& path, socklen_t& len) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return Error::make("invalid_argument", "socket path empty or too long: '" + path + "'");
+    return proto::error(proto::ErrorCode::InvalidArgument, "socket path empty or too long: '" + path + "'");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace, no trailing NUL
@@ -117,7 +117,7 @@ Expected<UniqueFd> connectUnix(const std::string& path, bool nonBlocking) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0));
   if (!fd) return Error::fromErrno("socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr.value()), len) != 0) {
-    if (errno == EAGAIN) return Error{"unavailable", "connect(" + path + "): the agent's backlog is full (is it hung?)", EAGAIN};
+    if (errno == EAGAIN) return proto::error(proto::ErrorCode::Unavailable, "connect(" + path + "): the agent's backlog is full (is it hung?)", EAGAIN);
     return Error::fromErrno("connect(" + path + ")");
   }
   return fd;

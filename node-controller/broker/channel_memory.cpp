@@ -1,4 +1,5 @@
 #include "broker/channel_memory.h"
+#include "colo/common/protocol.h"
 
 #include <fcntl.h>
 #include <linux/memfd.h>
@@ -62,7 +63,7 @@ void HugepageLedger::refund(const std::string& pod, std::uint64_t bytes) {
 
 Status HugepageLedger::follow(int memFd, const std::string& pod, std::uint64_t bytes) {
   std::lock_guard lock(mu_);
-  if (!inotify_) return Error::make("unavailable", "no inotify instance to follow hugepage channels with");
+  if (!inotify_) return proto::error(proto::ErrorCode::Unavailable, "no inotify instance to follow hugepage channels with");
   // The watch is on the segment's inode (reached through our descriptor); it is still ours here,
   // so the inode cannot die before the watch is in place.
   const std::string path = "/proc/self/fd/" + std::to_string(memFd);
@@ -107,7 +108,7 @@ Expected<UniqueFd> sealedSegment(unsigned flags, std::uint64_t size, std::uint64
   if (base == MAP_FAILED) return Error::fromErrno("mmap(colo-channel)");
   capacity = colo_channel_layout_init(base, size);
   ::munmap(base, size);
-  if (capacity == 0) return Error::make("invalid_argument", "channel: too small");
+  if (capacity == 0) return proto::error(proto::ErrorCode::InvalidArgument, "channel: too small");
   return mem;
 }
 

@@ -30,11 +30,11 @@ Status EndpointManager::hugepagesFor(Pod& pod, bool failOpen, std::vector<std::s
   if (!pod.annotations.is_object() || !pod.annotations.contains(kHugepagesAnnotation)) return {};
   const std::string who = "pod " + pod.podNamespace + "/" + pod.name + " (" + pod.key + ")";
   const auto& raw = pod.annotations[kHugepagesAnnotation];
-  auto bytes = raw.is_string() ? quantity::parseBytes(raw.get<std::string>()) : Expected<std::uint64_t>(Error::make("invalid_argument", "not a string"));
+  auto bytes = raw.is_string() ? quantity::parseBytes(raw.get<std::string>()) : Expected<std::uint64_t>(proto::error(proto::ErrorCode::InvalidArgument, "not a string"));
   Error err;
   if (!bytes) {
     metrics_.add("colo_hugepages_refused_total", {{"reason", "malformed"}});
-    err = Error::make("invalid_argument", who + ": annotation " + kHugepagesAnnotation + ": " + bytes.error().message);
+    err = proto::error(proto::ErrorCode::InvalidArgument, who + ": annotation " + kHugepagesAnnotation + ": " + bytes.error().message);
   } else if (*bytes == 0) {
     return {};
   } else {
@@ -120,7 +120,7 @@ Status abstractListening(int netnsFd, const std::string& name) {
     return {};
   });
   if (!s) return s;
-  if (!found) return Error::make("not_found", "nothing listens on @" + name + " in the pod's network namespace");
+  if (!found) return proto::error(proto::ErrorCode::NotFound, "nothing listens on @" + name + " in the pod's network namespace");
   return {};
 }
 }  // namespace
@@ -129,7 +129,7 @@ Status EndpointManager::verify(const Pod& pod, int netnsFd) {
   const std::string dir = dirFor(pod.key);
   struct stat st{};
   if (::stat((dir + "/colo.sock").c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return Error::make("not_found", dir + "/colo.sock is missing");
+    return proto::error(proto::ErrorCode::NotFound, dir + "/colo.sock is missing");
   }
   if (auto s = abstractListening(netnsFd, config_.endpointName); !s) return s;
   if (pod.hugepageBytes > 0) {

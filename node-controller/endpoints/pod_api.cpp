@@ -30,14 +30,14 @@ Expected<UniqueFd> PodApi::peerNetnsFd(const ConnInfo& conn) {
   // Linux 6.11+: the namespace straight from the pidfd.
   UniqueFd ns(::ioctl(conn.pidfd, kPidfdGetNetNamespace, 0));
   if (ns) return ns;
-  if (errno == ESRCH) return Error::make("permission_denied", "the connecting process has exited");
+  if (errno == ESRCH) return proto::error(proto::ErrorCode::PermissionDenied, "the connecting process has exited");
   // Older: read /proc/<pid>/ns/net, then prove the pid was still that process when we read it
   // (a pidfd keeps its process's pid from being reused while the process lives).
-  if (conn.cred.pid <= 0) return Error::make("permission_denied", "caller's pid is not visible to colo-node (run it in the host PID namespace)");
+  if (conn.cred.pid <= 0) return proto::error(proto::ErrorCode::PermissionDenied, "caller's pid is not visible to colo-node (run it in the host PID namespace)");
   auto fd = netns::open("/proc/" + std::to_string(conn.cred.pid) + "/ns/net");
-  if (!fd) return Error::make("permission_denied", "cannot check the caller's network namespace: " + fd.error().message);
+  if (!fd) return proto::error(proto::ErrorCode::PermissionDenied, "cannot check the caller's network namespace: " + fd.error().message);
   if (::syscall(SYS_pidfd_send_signal, conn.pidfd, 0, nullptr, 0) != 0) {
-    return Error::make("permission_denied", "the connecting process exited while colo-node checked it");
+    return proto::error(proto::ErrorCode::PermissionDenied, "the connecting process exited while colo-node checked it");
   }
   return std::move(*fd);
 }
@@ -51,11 +51,11 @@ Expected<netns::Identity> PodApi::peerNetns(const ConnInfo& conn) {
 Status PodApi::admit(const ConnInfo& conn) const {
   if (conn.listener.empty() || conn.listener[0] != '/') return {};  // abstract: only the pod's netns can reach it
   auto pod = registry_.get(conn.tag);
-  if (!pod) return Error::make("not_found", "this endpoint's pod is gone");
+  if (!pod) return proto::error(proto::ErrorCode::NotFound, "this endpoint's pod is gone");
   auto ns = peerNetnsFd(conn);
-  if (!ns) return Error{"permission_denied", ns.error().message, ns.error().errnum};
+  if (!ns) return proto::error(proto::ErrorCode::PermissionDenied, ns.error().message, ns.error().errnum);
   const auto notThePod = [&] {
-    return Error::make("permission_denied", "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key + "'s network namespace");
+    return proto::error(proto::ErrorCode::PermissionDenied, "caller (pid " + std::to_string(conn.cred.pid) + ") is not in pod " + pod->key + "'s network namespace");
   };
   // Cheap first: a namespace with another inode is another namespace (a host user's flood is
   // refused here). Only a match needs the cookie (inode numbers are reused), which costs a thread.
@@ -63,7 +63,7 @@ Status PodApi::admit(const ConnInfo& conn) const {
   if (::fstat(ns->get(), &st) != 0) return Error::fromErrno("fstat(caller's netns)");
   if (static_cast<std::uint64_t>(st.st_ino) != pod->netns.inode || static_cast<std::uint64_t>(st.st_dev) != pod->netns.device) return notThePod();
   auto id = netns::inspect(ns->get());
-  if (!id) return Error{"permission_denied", id.error().message, id.error().errnum};
+  if (!id) return proto::error(proto::ErrorCode::PermissionDenied, id.error().message, id.error().errnum);
   if (!(*id == pod->netns)) return notThePod();
   return {};
 }

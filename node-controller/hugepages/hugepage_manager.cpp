@@ -1,4 +1,5 @@
 #include "hugepages/hugepage_manager.h"
+#include "colo/common/protocol.h"
 
 #include <linux/magic.h>
 #include <spdlog/spdlog.h>
@@ -32,7 +33,7 @@ Status HugepageManager::probe() {
   const std::string dir = "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(pageSize_ / 1024) + "kB";
   struct stat st{};
   available_ = pageSize_ > 0 && ::stat(dir.c_str(), &st) == 0;
-  if (!available_) return Error::make("unavailable", "the kernel has no " + formatBytes(pageSize_) + " hugepages (" + dir + " missing)");
+  if (!available_) return proto::error(proto::ErrorCode::Unavailable, "the kernel has no " + formatBytes(pageSize_) + " hugepages (" + dir + " missing)");
   auto reserved = files::read(dir + "/nr_hugepages");
   const auto pages = reserved ? std::stoull(*reserved) : 0;
   if (pages * pageSize_ < budget_) {
@@ -64,7 +65,7 @@ bool HugepageManager::isHugetlbfs(const std::string& dir) {
 Expected<std::uint64_t> HugepageManager::mount(const std::string& key, const std::string& dir, std::uint64_t bytes) {
   if (!available_) {
     metrics_.add("colo_hugepages_refused_total", {{"reason", "unavailable"}});
-    return Error::make("unavailable", "this node has no " + formatBytes(pageSize_) + " hugepages");
+    return proto::error(proto::ErrorCode::Unavailable, "this node has no " + formatBytes(pageSize_) + " hugepages");
   }
   const std::uint64_t size = roundUp(bytes);
   {
@@ -74,7 +75,7 @@ Expected<std::uint64_t> HugepageManager::mount(const std::string& key, const std
     if (size == 0 || size > budget_ || inUse > budget_ - size) {
       metrics_.add("colo_hugepages_refused_total", {{"reason", "budget"}});
       const std::uint64_t left = budget_ > inUse ? budget_ - inUse : 0;
-      return Error::make("resource_exhausted", "asks for " + formatBytes(size) + " of hugepages but the node budget " +
+      return proto::error(proto::ErrorCode::ResourceExhausted, "asks for " + formatBytes(size) + " of hugepages but the node budget " +
                                                    formatBytes(budget_) + " has " + formatBytes(left) + " left: short by " +
                                                    formatBytes(size - left));
     }
@@ -114,10 +115,10 @@ Status HugepageManager::unmount(const std::string& key, const std::string& dir) 
 
 Status HugepageManager::verify(const std::string& dir, std::uint64_t bytes) const {
   struct statfs st{};
-  if (::statfs(dir.c_str(), &st) != 0 || st.f_type != HUGETLBFS_MAGIC) return Error::make("not_found", "no hugetlbfs mount at " + dir);
+  if (::statfs(dir.c_str(), &st) != 0 || st.f_type != HUGETLBFS_MAGIC) return proto::error(proto::ErrorCode::NotFound, "no hugetlbfs mount at " + dir);
   const auto size = static_cast<std::uint64_t>(st.f_blocks) * static_cast<std::uint64_t>(st.f_bsize);
   if (size != bytes) {
-    return Error::make("invalid_argument", "the hugetlbfs mount at " + dir + " holds " + std::to_string(size) + " bytes, not " + std::to_string(bytes));
+    return proto::error(proto::ErrorCode::InvalidArgument, "the hugetlbfs mount at " + dir + " holds " + std::to_string(size) + " bytes, not " + std::to_string(bytes));
   }
   return {};
 }

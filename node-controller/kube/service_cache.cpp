@@ -1,5 +1,7 @@
 #include "kube/service_cache.h"
 
+#include "colo/common/protocol.h"
+
 #include <algorithm>
 
 namespace colo::node::kube {
@@ -171,15 +173,15 @@ std::size_t ServiceCache::services() const {
 
 Expected<ServiceTarget> ServiceCache::service(const std::string& ns, const std::string& name, const std::string& portSpec) const {
   std::lock_guard lock(mu_);
-  if (!servicesListed_ || !slicesListed_) return Error::make("unavailable", "colo-node has not listed Services and EndpointSlices yet");
+  if (!servicesListed_ || !slicesListed_) return proto::error(proto::ErrorCode::Unavailable, "colo-node has not listed Services and EndpointSlices yet");
   auto it = services_.find(ns + "/" + name);
-  if (it == services_.end()) return Error::make("not_found", "no service " + ns + "/" + name);
+  if (it == services_.end()) return proto::error(proto::ErrorCode::NotFound, "no service " + ns + "/" + name);
   const Service& svc = it->second;
   const bool byNumber = allDigits(portSpec);
   auto p = std::find_if(svc.ports.begin(), svc.ports.end(), [&](const ServicePort& sp) {
     return sp.protocol == "TCP" && (byNumber ? std::to_string(sp.port) == portSpec : sp.name == portSpec);
   });
-  if (p == svc.ports.end()) return Error::make("not_found", "service " + ns + "/" + name + " has no TCP port " + portSpec);
+  if (p == svc.ports.end()) return proto::error(proto::ErrorCode::NotFound, "service " + ns + "/" + name + " has no TCP port " + portSpec);
   ServiceTarget t{ns, name, svc.clusterIP, *p, {}};
   // A slice's port of the same name carries the number its backends listen on (a named
   // targetPort is resolved per pod by the EndpointSlice controller).

@@ -178,7 +178,7 @@ Status CniHandler::hold(Pod& pod, UniqueFd netnsFd, bool optedIn, bool failOpen,
   }
   if (auto s = registry_.put(pod, std::move(netnsFd)); !s) {
     lifecycle_.deactivate(pod);
-    return Error{std::string(proto::name(ErrorCode::Unavailable)), s.error().message, s.error().errnum};
+    return proto::error(ErrorCode::Unavailable, s.error().message, s.error().errnum);
   }
   lifecycle_.updateGauges();
   return {};

@@ -1,4 +1,5 @@
 #include "pods/pod_lifecycle.h"
+#include "colo/common/protocol.h"
 
 #include <spdlog/spdlog.h>
 
@@ -93,7 +94,7 @@ Expected<PodLifecycle::Released> PodLifecycle::release(const Pod& pod, const std
       kept.undoPending = kept.releasePending = true;
       metrics_.add("colo_pod_release_failures_total", {{"cause", cause}});
       spdlog::error("pod {}: release ({}) failed: {}; kept, and retried by the next GC and the sweep", who(pod), cause, s.error().message);
-      if (auto u = registry_.update(kept); !u) return Error{"unavailable", "pod " + pod.key + ": release failed (" + s.error().message + ") and could not be persisted: " + u.error().message, u.error().errnum};
+      if (auto u = registry_.update(kept); !u) return proto::error(proto::ErrorCode::Unavailable, "pod " + pod.key + ": release failed (" + s.error().message + ") and could not be persisted: " + u.error().message, u.error().errnum);
       updateGauges();
       return Released{true};
     }

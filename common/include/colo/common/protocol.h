@@ -74,7 +74,7 @@ struct Envelope {
 [[nodiscard]] ErrorCode codeOf(const Error& e);
 
 // An Error whose code is a wire code (the agent's handlers carry them through colo::Error).
-[[nodiscard]] inline Error error(ErrorCode c, std::string message) { return Error::make(std::string(name(c)), std::move(message)); }
+[[nodiscard]] inline Error error(ErrorCode c, std::string message, int errnum = 0) { return Error{std::string(name(c)), std::move(message), errnum}; }
 
 // Typed field access: a missing field is `fallback`, a wrong-typed one BadRequest.
 [[nodiscard]] Expected<std::string> stringField(const json& obj, const char* key, std::optional<std::string> fallback, std::size_t maxLen);
