@@ -324,6 +324,12 @@ TEST_F(ServerTest, IncomingEventsGoThroughTheListenersQueueAndADeafListenerIsCut
   l.maxQueuedReplies = 4;
   server = std::make_unique<SeqpacketServer>("t", metrics, [&](wire::Message& m, const ConnInfo& c) { return api.handle(m, c); }, nullptr,
                                              [&](const ConnInfo& c) { api.connectionClosed(c); }, l);
+  // The loop calls into `api` whenever a connection closes, also while this test's sockets close
+  // at its end: it stops before `api` and `registry` go (UBSan saw it walk a destroyed broker).
+  struct StopFirst {
+    std::unique_ptr<SeqpacketServer>& s;
+    ~StopFirst() { s.reset(); }
+  } stopFirst{server};
   api.broker().setEventSink([&](std::uint64_t id, Reply e) { return server->post(id, std::move(e)); });
   ASSERT_TRUE(server->start().ok());
   ASSERT_TRUE(server->listen(path(), 0600, "pod-a").ok());
