@@ -6,6 +6,11 @@ set -uo pipefail
 TEST=$1
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: integration tests need root" >&2; exit 77; }
 REPORTS=$(mktemp -d /tmp/colo-san.XXXXXX)
+# colo-cni, started by the chain with an environment of its own, reports here instead (the
+# defaults built into it: cmake/sanitizer_defaults.cpp). Emptied first: one test's reports only.
+PLUGIN_REPORTS=${COLO_BIN:?}/../sanitizer-reports
+rm -rf "$PLUGIN_REPORTS"
+mkdir -p "$PLUGIN_REPORTS"
 trap 'rm -rf "$REPORTS"' EXIT
 # abort_on_error: a report kills the process at once (no test can pass over it); the report itself
 # is in $REPORTS. Leaks are reported when a process exits.
@@ -20,7 +25,7 @@ export COLO_TIME_SCALE=${COLO_TIME_SCALE:-10}
 bash "$TEST"
 rc=$?
 shopt -s nullglob
-reports=("$REPORTS"/*)
+reports=("$REPORTS"/* "$PLUGIN_REPORTS"/*)
 if ((${#reports[@]})); then
   echo "FAIL: ${COLO_SANITIZE:-sanitizer} reports from $(basename "$TEST"):" >&2
   for r in "${reports[@]}"; do
