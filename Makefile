@@ -34,7 +34,7 @@ build: configure
 # names the stages and tests that failed (scripts/test-stages.sh). A stage joins the default once
 # it has passed on main (docs/testing.md: state); `make test TEST_STAGES="main asan tsan arm64"`
 # runs every stage.
-TEST_STAGES ?= main asan
+TEST_STAGES ?= main asan arm64
 test:
 	@MAKE="$(MAKE)" bash scripts/test-stages.sh $(TEST_STAGES)
 
