@@ -180,7 +180,10 @@ figure emfile "$H" "-"
 echo "FIGURE: EMFILE: colo-node used ${CPU_PCT}% of a CPU while out of descriptors"
 check "emfile: accept errors counted" test "$(metric 'colo_wire_accept_errors_total{socket="pods",reason="emfile"}')" -ge 1
 check "emfile: and logged" grep -q "dropping connections until descriptors are free" "$WORK/agent.log"
-check "emfile: the loop does not spin (${CPU_PCT}% CPU)" test "$CPU_PCT" -lt 30
+# The hellos served meanwhile count too; a spinning loop takes a whole CPU. Under a sanitizer
+# (TIME_SCALE > 1) each hello costs several times more CPU: 32% was measured under ASan at -O0.
+SPIN_PCT=$((TIME_SCALE > 1 ? 60 : 30))
+check "emfile: the loop does not spin (${CPU_PCT}% CPU, under ${SPIN_PCT}%)" test "$CPU_PCT" -lt "$SPIN_PCT"
 check "emfile: a pod connected before still gets hello, p99 under $P99_MS ms" hello_ok "$H"
 sleep 1.5  # the refused connections' linger ends; descriptors come back
 H=$(in_pod v $ATTACK hello 0.2)
