@@ -1,6 +1,8 @@
 # Cross-compiling colo for arm64 with Debian's cross toolchain (g++-aarch64-linux-gnu) and
 # multiarch arm64 -dev packages (libfoo-dev:arm64), as scripts/install-deps.sh --arm64 installs
-# them. `make arm64` uses this file; with qemu-user the unit tests run on the build machine.
+# them. `make arm64` uses this file: it builds colo-cni, colo-node, libcolo and coloctl only and
+# checks with readelf that they are AArch64 code (test/cross); it neither builds nor runs the unit
+# tests. The emulator below is set only so that a target run by hand under ctest could use it.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace colo::proto {
 
@@ -90,6 +91,29 @@ Expected<json> parseMessage(std::string_view text) {
   return j;
 }
 
+std::optional<std::int64_t> validId(const json& body) {
+  if (!body.is_object()) return std::nullopt;
+  auto id = body.find("id");
+  if (id == body.end()) return std::nullopt;
+  if (id->is_number_unsigned()) {
+    // 2^63..2^64-1 parse as unsigned: outside the id range, not a negative number.
+    auto u = id->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+    return static_cast<std::int64_t>(u);
+  }
+  if (!id->is_number_integer() || id->get<std::int64_t>() < 0) return std::nullopt;
+  return id->get<std::int64_t>();
+}
+
+std::string quoteOp(std::string_view op) {
+  constexpr std::size_t kShown = 64;
+  if (op.size() <= kShown) return "'" + std::string(op) + "'";
+  // Cut on a UTF-8 character boundary so the message stays valid JSON text.
+  std::size_t cut = kShown;
+  while (cut > 0 && (static_cast<unsigned char>(op[cut]) & 0xC0) == 0x80) --cut;
+  return "'" + std::string(op.substr(0, cut)) + "...' (" + std::to_string(op.size()) + " bytes)";
+}
+
 Expected<Envelope> parseEnvelope(const json& body) {
   if (!body.is_object()) return error(ErrorCode::BadRequest, "request is not a JSON object");
   auto v = body.find("v");
@@ -97,20 +121,16 @@ Expected<Envelope> parseEnvelope(const json& body) {
   if (v->get<long long>() != kVersion) {
     return error(ErrorCode::UnsupportedVersion, "protocol version " + v->dump() + " is not supported (this agent speaks 1)");
   }
-  auto id = body.find("id");
-  if (id == body.end() || !id->is_number_integer() || id->get<long long>() < 0) {
-    return error(ErrorCode::BadRequest, "request has no non-negative integer 'id'");
-  }
+  auto id = validId(body);
+  if (!id) return error(ErrorCode::BadRequest, "request has no integer 'id' in 0..2^63-1");
   auto op = body.find("op");
   if (op == body.end() || !op->is_string()) return error(ErrorCode::BadRequest, "request has no string 'op'");
-  return Envelope{id->get<std::int64_t>(), op->get<std::string>()};
+  return Envelope{*id, op->get<std::string>()};
 }
 
 json okReply(const json& request) {
   json r = {{"v", kVersion}, {"ok", true}, {"id", nullptr}};
-  if (request.is_object()) {
-    if (auto id = request.find("id"); id != request.end() && id->is_number_integer()) r["id"] = *id;
-  }
+  if (auto id = validId(request)) r["id"] = *id;
   return r;
 }
 

@@ -86,7 +86,7 @@ Reply PodApi::handle(wire::Message& msg, const ConnInfo& conn) {
   else if (op == "listen") reply = broker_.listen(req, *pod, conn);
   else if (op == "dial") reply = broker_.dial(req, *pod, conn);
   else if (op == "channel") reply = broker_.channel(req, *pod, conn);
-  else reply = proto::errorReply(req, proto::ErrorCode::UnknownOp, "unknown op '" + op + "' (this agent offers: hello, listen, dial, channel)");
+  else reply = proto::errorReply(req, proto::ErrorCode::UnknownOp, "unknown op " + proto::quoteOp(op) + " (this agent offers: hello, listen, dial, channel)");
   const bool known = op == "hello" || op == "listen" || op == "dial" || op == "channel";
   metrics_.add("colo_pod_requests_total", {{"op", known ? op : "other"}, {"result", !reply.body.is_object() ? "deferred" : reply.body.value("ok", false) ? "ok" : "error"}});
   return reply;

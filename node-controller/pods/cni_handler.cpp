@@ -65,7 +65,7 @@ json CniHandler::handle(wire::Message& msg) {
     } else if (op == "cni.status") {
       reply = status(req);
     } else {
-      reply = proto::errorReply(req, ErrorCode::UnknownOp, "unknown op '" + op + "' on the CNI socket");
+      reply = proto::errorReply(req, ErrorCode::UnknownOp, "unknown op " + proto::quoteOp(op) + " on the CNI socket");
     }
   } catch (const BadField& e) {
     reply = proto::errorReply(req, e.code, op + ": " + e.message);

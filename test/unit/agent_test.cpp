@@ -66,6 +66,25 @@ TEST_F(AgentTest, SurvivesMalformedMessagesOnOneConnection) {
   EXPECT_EQ(r["id"], 3);
 }
 
+TEST_F(AgentTest, AHugeUnknownOpGetsUnknownOpNotAnOversizedReply) {
+  auto c = connect();
+  const std::string op(65500, 'x');
+  auto r = roundTrip(c.get(), R"({"v":1,"id":4,"op":")" + op + R"("})");
+  EXPECT_EQ(r["error"]["code"], "unknown_op") << r.dump().substr(0, 200);
+  EXPECT_EQ(r["id"], 4);
+  EXPECT_LT(r["error"]["message"].get<std::string>().size(), 200u);
+}
+
+TEST_F(AgentTest, AnIdOutsideTheRangeIsRefusedAndNotEchoed) {
+  auto c = connect();
+  auto r = roundTrip(c.get(), R"({"v":1,"id":18446744073709551615,"op":"cni.status"})");
+  EXPECT_EQ(r["error"]["code"], "bad_request");
+  EXPECT_TRUE(r["id"].is_null()) << r.dump();
+  r = roundTrip(c.get(), R"({"v":1,"id":9223372036854775807,"op":"cni.status"})");
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["id"], 9223372036854775807LL);
+}
+
 TEST_F(AgentTest, SurvivesOversizedMessage) {
   auto c = connect();
   int buf = 1 << 20;

@@ -1,6 +1,7 @@
 // The typed protocol: error codes and their one CNI mapping, parse limits, typed fields.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <set>
 
 #include "colo/common/protocol.h"
@@ -67,6 +68,34 @@ TEST(Protocol, RepliesCopyOnlyAnIntegerId) {
   auto e = errorReply(json{{"id", 3}}, ErrorCode::ResourceExhausted, "cap");
   EXPECT_EQ(e["ok"], false);
   EXPECT_EQ(e["error"]["code"], "resource_exhausted");
+}
+
+TEST(Protocol, IdsAreZeroTo2Pow63Minus1AndARefusedIdIsNotEchoed) {
+  const auto max = json::parse("9223372036854775807");
+  const auto over = json::parse("9223372036854775808");
+  const auto top = json::parse("18446744073709551615");
+  EXPECT_TRUE(parseEnvelope(json{{"v", 1}, {"id", 0}, {"op", "x"}}).ok());
+  auto e = parseEnvelope(json{{"v", 1}, {"id", max}, {"op", "x"}});
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->id, std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(okReply(json{{"id", max}})["id"], max);
+  for (const auto& bad : {over, top, json(-1), json(1.5)}) {
+    EXPECT_EQ(parseEnvelope(json{{"v", 1}, {"id", bad}, {"op", "x"}}).error().code, "bad_request") << bad;
+    EXPECT_TRUE(errorReply(json{{"id", bad}}, ErrorCode::BadRequest, "no id")["id"].is_null()) << bad;
+  }
+}
+
+TEST(Protocol, QuoteOpCapsWhatItRepeats) {
+  EXPECT_EQ(quoteOp("hello"), "'hello'");
+  const std::string huge(65500, 'x');
+  auto q = quoteOp(huge);
+  EXPECT_EQ(q, "'" + std::string(64, 'x') + "...' (65500 bytes)");
+  // A cut never splits a UTF-8 character (the reply must stay dumpable JSON).
+  std::string utf(63, 'a');
+  for (int i = 0; i < 10; ++i) utf += "\xc3\xa9";
+  EXPECT_NO_THROW((void)json(quoteOp(utf)).dump());
+  EXPECT_EQ(quoteOp(utf).substr(0, 64), "'" + std::string(63, 'a'));
+  EXPECT_EQ(quoteOp(utf).substr(64, 3), "...");
 }
 
 TEST(Protocol, WrongTypedFieldsAreBadRequestNotInternal) {

@@ -59,14 +59,22 @@ inline constexpr std::size_t kMaxDepth = 32;  // nesting of arrays and objects
 // JSON library recurses anywhere), a JSON object. Errors are TooLarge or BadRequest.
 [[nodiscard]] Expected<json> parseMessage(std::string_view text);
 
-// Every request: {"v": 1, "id": <integer >= 0>, "op": "<string>"}.
+// Every request: {"v": 1, "id": <integer 0..2^63-1>, "op": "<string>"}.
 struct Envelope {
   std::int64_t id = 0;
   std::string op;
 };
 [[nodiscard]] Expected<Envelope> parseEnvelope(const json& body);
 
-// Replies. The id is copied only when it is an integer; anything else answers with "id": null.
+// The request's id when it is an integer in 0..2^63-1 (the range parseEnvelope takes).
+[[nodiscard]] std::optional<std::int64_t> validId(const json& body);
+
+// An op for an error message: quoted, cut to 64 bytes + "..." so that a huge unknown op still
+// gets a reply under kMaxMessage.
+[[nodiscard]] std::string quoteOp(std::string_view op);
+
+// Replies. The id is copied only when validId accepts it; anything else (an id the request was
+// refused for) answers with "id": null.
 [[nodiscard]] json okReply(const json& request);
 [[nodiscard]] json errorReply(const json& request, ErrorCode code, const std::string& message);
 
