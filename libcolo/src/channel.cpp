@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "colo/colo.h"
+#include "colo/common/protocol.h"
 #include "colo/common/replies.h"
 #include "colo/common/unique_fd.h"
 #include "colo/common/wire.h"
@@ -226,7 +227,7 @@ extern "C" {
 int colo_channel_open(colo_client* c, int pair_fd, unsigned long long bytes, colo_channel** out) try {
   if (!c || pair_fd < 0 || !out) return fail(COLO_E_INVALID, "NULL argument");
   colo::wire::Message m;
-  if (int rc = colo::detail::clientRoundTrip(c, {{"op", "channel"}, {"bytes", bytes}}, 5000, m); rc != COLO_OK) return rc;
+  if (int rc = colo::detail::clientRoundTrip(c, colo::proto::ChannelRequest{.bytes = bytes}, 5000, m); rc != COLO_OK) return rc;
   auto reply = colo::proto::parseChannelReply(m.body);
   if (!reply) return fail(COLO_E_PROTOCOL, "colo-node's reply: " + reply.error().message);
   if (m.fds.size() != 3) return fail(COLO_E_PROTOCOL, "channel reply did not carry memory and two doorbells");

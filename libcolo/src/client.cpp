@@ -125,7 +125,7 @@ int checkTarget(std::string_view t) {
 int registerName(const std::string& name, colo::UniqueFd& sock, std::string& registered) {
   if (int rc = connectAgent(sock); rc != COLO_OK) return rc;
   colo::wire::Message m;
-  if (int rc = roundTrip(sock.get(), 1, {{"op", "listen"}, {"name", name}}, 2000, m); rc != COLO_OK) return rc;
+  if (int rc = roundTrip(sock.get(), 1, colo::proto::ListenRequest{.name = name, .port = 0}, 2000, m); rc != COLO_OK) return rc;
   auto r = colo::proto::parseListenReply(m.body);
   if (!r) return protocolError(r.error());
   registered = std::move(r->name);
@@ -203,7 +203,10 @@ int colo_dial(colo_client* c, const char* target, int timeout_ms, colo_conn* out
   const int t = timeout_ms > 0 ? timeout_ms : 2000;
   colo::wire::Message m;
   // The agent's own wait is bounded by timeoutMs; give the reply a little more.
-  if (int rc = roundTrip(c->sock.get(), c->nextId++, {{"op", "dial"}, {"target", target}, {"timeoutMs", t}}, t + 1000, m); rc != COLO_OK) {
+  colo::proto::DialRequest req;
+  req.target = target;
+  req.timeout = std::chrono::milliseconds(t);
+  if (int rc = roundTrip(c->sock.get(), c->nextId++, req, t + 1000, m); rc != COLO_OK) {
     return rc;
   }
   auto r = colo::proto::parseDialReply(m.body);

@@ -117,6 +117,17 @@ TEST(Protocol, WrongTypedFieldsAreBadRequestNotInternal) {
   EXPECT_EQ(parseChannel(c)->bytes, 1u << 20);
 }
 
+// libcolo sends these structs' to_json: the bytes are the ones it wrote by hand before (agents
+// and the Go and Python clients read exactly these fields).
+TEST(Protocol, PodEndpointRequestsKeepTheirWireBytes) {
+  EXPECT_EQ(json(ListenRequest{.name = "echo", .port = 0}).dump(), R"({"name":"echo","op":"listen"})");
+  DialRequest d;
+  d.target = "shop/echo";
+  d.timeout = std::chrono::milliseconds(2000);
+  EXPECT_EQ(json(d).dump(), R"({"op":"dial","target":"shop/echo","timeoutMs":2000})");
+  EXPECT_EQ(json(ChannelRequest{.bytes = 1ull << 20}).dump(), R"({"bytes":1048576,"op":"channel"})");
+}
+
 // One check of names and targets for colo-node and libcolo (Go and Python make the same one):
 // what a client refuses before sending, colo-node refuses too, with invalid_argument.
 TEST(Protocol, ListenNamesAndPorts) {
