@@ -85,11 +85,12 @@ cni_pod() {
 }
 
 pod_field() { agent_get /debug/pods | jq -r --arg n "$1" --arg f "$2" '[.pods[] | select(.name==$n)][0][$f] | if . == null then "absent" else . end'; }
-# wait_for SECONDS CMD...: polls every 50 ms until CMD succeeds.
+# wait_for SECONDS CMD...: polls every 50 ms until CMD succeeds; SECONDS is scaled by TIME_SCALE
+# (lib.sh) under a sanitizer, where colo runs several times slower.
 wait_for() {
   local limit=$1
   shift
-  local end=$((SECONDS + limit))
+  local end=$((SECONDS + limit * TIME_SCALE))
   until "$@"; do
     ((SECONDS < end)) || return 1
     sleep 0.05
