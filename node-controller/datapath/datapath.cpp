@@ -708,20 +708,21 @@ void Datapath::syncMap(const std::vector<Pod>& pods) {
   if (active_) {
     for (const auto& p : pods) {
       PodRecord r = recordFor(p);
+      std::vector<std::vector<std::uint32_t>> keys;
       for (const auto& ip : p.ips) {
-        // An earlier colo-node's guard saw this pod read blocking (or with splice(2)) on one of
-        // its addresses: it stays withdrawn, on all of them.
         auto a = parseAddress(ip);
+        if (!a) continue;
+        keys.push_back({a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]});
+        // An earlier colo-node's guard saw this pod read blocking (or with splice(2)) on one of
+        // its addresses: it stays withdrawn, on all of them (flagsFor, below).
         colo_pod_info info{};
-        if (a && splice_ == Splice::PerPod && ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
+        if (splice_ == Splice::PerPod && ::bpf_map_lookup_elem(fd, &a.value(), &info) == 0 && (info.flags & COLO_POD_UNSAFE)) {
           r.unsafe = true;
           r.unsafeWhy = std::string((info.flags & COLO_POD_SEEN_SPLICE) ? "a splice(2) read" : "a blocking read") + " on a spliced socket of " + ip +
                         " was seen before colo-node restarted";
         }
       }
-      for (const auto& ip : p.ips) {
-        if (auto a = parseAddress(ip)) want[{a->family, a->addr[0], a->addr[1], a->addr[2], a->addr[3]}] = flagsFor(r);
-      }
+      for (auto& k : keys) want[std::move(k)] = flagsFor(r);
       pods_[p.key] = r;
     }
   }

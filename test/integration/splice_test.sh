@@ -6,19 +6,7 @@
 # the per-pod part is skipped and says so.
 source "$(dirname "$0")/kube_lib.sh"
 
-CG_ROOT=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
-CG=$CG_ROOT/colo-it-$TAG
-PIN=/sys/fs/bpf/colo-it-$TAG
-mkdir "$CG"
-echo $$ >"$CG/cgroup.procs"
-splice_cleanup() {
-  echo $$ >"$CG_ROOT/cgroup.procs" 2>/dev/null || true
-  pkill -KILL -f "colo-tcpcheck .*198.18.9." 2>/dev/null || true
-  stop_agent || true
-  "$COLO_BIN/colo-node" uninstall --bpf-pin-dir "$PIN" >/dev/null 2>&1 || true
-  rmdir "$CG" 2>/dev/null || true
-}
-on_exit splice_cleanup
+bpf_sandbox colo-it
 
 # --- check-kernel: the self-test alone, and what this kernel fails ---
 set +e
